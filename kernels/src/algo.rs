@@ -1,0 +1,170 @@
+//! The algorithm interface: prepare once (pack weights), run many times without allocating.
+
+use std::fmt;
+
+use crate::error::{KernelError, Result};
+use crate::isa::Isa;
+use crate::spec::{Activation, ConvSpec, Dims};
+
+/// The layer kinds of a depthwise-separable network; a [`crate::KernelSet`] picks one
+/// algorithm for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LayerKind {
+    /// A dense (`groups = 1`) convolution with a kernel larger than 1x1 (MobileNetV1's conv0).
+    Dense,
+    /// A depthwise convolution (`groups = in = out`).
+    Depthwise,
+    /// A 1x1 stride-1 dense convolution.
+    Pointwise,
+    /// A fully connected layer, run as a 1x1 convolution on a 1x1 image.
+    FullyConnected,
+}
+
+impl LayerKind {
+    pub const ALL: [LayerKind; 4] =
+        [LayerKind::Dense, LayerKind::Depthwise, LayerKind::Pointwise, LayerKind::FullyConnected];
+
+    /// The kind of a convolution spec (never `FullyConnected`, which callers name explicitly).
+    pub fn of(spec: &ConvSpec) -> LayerKind {
+        if spec.is_pointwise() {
+            LayerKind::Pointwise
+        } else if spec.is_depthwise() && spec.groups > 1 {
+            LayerKind::Depthwise
+        } else {
+            LayerKind::Dense
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LayerKind::Dense => "dense",
+            LayerKind::Depthwise => "depthwise",
+            LayerKind::Pointwise => "pointwise",
+            LayerKind::FullyConnected => "fc",
+        }
+    }
+}
+
+impl fmt::Display for LayerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One convolution algorithm for one ISA (for example `direct-avx512`). Algorithms are
+/// unit structs registered once in [`crate::registry`].
+pub trait ConvAlgorithm: Send + Sync {
+    /// `family-isa`, the name used by kernel sets, bench ids and reports.
+    fn name(&self) -> &'static str;
+    /// The algorithm family (`naive`, `gemm`, `im2col`, `direct`, `winograd`).
+    fn family(&self) -> &'static str;
+    /// The implementation flavour: an ISA name, or `pulp` / `wide` for portable SIMD.
+    fn flavour(&self) -> &'static str;
+    /// The ISA level this algorithm needs the CPU (and `KERNELS_ISA`) to allow.
+    fn isa(&self) -> Isa;
+    /// The largest error against the naive oracle this algorithm promises, relative to
+    /// `|bias| + sum |w| |x|` of each output (see [`crate::testing`]). Direct and GEMM
+    /// algorithms only reorder an f32 sum: `1e-5` holds up to K = 4,608 taps with margin.
+    fn tolerance(&self) -> f64 {
+        1e-5
+    }
+    /// Whether this algorithm can run `spec` on this CPU.
+    fn supports(&self, spec: &ConvSpec) -> bool;
+    /// Packs OIHW `weights` (and optional `bias`) for `spec`; the result runs many times.
+    fn prepare(
+        &self,
+        spec: &ConvSpec,
+        weights_oihw: &[f32],
+        bias: Option<&[f32]>,
+        activation: Activation,
+    ) -> Result<Box<dyn PreparedConv>>;
+}
+
+impl fmt::Debug for dyn ConvAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A convolution with its weights packed, ready to run.
+///
+/// `run` does not allocate: the caller owns the input, the output and the scratch buffer
+/// (at least [`PreparedConv::scratch_len`] f32s). With `threads > 1` the work is split into
+/// rayon tasks that run on the current rayon pool (the caller's `ThreadPool::install`).
+pub trait PreparedConv: Send + Sync {
+    fn spec(&self) -> &ConvSpec;
+    /// The name of the algorithm that prepared this layer.
+    fn algorithm(&self) -> &'static str;
+    /// Scratch f32s `run` needs for an input of `input` dims.
+    fn scratch_len(&self, _input: Dims) -> Result<usize> {
+        Ok(0)
+    }
+    /// Runs the convolution on an NHWC `input` of shape `in_dims`, writing the NHWC output.
+    fn run(
+        &self,
+        input: &[f32],
+        in_dims: Dims,
+        output: &mut [f32],
+        scratch: &mut [f32],
+        threads: usize,
+    ) -> Result<()>;
+}
+
+/// Checks a prepare call's arguments: a valid spec and activation, and weight and bias
+/// lengths that match it. Every algorithm calls this first.
+pub fn check_prepare(
+    spec: &ConvSpec,
+    weights: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+) -> Result<()> {
+    spec.validate()?;
+    activation.validate()?;
+    let expected = spec.weights_len()?;
+    if weights.len() != expected {
+        return Err(KernelError::BufferLength { what: "weights (OIHW)", expected, actual: weights.len() });
+    }
+    if let Some(b) = bias {
+        if b.len() != spec.out_channels {
+            return Err(KernelError::BufferLength {
+                what: "bias",
+                expected: spec.out_channels,
+                actual: b.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks a run call's buffers against the spec and returns the output dims.
+pub fn check_run(
+    spec: &ConvSpec,
+    input: &[f32],
+    in_dims: Dims,
+    output: &[f32],
+    scratch: &[f32],
+    scratch_needed: usize,
+) -> Result<Dims> {
+    let out_dims = spec.output_dims(in_dims)?;
+    let expected = in_dims.len()?;
+    if input.len() != expected {
+        return Err(KernelError::BufferLength { what: "input", expected, actual: input.len() });
+    }
+    let expected = out_dims.len()?;
+    if output.len() != expected {
+        return Err(KernelError::BufferLength { what: "output", expected, actual: output.len() });
+    }
+    if scratch.len() < scratch_needed {
+        return Err(KernelError::BufferLength {
+            what: "scratch",
+            expected: scratch_needed,
+            actual: scratch.len(),
+        });
+    }
+    Ok(out_dims)
+}
+
+/// The bias as a dense vector (zeros when absent), so kernels need no `Option` in loops.
+pub fn bias_or_zeros(spec: &ConvSpec, bias: Option<&[f32]>) -> Vec<f32> {
+    bias.map_or_else(|| vec![0.0; spec.out_channels], <[f32]>::to_vec)
+}

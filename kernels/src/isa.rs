@@ -1,0 +1,151 @@
+//! Instruction-set detection: done once, cached, and overridable with `KERNELS_ISA`.
+//!
+//! The *ceiling* is the highest ISA level algorithms may use. It is the best level this CPU
+//! has, or the level named by `KERNELS_ISA=scalar|avx2|avx512|neon` (for tests and benches
+//! that force each path in turn). Forcing a level the CPU lacks is an error, never SIGILL:
+//! every `#[target_feature]` function in this crate is reachable only through an algorithm
+//! whose `supports()` first checks [`available`].
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use crate::error::{KernelError, Result};
+
+/// An instruction-set level that a kernel may require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Isa {
+    /// Plain Rust, runs everywhere (the naive oracle, `wide` built for the baseline target).
+    Scalar,
+    /// x86-64 AVX2 + FMA (x86-64-v3).
+    Avx2,
+    /// x86-64 AVX-512F (+VL/BW/DQ as x86-64-v4); implies AVX2.
+    Avx512,
+    /// aarch64 Advanced SIMD.
+    Neon,
+}
+
+impl Isa {
+    /// Every ISA, lowest first.
+    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon];
+
+    /// The lower-case name used in `KERNELS_ISA`, kernel names and bench ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+            Isa::Neon => "neon",
+        }
+    }
+
+    /// Parses a `KERNELS_ISA` value.
+    pub fn parse(s: &str) -> Result<Isa> {
+        Isa::ALL
+            .into_iter()
+            .find(|isa| isa.name() == s.trim().to_ascii_lowercase())
+            .ok_or_else(|| KernelError::UnknownIsa(s.to_string()))
+    }
+
+    /// Whether this CPU can execute code compiled for this ISA (independent of `KERNELS_ISA`).
+    pub fn detected(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                Isa::Avx2.detected()
+                    && is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512dq")
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// Whether `self` may run under the ceiling `ceiling` (NEON and x86 levels are disjoint).
+    fn within(self, ceiling: Isa) -> bool {
+        match (self, ceiling) {
+            (Isa::Scalar, _) => true,
+            (Isa::Neon, c) => c == Isa::Neon,
+            (_, Isa::Neon) => false,
+            (s, c) => s <= c,
+        }
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The best ISA this CPU has.
+pub fn best_detected() -> Isa {
+    [Isa::Avx512, Isa::Avx2, Isa::Neon].into_iter().find(|isa| isa.detected()).unwrap_or(Isa::Scalar)
+}
+
+fn ceiling_from(env: Option<&str>) -> Result<Isa> {
+    match env {
+        None => Ok(best_detected()),
+        Some(s) if s.trim().is_empty() => Ok(best_detected()),
+        Some(s) => {
+            let isa = Isa::parse(s)?;
+            if isa.detected() {
+                Ok(isa)
+            } else {
+                Err(KernelError::IsaUnavailable { isa, reason: "KERNELS_ISA forces a level this CPU lacks" })
+            }
+        }
+    }
+}
+
+/// The highest ISA level algorithms may use: detected once and cached.
+///
+/// Errors if `KERNELS_ISA` names an unknown ISA or one this CPU lacks.
+pub fn ceiling() -> Result<Isa> {
+    static CEILING: OnceLock<Result<Isa>> = OnceLock::new();
+    CEILING.get_or_init(|| ceiling_from(std::env::var("KERNELS_ISA").ok().as_deref())).clone()
+}
+
+/// Whether kernels for `isa` may run now: the CPU has it and `KERNELS_ISA` allows it.
+/// With an invalid `KERNELS_ISA`, only scalar code runs.
+pub fn available(isa: Isa) -> bool {
+    isa.detected() && ceiling().is_ok_and(|c| isa.within(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_round_trips_and_rejects_unknown() {
+        for isa in Isa::ALL {
+            assert_eq!(Isa::parse(isa.name()), Ok(isa));
+        }
+        assert_eq!(Isa::parse("AVX2"), Ok(Isa::Avx2));
+        assert!(matches!(Isa::parse("sse9"), Err(KernelError::UnknownIsa(_))));
+    }
+
+    #[test]
+    fn forcing_a_missing_isa_is_an_error_not_sigill() {
+        let missing = Isa::ALL.into_iter().find(|i| !i.detected());
+        if let Some(isa) = missing {
+            assert!(matches!(ceiling_from(Some(isa.name())), Err(KernelError::IsaUnavailable { .. })));
+        }
+        assert_eq!(ceiling_from(Some("scalar")), Ok(Isa::Scalar));
+        assert_eq!(ceiling_from(None), Ok(best_detected()));
+    }
+
+    #[test]
+    fn ceilings_nest() {
+        assert!(Isa::Avx2.within(Isa::Avx512));
+        assert!(!Isa::Avx512.within(Isa::Avx2));
+        assert!(!Isa::Neon.within(Isa::Avx512));
+        assert!(Isa::Scalar.within(Isa::Neon));
+    }
+}

@@ -1,0 +1,172 @@
+//! 64-byte-aligned f32 storage and the NHWC tensor the model passes between layers.
+
+use std::ops::{Deref, DerefMut};
+
+use crate::error::{KernelError, Result};
+use crate::spec::Dims;
+
+/// One cache line of f32s; a `Vec` of these is 64-byte aligned by construction.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+/// A zero-initialised f32 buffer whose first element is 64-byte aligned, so that vector
+/// loads of a row start never split a cache line. Derefs to `[f32]`.
+#[derive(Clone)]
+pub struct AlignedBuf {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// `len` zeros. Errors (instead of aborting) if the allocation size overflows.
+    pub fn zeros(len: usize) -> Result<Self> {
+        let lines = len.div_ceil(16);
+        lines
+            .checked_mul(64)
+            .filter(|&bytes| bytes <= isize::MAX as usize)
+            .ok_or(KernelError::Overflow { what: "aligned buffer size" })?;
+        Ok(AlignedBuf { lines: vec![Line([0.0; 16]); lines], len })
+    }
+
+    /// Copies `data` into a new aligned buffer.
+    pub fn from_slice(data: &[f32]) -> Result<Self> {
+        let mut buf = Self::zeros(data.len())?;
+        buf.copy_from_slice(data);
+        Ok(buf)
+    }
+}
+
+impl Deref for AlignedBuf {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        // SAFETY: `Line` is `repr(C)` around `[f32; 16]` with no padding (64 bytes, align
+        // 64), so `lines` is `16 * lines.len() >= len` contiguous initialised f32s.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<f32>(), self.len) }
+    }
+}
+
+impl DerefMut for AlignedBuf {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        // SAFETY: as in `deref`; `&mut self` gives exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<f32>(), self.len) }
+    }
+}
+
+impl std::fmt::Debug for AlignedBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AlignedBuf(len = {})", self.len)
+    }
+}
+
+/// An NHWC f32 tensor in 64-byte-aligned storage.
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    dims: Dims,
+    data: AlignedBuf,
+}
+
+impl Tensor {
+    /// A zero tensor of `dims`.
+    pub fn zeros(dims: Dims) -> Result<Self> {
+        Ok(Tensor { dims, data: AlignedBuf::zeros(dims.len()?)? })
+    }
+
+    /// Wraps NHWC data, checking its length.
+    pub fn from_nhwc(dims: Dims, data: &[f32]) -> Result<Self> {
+        let expected = dims.len()?;
+        if data.len() != expected {
+            return Err(KernelError::BufferLength { what: "NHWC data", expected, actual: data.len() });
+        }
+        Ok(Tensor { dims, data: AlignedBuf::from_slice(data)? })
+    }
+
+    /// Converts NCHW data (PyTorch's layout) of shape `[n, c, h, w]` to NHWC.
+    pub fn from_nchw(n: usize, c: usize, h: usize, w: usize, data: &[f32]) -> Result<Self> {
+        let dims = Dims::new(n, h, w, c);
+        let expected = dims.len()?;
+        if data.len() != expected {
+            return Err(KernelError::BufferLength { what: "NCHW data", expected, actual: data.len() });
+        }
+        let mut t = Tensor::zeros(dims)?;
+        nchw_to_nhwc(data, &mut t.data, dims);
+        Ok(t)
+    }
+
+    /// The data in NCHW order (`[n, c, h, w]`).
+    pub fn to_nchw(&self) -> Vec<f32> {
+        let mut out = vec![0.0; self.data.len()];
+        nhwc_to_nchw(&self.data, &mut out, self.dims);
+        out
+    }
+
+    pub fn dims(&self) -> Dims {
+        self.dims
+    }
+
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+}
+
+/// `dst[n][y][x][c] = src[n][c][y][x]`; both buffers hold `dims.len()` elements.
+pub fn nchw_to_nhwc(src: &[f32], dst: &mut [f32], dims: Dims) {
+    let Dims { n, h, w, c } = dims;
+    let hw = h * w;
+    for b in 0..n {
+        let s = &src[b * c * hw..(b + 1) * c * hw];
+        let d = &mut dst[b * c * hw..(b + 1) * c * hw];
+        for ch in 0..c {
+            for p in 0..hw {
+                d[p * c + ch] = s[ch * hw + p];
+            }
+        }
+    }
+}
+
+/// `dst[n][c][y][x] = src[n][y][x][c]`; both buffers hold `dims.len()` elements.
+pub fn nhwc_to_nchw(src: &[f32], dst: &mut [f32], dims: Dims) {
+    let Dims { n, h, w, c } = dims;
+    let hw = h * w;
+    for b in 0..n {
+        let s = &src[b * c * hw..(b + 1) * c * hw];
+        let d = &mut dst[b * c * hw..(b + 1) * c * hw];
+        for p in 0..hw {
+            for ch in 0..c {
+                d[ch * hw + p] = s[p * c + ch];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_and_zeroed() {
+        for len in [0, 1, 15, 16, 17, 1000] {
+            let b = AlignedBuf::zeros(len).unwrap();
+            assert_eq!(b.len(), len);
+            assert_eq!(b.as_ptr() as usize % 64, 0);
+            assert!(b.iter().all(|&x| x == 0.0));
+        }
+        assert!(AlignedBuf::zeros(usize::MAX).is_err());
+    }
+
+    #[test]
+    fn layout_round_trip() {
+        let (n, c, h, w) = (2, 3, 4, 5);
+        let nchw: Vec<f32> = (0..n * c * h * w).map(|i| i as f32).collect();
+        let t = Tensor::from_nchw(n, c, h, w, &nchw).unwrap();
+        // element (b=1, c=2, y=3, x=4)
+        let nhwc_idx = ((1 * h + 3) * w + 4) * c + 2;
+        assert_eq!(t.as_slice()[nhwc_idx], nchw[((1 * c + 2) * h + 3) * w + 4]);
+        assert_eq!(t.to_nchw(), nchw);
+        assert!(Tensor::from_nchw(n, c, h, w, &nchw[1..]).is_err());
+    }
+}

@@ -1,0 +1,151 @@
+//! The shared differential check: run an algorithm and the naive oracle on the same random
+//! case and measure the error relative to the magnitude of each output.
+//!
+//! Used by every test suite, the model tests and the aarch64 verify report, so that there is
+//! one definition of "agrees with naive". The error of output `i` is
+//! `|fast_i - naive_i| / (scale_i + 1e-30)`, with `scale_i = |bias| + sum |w| |x|` (the naive
+//! convolution of the absolute values): this is the quantity that floating-point summation
+//! error is proportional to, so one tolerance per algorithm holds for every shape, including
+//! outputs that cancel to near zero.
+
+use crate::algo::ConvAlgorithm;
+use crate::error::Result;
+use crate::naive;
+use crate::spec::{Activation, ConvSpec, Dims};
+
+/// A convolution with random data.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub spec: ConvSpec,
+    pub activation: Activation,
+    pub in_dims: Dims,
+    pub input: Vec<f32>,
+    pub weights: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// Deterministic uniform values in `[-1, 1)` (xorshift), so cases reproduce from the seed.
+pub fn random_values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+impl Case {
+    /// A random case for `spec` on an NHWC input of `in_dims`, values in `[-1, 1)`.
+    pub fn random(spec: ConvSpec, in_dims: Dims, activation: Activation, seed: u64) -> Result<Case> {
+        spec.output_dims(in_dims)?;
+        Ok(Case {
+            spec,
+            activation,
+            in_dims,
+            input: random_values(in_dims.len()?, seed),
+            weights: random_values(spec.weights_len()?, seed ^ 0xABCD),
+            bias: random_values(spec.out_channels, seed ^ 0x1234),
+        })
+    }
+
+    /// The naive result and the per-output error scale.
+    pub fn reference(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        let out_dims = self.spec.output_dims(self.in_dims)?;
+        let mut want = vec![0.0; out_dims.len()?];
+        naive::conv2d_nhwc(
+            &self.spec,
+            self.activation,
+            &self.input,
+            self.in_dims,
+            &self.weights,
+            &self.bias,
+            &mut want,
+            out_dims,
+        );
+        let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
+        let mut scale = vec![0.0; want.len()];
+        naive::conv2d_nhwc(
+            &self.spec,
+            Activation::None,
+            &abs(&self.input),
+            self.in_dims,
+            &abs(&self.weights),
+            &abs(&self.bias),
+            &mut scale,
+            out_dims,
+        );
+        Ok((want, scale))
+    }
+
+    /// Runs `algo` on this case with `threads`.
+    pub fn run(&self, algo: &dyn ConvAlgorithm, threads: usize) -> Result<Vec<f32>> {
+        let prepared = algo.prepare(&self.spec, &self.weights, Some(&self.bias), self.activation)?;
+        let out_dims = self.spec.output_dims(self.in_dims)?;
+        let mut got = vec![f32::NAN; out_dims.len()?];
+        let mut scratch = vec![0.0; prepared.scratch_len(self.in_dims)?];
+        prepared.run(&self.input, self.in_dims, &mut got, &mut scratch, threads)?;
+        Ok(got)
+    }
+}
+
+/// How far a result is from the oracle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Agreement {
+    /// Largest `|got - want| / scale` over all outputs (NaN if any output is NaN).
+    pub max_rel: f64,
+    /// Mean of the same quantity.
+    pub mean_rel: f64,
+    /// Index of the worst output.
+    pub worst: usize,
+}
+
+/// Compares `got` with `want` relative to `scale` (see the module docs).
+pub fn agreement(got: &[f32], want: &[f32], scale: &[f32]) -> Agreement {
+    let mut a = Agreement { max_rel: 0.0, mean_rel: 0.0, worst: 0 };
+    for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(scale).enumerate() {
+        let e = if g.is_nan() { f64::NAN } else { (g as f64 - w as f64).abs() / (s as f64 + 1e-30) };
+        if e.is_nan() || e > a.max_rel {
+            a.max_rel = e;
+            a.worst = i;
+            if e.is_nan() {
+                break;
+            }
+        }
+        a.mean_rel += e / got.len().max(1) as f64;
+    }
+    a
+}
+
+/// Runs `algo` and naive on `case`; `Ok(Err(msg))` describes a disagreement beyond the
+/// algorithm's own [`ConvAlgorithm::tolerance`], with the spec and an excerpt.
+pub fn check(
+    algo: &dyn ConvAlgorithm,
+    case: &Case,
+    threads: usize,
+) -> Result<std::result::Result<Agreement, String>> {
+    let got = case.run(algo, threads)?;
+    let (want, scale) = case.reference()?;
+    let a = agreement(&got, &want, &scale);
+    let tol = algo.tolerance();
+    if a.max_rel <= tol {
+        Ok(Ok(a))
+    } else {
+        let i = a.worst;
+        Ok(Err(format!(
+            "{} disagrees with naive on {} input {} act {:?} threads {threads}: \
+             max rel err {:.3e} > tol {:.1e} at output {i}: got {} want {} (scale {})",
+            algo.name(),
+            case.spec,
+            case.in_dims,
+            case.activation,
+            a.max_rel,
+            tol,
+            got[i],
+            want[i],
+            scale[i]
+        )))
+    }
+}

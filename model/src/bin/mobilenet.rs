@@ -1,0 +1,269 @@
+//! `mobilenet`: inspect, run and benchmark MobileNetV1 with any kernel set.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use model::{input, npy, softmax, top_k, Config, MobileNet, ModelError, Weights};
+
+#[derive(Parser)]
+#[command(name = "mobilenet", version, about = "MobileNetV1 on hand-written CPU convolution kernels")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone, Copy)]
+struct ModelArgs {
+    /// Width multiplier alpha (channels = max(8, floor(c * alpha))).
+    #[arg(long, default_value_t = 1.0)]
+    width: f64,
+    /// Input resolution: a multiple of 32, at least 32.
+    #[arg(long, default_value_t = 224)]
+    resolution: usize,
+    /// Number of output classes.
+    #[arg(long, default_value_t = 1000)]
+    classes: usize,
+}
+
+impl ModelArgs {
+    fn config(self) -> Config {
+        Config { width: self.width, resolution: self.resolution, classes: self.classes }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the per-layer table (shapes, op, params, MACs, share) and totals.
+    Info(ModelArgs),
+    /// List the kernel sets runnable on this CPU and the algorithm behind each layer kind.
+    Kernels,
+    /// Classify an image or an `.npy` batch.
+    Run {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Weights saved from the PyTorch reference model (safetensors); seeded random if absent.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// An f32 `.npy` array [N,3,H,W], or a PNG/JPEG image.
+        #[arg(long)]
+        input: PathBuf,
+        /// Write the probabilities (or logits with --logits) as an [N,classes] f32 `.npy`.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Write pre-softmax logits instead of probabilities.
+        #[arg(long)]
+        logits: bool,
+        /// Kernel set (see `mobilenet kernels`).
+        #[arg(long, default_value = "direct")]
+        kernels: String,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// How many classes to print per image.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// Seed of the random weights when --weights is absent.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Time every layer and the whole network (medians over --iters runs).
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, default_value = "direct")]
+        kernels: String,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long, default_value_t = 50)]
+        iters: usize,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), ModelError> {
+    match command {
+        Command::Info(m) => info(m.config()),
+        Command::Kernels => {
+            for set in kernels::kernel_sets()? {
+                println!("{set}");
+            }
+            Ok(())
+        }
+        Command::Run { model, weights, input, output, logits, kernels, threads, top, seed } => {
+            let config = model.config();
+            config.validate()?;
+            let set = kernels::kernel_set(&kernels)?;
+            let batch = input::load(&input, config.resolution)?;
+            let w = match weights {
+                Some(p) => Weights::load(&p, &config)?,
+                None => Weights::random(&config, seed)?,
+            };
+            let mut net = MobileNet::new(config, &w, &set, batch.n, threads)?;
+            let raw = net.forward(&batch.data)?.to_vec();
+            let probs = softmax(&raw, config.classes);
+            for (i, row) in probs.chunks_exact(config.classes).enumerate() {
+                let best: Vec<String> =
+                    top_k(row, top).iter().map(|(c, p)| format!("class {c}: {p:.4}")).collect();
+                println!("image {i}: {}", best.join(", "));
+            }
+            if let Some(path) = output {
+                let data = if logits { &raw } else { &probs };
+                npy::write(&path, &[batch.n, config.classes], data)?;
+            }
+            Ok(())
+        }
+        Command::Bench { model, kernels, threads, iters, batch, json } => {
+            bench(model.config(), &kernels, threads, iters.max(1), batch, json)
+        }
+    }
+}
+
+fn info(config: Config) -> Result<(), ModelError> {
+    let layers = config.layers()?;
+    let total: kernels::cost::Cost = layers.iter().map(|l| l.cost).sum();
+    println!("MobileNetV1 {}-{} ({} classes)\n", config.width, config.resolution, config.classes);
+    println!(
+        "{:<6} {:>16} {:<26} {:>16} {:>10} {:>13} {:>7}",
+        "layer", "input", "op", "output", "params", "MACs", "share"
+    );
+    for l in &layers {
+        let s = &l.spec;
+        println!(
+            "{:<6} {:>16} {:<26} {:>16} {:>10} {:>13} {:>6.2}%",
+            l.name,
+            format!("{}x{}x{}", l.input_hw.0, l.input_hw.1, s.in_channels),
+            l.op(),
+            format!("{}x{}x{}", l.output_hw.0, l.output_hw.1, s.out_channels),
+            group(l.cost.params()),
+            group(l.cost.macs),
+            100.0 * l.cost.macs as f64 / total.macs as f64
+        );
+    }
+    println!();
+    for kind in kernels::LayerKind::ALL {
+        let macs: u64 = layers.iter().filter(|l| l.kind == kind).map(|l| l.cost.macs).sum();
+        println!(
+            "{:<10} {:>13} MACs  {:>6.2}%",
+            kind.name(),
+            group(macs),
+            100.0 * macs as f64 / total.macs as f64
+        );
+    }
+    println!(
+        "total      {:>13} MACs  ({:.4} GFLOP), {} parameters (batch norm folded)",
+        group(total.macs),
+        total.flops as f64 / 1e9,
+        group(total.params())
+    );
+    Ok(())
+}
+
+fn bench(
+    config: Config,
+    set: &str,
+    threads: usize,
+    iters: usize,
+    batch: usize,
+    json: bool,
+) -> Result<(), ModelError> {
+    let set = kernels::kernel_set(set)?;
+    let weights = Weights::random(&config, 0)?;
+    let mut net = MobileNet::new(config, &weights, &set, batch, threads)?;
+    let input = vec![0.5f32; batch * 3 * config.resolution * config.resolution];
+    let n_layers = config.layers()?.len();
+    let mut times = vec![Duration::ZERO; n_layers];
+    let mut per_layer: Vec<Vec<f64>> = vec![Vec::with_capacity(iters); n_layers];
+    let mut totals = Vec::with_capacity(iters);
+    for _ in 0..3.min(iters) {
+        net.forward(&input)?;
+    }
+    for _ in 0..iters {
+        let start = Instant::now();
+        net.forward_profiled(&input, &mut times)?;
+        totals.push(start.elapsed().as_secs_f64() * 1e3);
+        for (acc, t) in per_layer.iter_mut().zip(&times) {
+            acc.push(t.as_secs_f64() * 1e3);
+        }
+    }
+    let layers: Vec<_> = net.layers().map(|(info, algo)| (info.clone(), algo)).collect();
+    let median_total = median(&mut totals);
+    let rows: Vec<(String, &str, f64, f64)> = layers
+        .iter()
+        .zip(per_layer.iter_mut())
+        .map(|((info, algo), ts)| {
+            let ms = median(ts);
+            let gflops = info.cost.flops as f64 * batch as f64 / (ms * 1e-3) / 1e9;
+            (info.name.clone(), *algo, ms, gflops)
+        })
+        .collect();
+    if json {
+        let layers_json: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(name, algo, ms, gf)| serde_json::json!({"name": name, "algorithm": algo, "median_ms": ms, "gflops": gf}))
+            .collect();
+        let obj = serde_json::json!({
+            "kernels": set.name(), "threads": threads, "iters": iters, "batch": batch,
+            "median_ms": median_total, "layers": layers_json,
+        });
+        println!("{obj}");
+    } else {
+        println!(
+            "kernel set {}, {} thread(s), batch {}, {} iterations (medians)\n",
+            set.name(),
+            threads,
+            batch,
+            iters
+        );
+        println!("{:<6} {:<16} {:>10} {:>9}", "layer", "algorithm", "ms", "GFLOP/s");
+        for (name, algo, ms, gf) in &rows {
+            println!("{name:<6} {algo:<16} {ms:>10.4} {gf:>9.2}");
+        }
+        let flops = config.total_cost()?.flops as f64 * batch as f64;
+        println!(
+            "\nend to end: {median_total:.3} ms median ({:.2} GFLOP/s)",
+            flops / (median_total * 1e-3) / 1e9
+        );
+    }
+    Ok(())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// 1234567 -> "1,234,567".
+fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}

@@ -1,0 +1,19 @@
+//! MobileNetV1 (Howard et al. 2017) assembled from any [`kernels::KernelSet`].
+//!
+//! - [`Config`]: width multiplier, resolution, classes; [`Config::layers`] is the layer table
+//!   with shapes and costs.
+//! - [`Weights`]: the PyTorch reference model's `state_dict` in safetensors, or a seeded init.
+//! - [`MobileNet`]: batch norm folded into the convolutions, ReLU6 fused, every buffer
+//!   allocated at build time; `forward` allocates nothing.
+
+pub mod config;
+pub mod error;
+pub mod input;
+pub mod net;
+pub mod npy;
+pub mod weights;
+
+pub use config::{Config, LayerInfo};
+pub use error::{ModelError, Result};
+pub use net::{softmax, top_k, MobileNet};
+pub use weights::Weights;

@@ -1,0 +1,268 @@
+//! MobileNetV1 assembled from a kernel set: batch norm folded, ReLU6 fused, every buffer
+//! allocated at build time.
+
+use std::time::{Duration, Instant};
+
+use kernels::tensor::nchw_to_nhwc;
+use kernels::{Activation, AlignedBuf, Dims, KernelSet, LayerKind, PreparedConv};
+
+use crate::config::{Config, LayerInfo};
+use crate::error::{ModelError, Result};
+use crate::weights::{fold_batchnorm, Weights};
+
+/// One prepared layer and the NHWC shapes it runs on (the whole batch).
+struct Layer {
+    info: LayerInfo,
+    conv: Box<dyn PreparedConv>,
+    in_dims: Dims,
+    out_dims: Dims,
+}
+
+/// A ready-to-run MobileNetV1: `forward` allocates nothing.
+pub struct MobileNet {
+    config: Config,
+    batch: usize,
+    threads: usize,
+    kernel_set: String,
+    layers: Vec<Layer>,
+    pool: Option<rayon::ThreadPool>,
+    input: AlignedBuf,
+    ping: AlignedBuf,
+    pong: AlignedBuf,
+    scratch: AlignedBuf,
+    pooled: AlignedBuf,
+    logits: AlignedBuf,
+}
+
+impl MobileNet {
+    /// Builds the network for `batch` images from `weights` with the algorithms of
+    /// `kernel_set`, running on `threads` threads (1 = no rayon at all).
+    pub fn new(
+        config: Config,
+        weights: &Weights,
+        kernel_set: &KernelSet,
+        batch: usize,
+        threads: usize,
+    ) -> Result<Self> {
+        config.validate()?;
+        if batch == 0 || batch > 1 << 16 {
+            return Err(ModelError::Config(format!("batch must be in 1..=65536, got {batch}")));
+        }
+        if threads == 0 || threads > 1024 {
+            return Err(ModelError::Config(format!("threads must be in 1..=1024, got {threads}")));
+        }
+        let infos = config.layers()?;
+        let mut layers = Vec::with_capacity(infos.len());
+        for (idx, info) in infos.into_iter().enumerate() {
+            let (w, b, activation) = layer_weights(weights, idx, info.kind)?;
+            let conv = kernel_set.prepare(info.kind, &info.spec, &w, Some(&b), activation)?;
+            let (in_hw, out_hw) = if info.kind == LayerKind::FullyConnected {
+                ((1, 1), (1, 1))
+            } else {
+                (info.input_hw, info.output_hw)
+            };
+            let in_dims = Dims::new(batch, in_hw.0, in_hw.1, info.spec.in_channels);
+            let out_dims = Dims::new(batch, out_hw.0, out_hw.1, info.spec.out_channels);
+            layers.push(Layer { info, conv, in_dims, out_dims });
+        }
+        let mut act_len = 0;
+        let mut scratch_len = 0;
+        for l in &layers {
+            act_len = act_len.max(l.out_dims.len()?);
+            scratch_len = scratch_len.max(l.conv.scratch_len(l.in_dims)?);
+        }
+        let pool = if threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .map_err(|e| ModelError::Config(format!("cannot start {threads} threads: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let fc = &layers[layers.len() - 1];
+        Ok(MobileNet {
+            config,
+            batch,
+            threads,
+            kernel_set: kernel_set.name().to_string(),
+            pooled: AlignedBuf::zeros(fc.in_dims.len()?)?,
+            logits: AlignedBuf::zeros(fc.out_dims.len()?)?,
+            input: AlignedBuf::zeros(layers[0].in_dims.len()?)?,
+            ping: AlignedBuf::zeros(act_len)?,
+            pong: AlignedBuf::zeros(act_len)?,
+            scratch: AlignedBuf::zeros(scratch_len)?,
+            layers,
+            pool,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+    pub fn kernel_set(&self) -> &str {
+        &self.kernel_set
+    }
+
+    /// The layer table with the algorithm that runs each layer.
+    pub fn layers(&self) -> impl Iterator<Item = (&LayerInfo, &'static str)> {
+        self.layers.iter().map(|l| (&l.info, l.conv.algorithm()))
+    }
+
+    /// Runs the network on NCHW input `[batch, 3, r, r]`; returns the logits `[batch, classes]`.
+    pub fn forward(&mut self, input_nchw: &[f32]) -> Result<&[f32]> {
+        self.forward_inner(input_nchw, None)
+    }
+
+    /// As [`forward`](Self::forward), recording each layer's wall time into `times`
+    /// (one entry per layer; the fc entry includes the global average pool).
+    pub fn forward_profiled(&mut self, input_nchw: &[f32], times: &mut [Duration]) -> Result<&[f32]> {
+        if times.len() != self.layers.len() {
+            return Err(ModelError::Config(format!(
+                "need {} timing slots, got {}",
+                self.layers.len(),
+                times.len()
+            )));
+        }
+        self.forward_inner(input_nchw, Some(times))
+    }
+
+    fn forward_inner(&mut self, input_nchw: &[f32], mut times: Option<&mut [Duration]>) -> Result<&[f32]> {
+        let first = self.layers[0].in_dims;
+        let expected = first.len()?;
+        if input_nchw.len() != expected {
+            return Err(ModelError::Config(format!(
+                "input has {} values, expected {} ([N={}, C=3, H={}, W={}])",
+                input_nchw.len(),
+                expected,
+                first.n,
+                first.h,
+                first.w
+            )));
+        }
+        nchw_to_nhwc(input_nchw, &mut self.input, first);
+        let threads = self.threads;
+        let pool = self.pool.as_ref();
+        let n_layers = self.layers.len();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let start = Instant::now();
+            let out_len = layer.out_dims.len()?;
+            if i + 1 == n_layers {
+                let prev = self.layers[i - 1].out_dims;
+                global_average_pool(&self.ping[..prev.len()?], prev, &mut self.pooled);
+                run_on(pool, layer, &self.pooled, &mut self.logits, &mut self.scratch, threads)?;
+            } else if i == 0 {
+                run_on(pool, layer, &self.input, &mut self.ping[..out_len], &mut self.scratch, threads)?;
+            } else {
+                let in_len = layer.in_dims.len()?;
+                run_on(
+                    pool,
+                    layer,
+                    &self.ping[..in_len],
+                    &mut self.pong[..out_len],
+                    &mut self.scratch,
+                    threads,
+                )?;
+                std::mem::swap(&mut self.ping, &mut self.pong);
+            }
+            if let Some(t) = times.as_deref_mut() {
+                t[i] = start.elapsed();
+            }
+        }
+        Ok(&self.logits)
+    }
+}
+
+fn run_on(
+    pool: Option<&rayon::ThreadPool>,
+    layer: &Layer,
+    input: &[f32],
+    output: &mut [f32],
+    scratch: &mut [f32],
+    threads: usize,
+) -> Result<()> {
+    let mut run = move || layer.conv.run(input, layer.in_dims, output, scratch, threads);
+    match pool {
+        Some(p) => p.install(run)?,
+        None => run()?,
+    }
+    Ok(())
+}
+
+/// Mean over every pixel of each image, per channel: `[N,H,W,C] -> [N,1,1,C]`.
+fn global_average_pool(input: &[f32], dims: Dims, out: &mut [f32]) {
+    let hw = dims.h * dims.w;
+    for b in 0..dims.n {
+        let dst = &mut out[b * dims.c..(b + 1) * dims.c];
+        dst.fill(0.0);
+        for px in input[b * hw * dims.c..(b + 1) * hw * dims.c].chunks_exact(dims.c) {
+            for (d, &v) in dst.iter_mut().zip(px) {
+                *d += v;
+            }
+        }
+        let inv = 1.0 / hw as f32;
+        dst.iter_mut().for_each(|d| *d *= inv);
+    }
+}
+
+/// The folded weights, bias and activation of layer `idx` (0 = conv0, then dw/pw pairs, fc).
+fn layer_weights(w: &Weights, idx: usize, kind: LayerKind) -> Result<(Vec<f32>, Vec<f32>, Activation)> {
+    if kind == LayerKind::FullyConnected {
+        return Ok((
+            w.get("linear.weight")?.data.clone(),
+            w.get("linear.bias")?.data.clone(),
+            Activation::None,
+        ));
+    }
+    let (conv, bn) = match idx {
+        0 => ("first_conv.0".to_string(), "first_conv.1".to_string()),
+        i => {
+            let block = (i - 1) / 2;
+            if i % 2 == 1 {
+                (format!("bottleneck.{block}.0"), format!("bottleneck.{block}.1"))
+            } else {
+                (format!("bottleneck.{block}.3"), format!("bottleneck.{block}.4"))
+            }
+        }
+    };
+    let get = |k: String| w.get(&k).map(|p| p.data.as_slice());
+    let (fw, fb) = fold_batchnorm(
+        get(format!("{conv}.weight"))?,
+        get(format!("{conv}.bias"))?,
+        get(format!("{bn}.weight"))?,
+        get(format!("{bn}.bias"))?,
+        get(format!("{bn}.running_mean"))?,
+        get(format!("{bn}.running_var"))?,
+    );
+    Ok((fw, fb, Activation::Relu6))
+}
+
+/// Softmax over the last axis of `[rows, classes]` logits, computed stably.
+pub fn softmax(logits: &[f32], classes: usize) -> Vec<f32> {
+    let mut out = logits.to_vec();
+    for row in out.chunks_exact_mut(classes.max(1)) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f64;
+        for v in row.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v as f64;
+        }
+        row.iter_mut().for_each(|v| *v = (*v as f64 / sum) as f32);
+    }
+    out
+}
+
+/// The `k` largest entries of `row` as `(index, value)`, largest first.
+pub fn top_k(row: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut idx: Vec<(usize, f32)> = row.iter().copied().enumerate().collect();
+    idx.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    idx.truncate(k);
+    idx
+}
