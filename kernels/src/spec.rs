@@ -106,7 +106,7 @@ impl ConvSpec {
         if let Some((what, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return Err(KernelError::ZeroSize { what });
         }
-        if self.in_channels % self.groups != 0 || self.out_channels % self.groups != 0 {
+        if !self.in_channels.is_multiple_of(self.groups) || !self.out_channels.is_multiple_of(self.groups) {
             return Err(KernelError::GroupsMismatch {
                 in_channels: self.in_channels,
                 out_channels: self.out_channels,

@@ -164,8 +164,9 @@ mod tests {
         let nchw: Vec<f32> = (0..n * c * h * w).map(|i| i as f32).collect();
         let t = Tensor::from_nchw(n, c, h, w, &nchw).unwrap();
         // element (b=1, c=2, y=3, x=4)
-        let nhwc_idx = ((1 * h + 3) * w + 4) * c + 2;
-        assert_eq!(t.as_slice()[nhwc_idx], nchw[((1 * c + 2) * h + 3) * w + 4]);
+        let (b, ch, y, x) = (1, 2, 3, 4);
+        let nhwc_idx = ((b * h + y) * w + x) * c + ch;
+        assert_eq!(t.as_slice()[nhwc_idx], nchw[((b * c + ch) * h + y) * w + x]);
         assert_eq!(t.to_nchw(), nchw);
         assert!(Tensor::from_nchw(n, c, h, w, &nchw[1..]).is_err());
     }

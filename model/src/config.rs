@@ -82,7 +82,7 @@ impl Config {
                 self.width
             )));
         }
-        if self.resolution < 32 || self.resolution % 32 != 0 || self.resolution > 8192 {
+        if self.resolution < 32 || !self.resolution.is_multiple_of(32) || self.resolution > 8192 {
             return Err(ModelError::Config(format!(
                 "resolution must be a multiple of 32 between 32 and 8192, got {}",
                 self.resolution
