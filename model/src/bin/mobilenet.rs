@@ -79,6 +79,9 @@ enum Command {
         iters: usize,
         #[arg(long, default_value_t = 1)]
         batch: usize,
+        /// Weights (safetensors); seeded random if absent. Timing does not depend on them.
+        #[arg(long)]
+        weights: Option<PathBuf>,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -128,8 +131,14 @@ fn run(command: Command) -> Result<(), ModelError> {
             }
             Ok(())
         }
-        Command::Bench { model, kernels, threads, iters, batch, json } => {
-            bench(model.config(), &kernels, threads, iters.max(1), batch, json)
+        Command::Bench { model, kernels, threads, iters, batch, weights, json } => {
+            let config = model.config();
+            config.validate()?;
+            let w = match weights {
+                Some(p) => Weights::load(&p, &config)?,
+                None => Weights::random(&config, 0)?,
+            };
+            bench(config, &w, &kernels, threads, iters.max(1), batch, json)
         }
     }
 }
@@ -176,6 +185,7 @@ fn info(config: Config) -> Result<(), ModelError> {
 
 fn bench(
     config: Config,
+    weights: &Weights,
     set: &str,
     threads: usize,
     iters: usize,
@@ -183,8 +193,7 @@ fn bench(
     json: bool,
 ) -> Result<(), ModelError> {
     let set = kernels::kernel_set(set)?;
-    let weights = Weights::random(&config, 0)?;
-    let mut net = MobileNet::new(config, &weights, &set, batch, threads)?;
+    let mut net = MobileNet::new(config, weights, &set, batch, threads)?;
     let input = vec![0.5f32; batch * 3 * config.resolution * config.resolution];
     let n_layers = config.layers()?.len();
     let mut times = vec![Duration::ZERO; n_layers];
