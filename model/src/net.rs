@@ -1,6 +1,7 @@
 //! MobileNetV1 assembled from a kernel set: batch norm folded, ReLU6 fused, every buffer
 //! allocated at build time.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kernels::tensor::nchw_to_nhwc;
@@ -19,13 +20,17 @@ struct Layer {
 }
 
 /// A ready-to-run MobileNetV1: `forward` allocates nothing.
+///
+/// The prepared layers (packed weights) are immutable and shared: [`MobileNet::session`]
+/// gives another handle with its own activation buffers, so several threads can run one
+/// prepared model at once without copying its weights.
 pub struct MobileNet {
     config: Config,
     batch: usize,
     threads: usize,
     kernel_set: String,
-    layers: Vec<Layer>,
-    pool: Option<rayon::ThreadPool>,
+    layers: Arc<Vec<Layer>>,
+    pool: Option<Arc<rayon::ThreadPool>>,
     input: AlignedBuf,
     ping: AlignedBuf,
     pong: AlignedBuf,
@@ -72,12 +77,12 @@ impl MobileNet {
             scratch_len = scratch_len.max(l.conv.scratch_len(l.in_dims)?);
         }
         let pool = if threads > 1 {
-            Some(
+            Some(Arc::new(
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
                     .build()
                     .map_err(|e| ModelError::Config(format!("cannot start {threads} threads: {e}")))?,
-            )
+            ))
         } else {
             None
         };
@@ -93,8 +98,28 @@ impl MobileNet {
             ping: AlignedBuf::zeros(act_len)?,
             pong: AlignedBuf::zeros(act_len)?,
             scratch: AlignedBuf::zeros(scratch_len)?,
-            layers,
+            layers: Arc::new(layers),
             pool,
+        })
+    }
+
+    /// Another handle on the same prepared layers (and thread pool) with its own buffers,
+    /// for running the model from another thread. Allocates the buffers, shares the weights.
+    pub fn session(&self) -> Result<Self> {
+        let zeros = |b: &AlignedBuf| AlignedBuf::zeros(b.len());
+        Ok(MobileNet {
+            config: self.config,
+            batch: self.batch,
+            threads: self.threads,
+            kernel_set: self.kernel_set.clone(),
+            layers: Arc::clone(&self.layers),
+            pool: self.pool.clone(),
+            input: zeros(&self.input)?,
+            ping: zeros(&self.ping)?,
+            pong: zeros(&self.pong)?,
+            scratch: zeros(&self.scratch)?,
+            pooled: zeros(&self.pooled)?,
+            logits: zeros(&self.logits)?,
         })
     }
 
@@ -149,7 +174,7 @@ impl MobileNet {
         }
         nchw_to_nhwc(input_nchw, &mut self.input, first);
         let threads = self.threads;
-        let pool = self.pool.as_ref();
+        let pool = self.pool.as_deref();
         let n_layers = self.layers.len();
         for (i, layer) in self.layers.iter().enumerate() {
             let start = Instant::now();

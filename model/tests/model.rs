@@ -99,3 +99,44 @@ fn bad_inputs_are_errors() {
     assert!(net.forward(&[0.0; 10]).is_err());
     assert!(MobileNet::new(Config { resolution: 48, ..config }, &weights, &set, 1, 1).is_err());
 }
+
+#[test]
+fn sessions_share_one_prepared_model_across_threads() {
+    let config = Config { width: 0.25, resolution: 64, classes: 5 };
+    let weights = Weights::random(&config, 3).unwrap();
+    for set in kernels::kernel_sets().unwrap() {
+        let mut net = MobileNet::new(config, &weights, &set, 1, 1).unwrap();
+        let inputs: Vec<Vec<f32>> = (0..4).map(|i| random_values(3 * 64 * 64, i)).collect();
+        let want: Vec<Vec<f32>> = inputs.iter().map(|x| net.forward(x).unwrap().to_vec()).collect();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = inputs
+                .iter()
+                .map(|x| {
+                    let mut session = net.session().unwrap();
+                    s.spawn(move || (0..3).map(|_| session.forward(x).unwrap().to_vec()).collect::<Vec<_>>())
+                })
+                .collect();
+            for (h, w) in handles.into_iter().zip(&want) {
+                for got in h.join().unwrap() {
+                    assert_eq!(&got, w, "{}: concurrent sessions must be bit-identical", set.name());
+                }
+            }
+        });
+    }
+}
+
+#[test]
+fn repeated_runs_are_bit_identical_per_set_and_thread_count() {
+    let config = Config { width: 0.25, resolution: 32, classes: 4 };
+    let weights = Weights::random(&config, 8).unwrap();
+    let input = random_values(2 * 3 * 32 * 32, 9);
+    for set in kernels::kernel_sets().unwrap() {
+        for threads in [1, 2] {
+            let mut net = MobileNet::new(config, &weights, &set, 2, threads).unwrap();
+            let first = net.forward(&input).unwrap().to_vec();
+            for _ in 0..3 {
+                assert_eq!(net.forward(&input).unwrap(), &first[..], "{} at {threads} threads", set.name());
+            }
+        }
+    }
+}
