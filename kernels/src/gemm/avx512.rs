@@ -2,9 +2,8 @@
 //! peak as AVX2; it pays through 32 registers (bigger tiles, fewer loads per FMA) and the
 //! broadcast folded into the FMA (`vfmadd231ps zmm, zmm, [a]{1to16}`).
 //!
-//! Tiles (NR = 32, so one B packing serves all): 12x32 (24 accumulators), 14x32 (28), and
-//! 7x32 for the 7x7 layers' 49 rows. `sgemm_6x64_avx512` (NR = 64) is kept for the bench's
-//! tile comparison.
+//! Tiles (NR = 32, so one B packing serves all): 14x32 (28 accumulators), 12x32 (24), and
+//! 7x32 for the 7x7 layers' 49 rows; 6x64 (24 accumulators, NR = 64) for short K.
 
 use std::arch::x86_64::*;
 
@@ -83,14 +82,15 @@ avx512_tile!(sgemm_14x32_avx512, 14, 2);
 avx512_tile!(sgemm_7x32_avx512, 7, 2);
 avx512_tile!(sgemm_6x64_avx512, 6, 4);
 
-static TILES: [Tile; 3] = [
-    Tile { name: "sgemm_12x32_avx512", mr: 12, nr: 32, speed: 1.0, kernel: sgemm_12x32_avx512 },
+// Measured (bench `gemm`, one thread, Xeon model 207): 14x32 >= 12x32 on every shape
+// (pw6..pw11: 188 vs 179 GFLOP/s); 7x32 within 1% of 14x32 on full tiles and far ahead at
+// M = 49 (pw12: 174 vs 96 GFLOP/s). 14 divides every MobileNetV1 pixel count except 49.
+static TILES: [Tile; 4] = [
     Tile { name: "sgemm_14x32_avx512", mr: 14, nr: 32, speed: 1.0, kernel: sgemm_14x32_avx512 },
-    Tile { name: "sgemm_7x32_avx512", mr: 7, nr: 32, speed: 0.95, kernel: sgemm_7x32_avx512 },
+    Tile { name: "sgemm_7x32_avx512", mr: 7, nr: 32, speed: 0.99, kernel: sgemm_7x32_avx512 },
+    Tile { name: "sgemm_12x32_avx512", mr: 12, nr: 32, speed: 0.97, kernel: sgemm_12x32_avx512 },
+    // Used for K <= 128 (see `Flavour::nr_for`).
+    Tile { name: "sgemm_6x64_avx512", mr: 6, nr: 64, speed: 1.0, kernel: sgemm_6x64_avx512 },
 ];
-
-/// The NR = 64 tile, outside the flavour (its B packing differs); benched for comparison.
-pub static TILE_6X64: Tile =
-    Tile { name: "sgemm_6x64_avx512", mr: 6, nr: 64, speed: 1.0, kernel: sgemm_6x64_avx512 };
 
 pub static FLAVOUR: Flavour = Flavour { name: "avx512", isa: Isa::Avx512, tiles: || &TILES };

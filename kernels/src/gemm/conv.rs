@@ -52,7 +52,9 @@ impl ConvAlgorithm for Gemm {
         }
         let cin = spec.in_channels;
         // OIHW of a 1x1 conv is [Cout][Cin]: B[p][j] = w[j][p].
-        let b = PackedB::new(cin, spec.out_channels, self.flavour.nr(), |p, j| weights_oihw[j * cin + p])?;
+        let b = PackedB::new(cin, spec.out_channels, self.flavour.nr_for(cin, spec.out_channels), |p, j| {
+            weights_oihw[j * cin + p]
+        })?;
         Ok(Box::new(GemmPrepared {
             spec: *spec,
             name: self.name,

@@ -1,5 +1,5 @@
 //! The `pulp` microkernels: the shared tile body over `pulp::Simd`, dispatched at run time
-//! to the best level `KERNELS_ISA` allows: x86-64-v4 (12x32, as the AVX-512 tile),
+//! to the best level `KERNELS_ISA` allows: x86-64-v4 (14x32, as the AVX-512 tile),
 //! x86-64-v3 (6x16, as the AVX2 tile), aarch64 NEON (8x12) or scalar (4x8). The level is
 //! fixed once (`isa::ceiling` is cached), so the NR that B was packed for never changes.
 
@@ -128,14 +128,14 @@ static TILES_SCALAR: [Tile; 1] =
 mod x86 {
     use super::*;
     pulp_tile!(sgemm_6x16_pulp, pulp::x86::V3, 6, 2);
-    pulp_tile!(sgemm_12x32_pulp, pulp::x86::V4, 12, 2);
+    pulp_tile!(sgemm_14x32_pulp, pulp::x86::V4, 14, 2);
     pub(super) static TILES_V3: [Tile; 1] =
         [Tile { name: "sgemm_6x16_pulp", mr: 6, nr: 16, speed: 1.0, kernel: sgemm_6x16_pulp }];
     pub(super) static TILES_V4: [Tile; 1] =
-        [Tile { name: "sgemm_12x32_pulp", mr: 12, nr: 32, speed: 1.0, kernel: sgemm_12x32_pulp }];
+        [Tile { name: "sgemm_14x32_pulp", mr: 14, nr: 32, speed: 1.0, kernel: sgemm_14x32_pulp }];
 }
 #[cfg(target_arch = "x86_64")]
-pub use x86::{sgemm_12x32_pulp, sgemm_6x16_pulp};
+pub use x86::{sgemm_14x32_pulp, sgemm_6x16_pulp};
 
 #[cfg(target_arch = "aarch64")]
 mod arm {

@@ -59,7 +59,7 @@ impl ConvAlgorithm for Im2col {
         }
         let (ipg, opg, kh, kw) = (spec.in_per_group(), spec.out_per_group(), spec.kernel_h, spec.kernel_w);
         let k = checked_product("im2col K", &[kh, kw, ipg])?;
-        let nr = self.flavour.nr();
+        let nr = self.flavour.nr_for(k, opg);
         let b = (0..spec.groups)
             .map(|g| {
                 PackedB::new(k, opg, nr, |p, j| {
