@@ -22,7 +22,7 @@ pub fn fma_peak_avx2_gflops() -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         // SAFETY: AVX2 and FMA detected just above.
-        return Some(median_gflops(|iters| unsafe { x86::fma_chains_avx2(iters) }, 12 * 8));
+        return Some(best_gflops(|iters| unsafe { x86::fma_chains_avx2(iters) }, 12 * 8));
     }
     None
 }
@@ -32,13 +32,14 @@ pub fn fma_peak_avx512_gflops() -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx512f") {
         // SAFETY: AVX-512F detected just above.
-        return Some(median_gflops(|iters| unsafe { x86::fma_chains_avx512(iters) }, 24 * 16));
+        return Some(best_gflops(|iters| unsafe { x86::fma_chains_avx512(iters) }, 24 * 16));
     }
     None
 }
 
+#[cfg(target_arch = "x86_64")]
 /// Best GFLOP/s of `run(iters)`, which performs `lanes_per_iter` FMAs per iteration.
-fn median_gflops(run: impl Fn(u64) -> f32, lanes_per_iter: u64) -> f64 {
+fn best_gflops(run: impl Fn(u64) -> f32, lanes_per_iter: u64) -> f64 {
     let iters = 2_000_000u64;
     std::hint::black_box(run(iters / 10)); // warm up clocks
     let mut g: Vec<f64> = (0..7)
