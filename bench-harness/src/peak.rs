@@ -9,8 +9,6 @@
 //! ever lowers a compute-bound loop's throughput, and a peak that is too low would inflate
 //! every "% of peak" quoted against it.
 
-use std::time::Instant;
-
 /// The best of the variants this CPU runs (AVX-512, AVX2; 0 where neither exists), in
 /// GFLOP/s on the calling thread: the best of 7 runs of about 10-20 ms each.
 pub fn fma_peak_gflops() -> f64 {
@@ -44,7 +42,7 @@ fn best_gflops(run: impl Fn(u64) -> f32, lanes_per_iter: u64) -> f64 {
     std::hint::black_box(run(iters / 10)); // warm up clocks
     let mut g: Vec<f64> = (0..7)
         .map(|_| {
-            let t = Instant::now();
+            let t = std::time::Instant::now();
             std::hint::black_box(run(std::hint::black_box(iters)));
             (2 * lanes_per_iter * iters) as f64 / t.elapsed().as_secs_f64() / 1e9
         })
