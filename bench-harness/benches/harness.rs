@@ -99,8 +99,8 @@ fn main() {
     }
 
     eprintln!("measuring the roofs (FMA peak, read bandwidth)...");
-    let peak_avx2 = peak::fma_peak_gflops(kernels::Isa::Avx2, 5);
-    let peak_avx512 = peak::fma_peak_gflops(kernels::Isa::Avx512, 5);
+    let peak_avx2 = peak::fma_peak_avx2_gflops();
+    let peak_avx512 = peak::fma_peak_avx512_gflops();
     let peak_gflops = match kernels::isa::ceiling() {
         Ok(kernels::Isa::Avx512) => peak_avx512.or(peak_avx2),
         Ok(kernels::Isa::Avx2) => peak_avx2,

@@ -12,6 +12,8 @@
 pub mod algo;
 pub mod cost;
 pub mod error;
+pub mod gemm;
+pub mod im2col;
 pub mod isa;
 pub mod naive;
 pub mod registry;

@@ -8,12 +8,38 @@ use std::fmt;
 
 use crate::algo::{ConvAlgorithm, LayerKind, PreparedConv};
 use crate::error::{KernelError, Result};
+use crate::gemm::{self, Gemm};
+use crate::im2col::Im2col;
 use crate::isa;
 use crate::naive::Naive;
 use crate::spec::{Activation, ConvSpec};
 
 /// Every algorithm compiled into this build, runnable here or not.
-static COMPILED: &[&dyn ConvAlgorithm] = &[&Naive];
+static COMPILED: &[&dyn ConvAlgorithm] = &[
+    &Naive,
+    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+    &Gemm { name: "gemm-avx512", flavour: &gemm::avx512::FLAVOUR },
+    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+    &Im2col { name: "im2col-avx512", flavour: &gemm::avx512::FLAVOUR },
+    #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
+    &Gemm { name: "gemm-avx2", flavour: &gemm::avx2::FLAVOUR },
+    #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
+    &Im2col { name: "im2col-avx2", flavour: &gemm::avx2::FLAVOUR },
+    #[cfg(all(feature = "neon", target_arch = "aarch64"))]
+    &Gemm { name: "gemm-neon", flavour: &gemm::neon::FLAVOUR },
+    #[cfg(all(feature = "neon", target_arch = "aarch64"))]
+    &Im2col { name: "im2col-neon", flavour: &gemm::neon::FLAVOUR },
+    #[cfg(feature = "pulp")]
+    &Gemm { name: "gemm-pulp", flavour: &gemm::pulp::FLAVOUR },
+    #[cfg(feature = "pulp")]
+    &Im2col { name: "im2col-pulp", flavour: &gemm::pulp::FLAVOUR },
+    #[cfg(feature = "wide")]
+    &Gemm { name: "gemm-wide", flavour: &gemm::wide::FLAVOUR },
+    #[cfg(feature = "wide")]
+    &Im2col { name: "im2col-wide", flavour: &gemm::wide::FLAVOUR },
+    &Gemm { name: "gemm-scalar", flavour: &gemm::scalar::FLAVOUR },
+    &Im2col { name: "im2col-scalar", flavour: &gemm::scalar::FLAVOUR },
+];
 
 /// Every algorithm compiled in, including those this CPU cannot run (for loud skips).
 pub fn compiled() -> &'static [&'static dyn ConvAlgorithm] {
