@@ -13,7 +13,19 @@ use crate::naive::Naive;
 use crate::spec::{Activation, ConvSpec};
 
 /// Every algorithm compiled into this build, runnable here or not.
-static COMPILED: &[&dyn ConvAlgorithm] = &[&Naive];
+static COMPILED: &[&dyn ConvAlgorithm] = &[
+    &Naive,
+    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+    &crate::direct::avx512::DirectAvx512,
+    #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
+    &crate::direct::avx2::DirectAvx2,
+    #[cfg(all(feature = "neon", target_arch = "aarch64"))]
+    &crate::direct::neon::DirectNeon,
+    #[cfg(feature = "pulp")]
+    &crate::direct::pulp::DirectPulp,
+    #[cfg(feature = "wide")]
+    &crate::direct::wide::DirectWide,
+];
 
 /// Every algorithm compiled in, including those this CPU cannot run (for loud skips).
 pub fn compiled() -> &'static [&'static dyn ConvAlgorithm] {
