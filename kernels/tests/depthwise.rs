@@ -52,11 +52,18 @@ fn arb_depthwise_3x3() -> impl Strategy<Value = Case> {
         1usize..=2,
         any::<u64>(),
     )
-        .prop_filter_map("kernel must fit the padded input", |(c, s, (t, l, b, r), h, w, act, n, seed)| {
-            let spec = ConvSpec::depthwise(c, 3, s, 0)
-                .with_padding(Padding { top: t, left: l, bottom: b, right: r });
-            Case::random(spec, Dims::new(n, h, w, c), ACTIVATIONS[act], seed).ok()
-        })
+        .prop_filter_map(
+            "kernel must fit the padded input",
+            |(c, s, (t, l, b, r), h, w, act, n, seed)| {
+                let spec = ConvSpec::depthwise(c, 3, s, 0).with_padding(Padding {
+                    top: t,
+                    left: l,
+                    bottom: b,
+                    right: r,
+                });
+                Case::random(spec, Dims::new(n, h, w, c), ACTIVATIONS[act], seed).ok()
+            },
+        )
 }
 
 proptest! {
@@ -137,8 +144,13 @@ fn mobilenet_channel_counts() {
             .into_iter()
             .enumerate()
     {
-        let case = Case::random(ConvSpec::depthwise(c, 3, s, 1), Dims::new(1, 16, 16, c), Activation::Relu6, i as u64)
-            .unwrap();
+        let case = Case::random(
+            ConvSpec::depthwise(c, 3, s, 1),
+            Dims::new(1, 16, 16, c),
+            Activation::Relu6,
+            i as u64,
+        )
+        .unwrap();
         check_every_flavour(&case);
     }
 }
@@ -179,7 +191,11 @@ fn nan_follows_the_activation_semantics() {
                 match nan_to {
                     _ if e.is_nan() => assert!(g.is_nan(), "{} {act:?} output {i}: {g}", algo.name()),
                     Some(v) if g.is_nan() => panic!("{} {act:?} output {i}: NaN, want {v}", algo.name()),
-                    _ => assert!((g - e).abs() <= 1e-5 * e.abs().max(1.0), "{} output {i}: {g} vs {e}", algo.name()),
+                    _ => assert!(
+                        (g - e).abs() <= 1e-5 * e.abs().max(1.0),
+                        "{} output {i}: {g} vs {e}",
+                        algo.name()
+                    ),
                 }
             }
         }

@@ -12,6 +12,9 @@ use crate::isa::Isa;
 /// Output pixels per register tile.
 const R: usize = 4;
 
+/// Channel blocks per register tile.
+const RB: usize = 1;
+
 #[derive(Clone, Copy)]
 struct Avx2;
 
@@ -71,7 +74,7 @@ impl Lanes for Avx2 {
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn dwconv3x3_f32_avx2(job: &Job, first_row: usize, out: &mut [f32]) {
     // SAFETY: forwarded contract.
-    unsafe { rows::<Avx2, 3, R>(Avx2, job, first_row, out) }
+    unsafe { rows::<Avx2, 3, R, RB>(Avx2, job, first_row, out) }
 }
 
 /// Depthwise 5x5 (stride 1 or 2, register-tiled interior) on AVX2.
@@ -81,7 +84,7 @@ pub(crate) unsafe fn dwconv3x3_f32_avx2(job: &Job, first_row: usize, out: &mut [
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn dwconv5x5_f32_avx2(job: &Job, first_row: usize, out: &mut [f32]) {
     // SAFETY: forwarded contract.
-    unsafe { rows::<Avx2, 5, R>(Avx2, job, first_row, out) }
+    unsafe { rows::<Avx2, 5, R, RB>(Avx2, job, first_row, out) }
 }
 
 /// Depthwise with any kernel and stride, every tap checked, on AVX2.
@@ -91,7 +94,7 @@ pub(crate) unsafe fn dwconv5x5_f32_avx2(job: &Job, first_row: usize, out: &mut [
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn dwconv_f32_avx2(job: &Job, first_row: usize, out: &mut [f32]) {
     // SAFETY: forwarded contract.
-    unsafe { rows::<Avx2, 0, R>(Avx2, job, first_row, out) }
+    unsafe { rows::<Avx2, 0, R, RB>(Avx2, job, first_row, out) }
 }
 
 fn rows_avx2(job: &Job, first_row: usize, out: &mut [f32]) {

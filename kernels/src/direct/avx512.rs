@@ -14,6 +14,9 @@ use crate::isa::Isa;
 /// Output pixels per register tile.
 const R: usize = 8;
 
+/// Channel blocks per register tile.
+const RB: usize = 1;
+
 #[derive(Clone, Copy)]
 struct Avx512;
 
@@ -69,7 +72,7 @@ impl Lanes for Avx512 {
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(crate) unsafe fn dwconv3x3_f32_avx512(job: &Job, first_row: usize, out: &mut [f32]) {
     // SAFETY: forwarded contract.
-    unsafe { rows::<Avx512, 3, R>(Avx512, job, first_row, out) }
+    unsafe { rows::<Avx512, 3, R, RB>(Avx512, job, first_row, out) }
 }
 
 /// Depthwise 5x5 (stride 1 or 2, register-tiled interior) on AVX-512F.
@@ -79,7 +82,7 @@ pub(crate) unsafe fn dwconv3x3_f32_avx512(job: &Job, first_row: usize, out: &mut
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(crate) unsafe fn dwconv5x5_f32_avx512(job: &Job, first_row: usize, out: &mut [f32]) {
     // SAFETY: forwarded contract.
-    unsafe { rows::<Avx512, 5, R>(Avx512, job, first_row, out) }
+    unsafe { rows::<Avx512, 5, R, RB>(Avx512, job, first_row, out) }
 }
 
 /// Depthwise with any kernel and stride, every tap checked, on AVX-512F.
@@ -89,7 +92,7 @@ pub(crate) unsafe fn dwconv5x5_f32_avx512(job: &Job, first_row: usize, out: &mut
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(crate) unsafe fn dwconv_f32_avx512(job: &Job, first_row: usize, out: &mut [f32]) {
     // SAFETY: forwarded contract.
-    unsafe { rows::<Avx512, 0, R>(Avx512, job, first_row, out) }
+    unsafe { rows::<Avx512, 0, R, RB>(Avx512, job, first_row, out) }
 }
 
 fn rows_avx512(job: &Job, first_row: usize, out: &mut [f32]) {

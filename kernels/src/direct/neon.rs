@@ -13,6 +13,9 @@ use crate::isa::Isa;
 /// Output pixels per register tile.
 const R: usize = 8;
 
+/// Channel blocks per register tile.
+const RB: usize = 1;
+
 #[derive(Clone, Copy)]
 struct Neon;
 
@@ -70,7 +73,7 @@ impl Lanes for Neon {
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn dwconv3x3_f32_neon(job: &Job, first_row: usize, out: &mut [f32]) {
     // SAFETY: forwarded contract.
-    unsafe { rows::<Neon, 3, R>(Neon, job, first_row, out) }
+    unsafe { rows::<Neon, 3, R, RB>(Neon, job, first_row, out) }
 }
 
 /// Depthwise 5x5 (stride 1 or 2, register-tiled interior) on NEON.
@@ -80,7 +83,7 @@ pub(crate) unsafe fn dwconv3x3_f32_neon(job: &Job, first_row: usize, out: &mut [
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn dwconv5x5_f32_neon(job: &Job, first_row: usize, out: &mut [f32]) {
     // SAFETY: forwarded contract.
-    unsafe { rows::<Neon, 5, R>(Neon, job, first_row, out) }
+    unsafe { rows::<Neon, 5, R, RB>(Neon, job, first_row, out) }
 }
 
 /// Depthwise with any kernel and stride, every tap checked, on NEON.
@@ -90,7 +93,7 @@ pub(crate) unsafe fn dwconv5x5_f32_neon(job: &Job, first_row: usize, out: &mut [
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn dwconv_f32_neon(job: &Job, first_row: usize, out: &mut [f32]) {
     // SAFETY: forwarded contract.
-    unsafe { rows::<Neon, 0, R>(Neon, job, first_row, out) }
+    unsafe { rows::<Neon, 0, R, RB>(Neon, job, first_row, out) }
 }
 
 fn rows_neon(job: &Job, first_row: usize, out: &mut [f32]) {

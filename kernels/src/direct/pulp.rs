@@ -14,6 +14,9 @@ use crate::isa::{self, Isa};
 /// Output pixels per register tile.
 const R: usize = 4;
 
+/// Channel blocks per register tile.
+const RB: usize = 1;
+
 #[derive(Clone, Copy)]
 struct P<S>(S);
 
@@ -48,7 +51,9 @@ impl<S: Simd> Lanes for P<S> {
     }
     #[inline(always)]
     unsafe fn max(self, x: S::f32s, lo: S::f32s) -> S::f32s {
-        self.0.max_f32s(x, lo)
+        // `x > lo ? x : lo`, not `max_f32s`: NEON's `fmax` propagates NaN, and the contract
+        // is x86 `maxps` semantics (a NaN `x` gives `lo`) on every level.
+        self.0.select_f32s(self.0.greater_than_f32s(x, lo), x, lo)
     }
     #[inline(always)]
     unsafe fn min(self, x: S::f32s, hi: S::f32s) -> S::f32s {
@@ -69,7 +74,7 @@ impl<const K: usize> WithSimd for DwconvF32Pulp<'_, '_, K> {
     fn with_simd<S: Simd>(self, simd: S) {
         // SAFETY: `simd` proves its ISA; `job` is built consistently by the driver and
         // `K` matches it (chosen by `rows_pulp`).
-        unsafe { rows::<P<S>, K, R>(P(simd), self.job, self.first_row, self.out) }
+        unsafe { rows::<P<S>, K, R, RB>(P(simd), self.job, self.first_row, self.out) }
     }
 }
 

@@ -12,6 +12,9 @@ use crate::isa::Isa;
 /// Output pixels per register tile.
 const R: usize = 4;
 
+/// Channel blocks per register tile.
+const RB: usize = 1;
+
 #[derive(Clone, Copy)]
 struct Wide;
 
@@ -62,19 +65,19 @@ impl Lanes for Wide {
 /// Depthwise 3x3 (stride 1 or 2, register-tiled interior) in `wide`.
 fn dwconv3x3_f32_wide(job: &Job, first_row: usize, out: &mut [f32]) {
     // SAFETY: `Wide` needs no run-time ISA; `job` is built consistently by the driver.
-    unsafe { rows::<Wide, 3, R>(Wide, job, first_row, out) }
+    unsafe { rows::<Wide, 3, R, RB>(Wide, job, first_row, out) }
 }
 
 /// Depthwise 5x5 (stride 1 or 2, register-tiled interior) in `wide`.
 fn dwconv5x5_f32_wide(job: &Job, first_row: usize, out: &mut [f32]) {
     // SAFETY: as in `dwconv3x3_f32_wide`.
-    unsafe { rows::<Wide, 5, R>(Wide, job, first_row, out) }
+    unsafe { rows::<Wide, 5, R, RB>(Wide, job, first_row, out) }
 }
 
 /// Depthwise with any kernel and stride, every tap checked, in `wide`.
 fn dwconv_f32_wide(job: &Job, first_row: usize, out: &mut [f32]) {
     // SAFETY: as in `dwconv3x3_f32_wide`.
-    unsafe { rows::<Wide, 0, R>(Wide, job, first_row, out) }
+    unsafe { rows::<Wide, 0, R, RB>(Wide, job, first_row, out) }
 }
 
 fn rows_wide(job: &Job, first_row: usize, out: &mut [f32]) {
