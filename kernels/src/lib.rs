@@ -11,6 +11,7 @@
 
 pub mod algo;
 pub mod cost;
+pub mod direct;
 pub mod error;
 pub mod gemm;
 pub mod im2col;

@@ -17,6 +17,7 @@ use crate::spec::{Activation, ConvSpec};
 /// Every algorithm compiled into this build, runnable here or not.
 static COMPILED: &[&dyn ConvAlgorithm] = &[
     &Naive,
+    // Packed GEMM: pointwise and FC layers (gemm-*), any dense or grouped conv (im2col-*).
     #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
     &Gemm { name: "gemm-avx512", flavour: &gemm::avx512::FLAVOUR },
     #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
@@ -39,6 +40,17 @@ static COMPILED: &[&dyn ConvAlgorithm] = &[
     &Im2col { name: "im2col-wide", flavour: &gemm::wide::FLAVOUR },
     &Gemm { name: "gemm-scalar", flavour: &gemm::scalar::FLAVOUR },
     &Im2col { name: "im2col-scalar", flavour: &gemm::scalar::FLAVOUR },
+    // Direct depthwise (direct-*).
+    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+    &crate::direct::avx512::DirectAvx512,
+    #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
+    &crate::direct::avx2::DirectAvx2,
+    #[cfg(all(feature = "neon", target_arch = "aarch64"))]
+    &crate::direct::neon::DirectNeon,
+    #[cfg(feature = "pulp")]
+    &crate::direct::pulp::DirectPulp,
+    #[cfg(feature = "wide")]
+    &crate::direct::wide::DirectWide,
 ];
 
 /// Every algorithm compiled in, including those this CPU cannot run (for loud skips).
