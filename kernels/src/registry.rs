@@ -11,9 +11,41 @@ use crate::error::{KernelError, Result};
 use crate::isa;
 use crate::naive::Naive;
 use crate::spec::{Activation, ConvSpec};
+#[cfg(feature = "winograd")]
+use crate::winograd;
 
 /// Every algorithm compiled into this build, runnable here or not.
-static COMPILED: &[&dyn ConvAlgorithm] = &[&Naive];
+///
+/// Winograd: the preferred tile size of each flavour comes first (kernel-set recipes take
+/// the first `winograd` algorithm of a flavour); every tile size is registered so tests and
+/// benches cover them all.
+static COMPILED: &[&dyn ConvAlgorithm] = &[
+    &Naive,
+    #[cfg(all(feature = "winograd", feature = "avx512", target_arch = "x86_64"))]
+    &winograd::WINOGRAD_F4_AVX512,
+    #[cfg(all(feature = "winograd", feature = "avx512", target_arch = "x86_64"))]
+    &winograd::WINOGRAD_F2_AVX512,
+    #[cfg(all(feature = "winograd", feature = "avx512", target_arch = "x86_64"))]
+    &winograd::WINOGRAD_F6_AVX512,
+    #[cfg(all(feature = "winograd", feature = "avx2", target_arch = "x86_64"))]
+    &winograd::WINOGRAD_F4_AVX2,
+    #[cfg(all(feature = "winograd", feature = "avx2", target_arch = "x86_64"))]
+    &winograd::WINOGRAD_F2_AVX2,
+    #[cfg(all(feature = "winograd", feature = "avx2", target_arch = "x86_64"))]
+    &winograd::WINOGRAD_F6_AVX2,
+    #[cfg(all(feature = "winograd", feature = "neon", target_arch = "aarch64"))]
+    &winograd::WINOGRAD_F4_NEON,
+    #[cfg(all(feature = "winograd", feature = "neon", target_arch = "aarch64"))]
+    &winograd::WINOGRAD_F2_NEON,
+    #[cfg(all(feature = "winograd", feature = "neon", target_arch = "aarch64"))]
+    &winograd::WINOGRAD_F6_NEON,
+    #[cfg(feature = "winograd")]
+    &winograd::WINOGRAD_F4_SCALAR,
+    #[cfg(feature = "winograd")]
+    &winograd::WINOGRAD_F2_SCALAR,
+    #[cfg(feature = "winograd")]
+    &winograd::WINOGRAD_F6_SCALAR,
+];
 
 /// Every algorithm compiled in, including those this CPU cannot run (for loud skips).
 pub fn compiled() -> &'static [&'static dyn ConvAlgorithm] {
