@@ -18,31 +18,33 @@ use crate::winograd;
 ///
 /// Winograd: the preferred tile size of each flavour comes first (kernel-set recipes take
 /// the first `winograd` algorithm of a flavour); every tile size is registered so tests and
-/// benches cover them all.
+/// benches cover them all. F(2) first: in MobileNetV1 the `winograd` set runs only the
+/// stride-1 depthwise layers, where F(2) beats F(4) on every layer (dw7, AVX-512: 46 vs
+/// 85 us; docs/winograd.md); F(4) wins only on wide dense layers (56x56x64: 0.59 vs 0.85 ms).
 static COMPILED: &[&dyn ConvAlgorithm] = &[
     &Naive,
     #[cfg(all(feature = "winograd", feature = "avx512", target_arch = "x86_64"))]
-    &winograd::WINOGRAD_F4_AVX512,
-    #[cfg(all(feature = "winograd", feature = "avx512", target_arch = "x86_64"))]
     &winograd::WINOGRAD_F2_AVX512,
+    #[cfg(all(feature = "winograd", feature = "avx512", target_arch = "x86_64"))]
+    &winograd::WINOGRAD_F4_AVX512,
     #[cfg(all(feature = "winograd", feature = "avx512", target_arch = "x86_64"))]
     &winograd::WINOGRAD_F6_AVX512,
     #[cfg(all(feature = "winograd", feature = "avx2", target_arch = "x86_64"))]
-    &winograd::WINOGRAD_F4_AVX2,
-    #[cfg(all(feature = "winograd", feature = "avx2", target_arch = "x86_64"))]
     &winograd::WINOGRAD_F2_AVX2,
+    #[cfg(all(feature = "winograd", feature = "avx2", target_arch = "x86_64"))]
+    &winograd::WINOGRAD_F4_AVX2,
     #[cfg(all(feature = "winograd", feature = "avx2", target_arch = "x86_64"))]
     &winograd::WINOGRAD_F6_AVX2,
     #[cfg(all(feature = "winograd", feature = "neon", target_arch = "aarch64"))]
-    &winograd::WINOGRAD_F4_NEON,
-    #[cfg(all(feature = "winograd", feature = "neon", target_arch = "aarch64"))]
     &winograd::WINOGRAD_F2_NEON,
+    #[cfg(all(feature = "winograd", feature = "neon", target_arch = "aarch64"))]
+    &winograd::WINOGRAD_F4_NEON,
     #[cfg(all(feature = "winograd", feature = "neon", target_arch = "aarch64"))]
     &winograd::WINOGRAD_F6_NEON,
     #[cfg(feature = "winograd")]
-    &winograd::WINOGRAD_F4_SCALAR,
-    #[cfg(feature = "winograd")]
     &winograd::WINOGRAD_F2_SCALAR,
+    #[cfg(feature = "winograd")]
+    &winograd::WINOGRAD_F4_SCALAR,
     #[cfg(feature = "winograd")]
     &winograd::WINOGRAD_F6_SCALAR,
 ];
