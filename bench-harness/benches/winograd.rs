@@ -36,7 +36,10 @@ fn bench(c: &mut Criterion) {
     let algos = registry::algorithms().expect("KERNELS_ISA must be valid");
     for (id, spec, dims) in layers() {
         let mut group = c.benchmark_group(id);
-        group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+        group
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2));
         let flops = conv_cost(&spec, dims.h, dims.w, true).expect("valid layer").flops;
         group.throughput(Throughput::Elements(flops));
         let input = random_values(dims.len().unwrap(), 1);

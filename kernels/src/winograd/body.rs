@@ -451,7 +451,10 @@ unsafe fn gemm<V: Vf, const MR: usize, const NV: usize>(
 ) {
     let nr = NV * V::W;
     assert!(
-        v.len() >= rows * k && u.len() >= k * cout_pad && m.len() >= rows * cout_pad && cout_pad.is_multiple_of(nr)
+        v.len() >= rows * k
+            && u.len() >= k * cout_pad
+            && m.len() >= rows * cout_pad
+            && cout_pad.is_multiple_of(nr)
     );
     for panel in 0..cout_pad / nr {
         let b = u.as_ptr().add(panel * k * nr);
