@@ -8,10 +8,11 @@ use kernels::winograd::{self, accuracy::tile_of};
 use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, Padding};
 use proptest::prelude::*;
 
-/// The tolerances measured by `winograd::accuracy` (docs/winograd.md), with margin: F(2)
-/// stays near f32 summation error (worst 5.4e-7), F(4) and F(6) cost two decades (worst
-/// 3.0e-5 and 2.9e-5, on depthwise, where no channel sum dilutes the transform's rounding).
-const TOLERANCES: [(usize, f64); 3] = [(2, 5e-6), (4, 1e-4), (6, 2e-4)];
+/// The tolerances measured by `winograd::accuracy` (docs/winograd.md), with margin. The
+/// worst case is a corner output of a padding-2 depthwise layer (one input pixel in its
+/// receptive field, a full tile around it): F(2) 2.7e-6, F(4) 6.8e-5, F(6) 5.0e-4; in the
+/// interior F(2) stays at f32 summation error and F(4)/F(6) near 3e-5.
+const TOLERANCES: [(usize, f64); 3] = [(2, 2e-5), (4, 5e-4), (6, 3e-3)];
 
 fn winograd_algos() -> Vec<&'static dyn ConvAlgorithm> {
     let runnable = registry::algorithms().expect("KERNELS_ISA must be valid");
@@ -140,9 +141,9 @@ fn tolerances_are_the_measured_ones() {
 fn measured_accuracy_is_within_tolerance() {
     let rows = winograd::accuracy().unwrap();
     eprintln!("{}", winograd::accuracy_table(&rows));
-    // Mixed-scale data (six decades within one tile) is reported, not bounded: the
-    // transforms spread each input's rounding over the whole tile (docs/winograd.md).
-    for r in rows.iter().filter(|r| r.tile > 0 && !r.data.starts_with("mixed")) {
+    // Data with a dynamic range inside one tile is reported, not bounded: the transforms
+    // spread each input's rounding over the whole tile (docs/winograd.md).
+    for r in rows.iter().filter(|r| r.tile > 0 && winograd::accuracy::bounded(r.data)) {
         assert!(
             r.max_rel <= r.tolerance,
             "{} on {} / {}: {:.3e} > {:.1e}",
@@ -166,5 +167,17 @@ fn nan_becomes_lo_under_relu6_and_passes_through_none() {
         case.activation = Activation::None;
         let got = case.run(algo, 1).unwrap();
         assert!(got[0].is_nan(), "{}", algo.name());
+    }
+}
+
+/// Found by the proptest (F(6) 4.8e-4, F(2) 5.9e-6 over the first tolerances): padding 2
+/// on the top and left leaves the corner output with one input pixel in its receptive field
+/// and a full tile of inputs around it.
+#[test]
+fn regression_padding_two_corner_outputs() {
+    let pad = Padding { top: 2, left: 2, bottom: 0, right: 2 };
+    for seed in 0..8 {
+        let spec = ConvSpec::depthwise(44, 3, 1, 0).with_padding(pad);
+        check_all(&Case::random(spec, Dims::new(2, 7, 18, 44), Activation::None, seed).unwrap());
     }
 }

@@ -27,6 +27,16 @@ pub struct AccuracyRow {
     pub tolerance: f64,
 }
 
+/// Random draws per layer and data set.
+pub const SEEDS: u64 = 4;
+
+/// Whether `tolerance()` bounds the rows of data set `data`: the MobileNet range and the
+/// test data do; `large` (inputs 1e4, bias 1) and `mixed` (six decades) put a dynamic range
+/// inside one tile, and Winograd's error is relative to the tile, not the output.
+pub fn bounded(data: &str) -> bool {
+    data.starts_with("mobilenet") || data.starts_with("uniform")
+}
+
 /// The data distributions: MobileNetV1's activations are ReLU6 outputs in `[0, 6]` with
 /// BN-folded weights mostly within +-1; the others stress magnitude and dynamic range.
 const DATA: [&str; 4] = ["mobilenet [0,6) x +-0.5", "uniform +-1", "large +-1e4", "mixed 1e-3..1e3"];
@@ -48,18 +58,22 @@ fn values(kind: usize, len: usize, seed: u64, is_input: bool) -> Vec<f32> {
 }
 
 /// The layers measured: MobileNetV1-like depthwise and dense 3x3 stride-1 shapes, small
-/// enough for the f64 oracle to run in a second.
+/// enough for the f64 oracle to run in a second, and padding 2 on a small image: its corner
+/// outputs see a single input pixel while their tile holds up to `a x a`, the worst case of
+/// the tile-relative error (found by the proptest: F(6) 4.8e-4 there, 2.3e-5 in the interior).
 fn layers() -> Vec<(ConvSpec, Dims)> {
     vec![
         (ConvSpec::depthwise(64, 3, 1, 1), Dims::new(1, 28, 28, 64)),
+        (ConvSpec::depthwise(64, 3, 1, 2), Dims::new(4, 7, 18, 64)),
         (ConvSpec::dense(64, 32, 3, 1, 1), Dims::new(1, 14, 14, 64)),
+        (ConvSpec::dense(8, 32, 3, 1, 2), Dims::new(4, 7, 18, 8)),
         (ConvSpec::dense(256, 16, 3, 1, 1), Dims::new(1, 10, 10, 256)),
     ]
 }
 
 fn layer_name(spec: &ConvSpec, d: Dims) -> String {
     let kind = if spec.groups > 1 { "depthwise" } else { "dense" };
-    format!("{kind} {}x{}x{}->{}", d.h, d.w, d.c, spec.out_channels)
+    format!("{kind} {}x{}x{}->{} pad {}", d.h, d.w, d.c, spec.out_channels, spec.padding.top)
 }
 
 /// The tile side of a `winograd-f{m}-...` algorithm.
@@ -73,26 +87,30 @@ fn direct_f32(case: &Case) -> Result<Vec<f32>> {
     let o = spec.output_dims(d)?;
     let (ipg, opg) = (spec.in_per_group(), spec.out_per_group());
     let mut out = vec![0.0f32; o.len()?];
-    for y in 0..o.h {
-        for x in 0..o.w {
-            for oc in 0..o.c {
-                let g = oc / opg;
-                let mut acc = case.bias[oc];
-                for ky in 0..3 {
-                    let Some(iy) = (y + ky).checked_sub(spec.padding.top).filter(|&v| v < d.h) else {
-                        continue;
-                    };
-                    for kx in 0..3 {
-                        let Some(ix) = (x + kx).checked_sub(spec.padding.left).filter(|&v| v < d.w) else {
+    for b in 0..o.n {
+        let (inp, res) = (&case.input[b * d.h * d.w * d.c..], &mut out[b * o.h * o.w * o.c..]);
+        for y in 0..o.h {
+            for x in 0..o.w {
+                for oc in 0..o.c {
+                    let g = oc / opg;
+                    let mut acc = case.bias[oc];
+                    for ky in 0..3 {
+                        let Some(iy) = (y + ky).checked_sub(spec.padding.top).filter(|&v| v < d.h) else {
                             continue;
                         };
-                        for i in 0..ipg {
-                            acc += case.input[(iy * d.w + ix) * d.c + g * ipg + i]
-                                * case.weights[((oc * ipg + i) * 3 + ky) * 3 + kx];
+                        for kx in 0..3 {
+                            let Some(ix) = (x + kx).checked_sub(spec.padding.left).filter(|&v| v < d.w)
+                            else {
+                                continue;
+                            };
+                            for i in 0..ipg {
+                                acc += inp[(iy * d.w + ix) * d.c + g * ipg + i]
+                                    * case.weights[((oc * ipg + i) * 3 + ky) * 3 + kx];
+                            }
                         }
                     }
+                    res[(y * o.w + x) * o.c + oc] = acc;
                 }
-                out[(y * o.w + x) * o.c + oc] = acc;
             }
         }
     }
@@ -100,7 +118,7 @@ fn direct_f32(case: &Case) -> Result<Vec<f32>> {
 }
 
 /// Measures every runnable Winograd algorithm (and the f32 direct yardstick) on every layer
-/// of [`layers`] and every data distribution, two seeds each (the worst and mean of both).
+/// of [`layers`] and every data distribution, [`SEEDS`] seeds each (the worst and the mean).
 pub fn accuracy() -> Result<Vec<AccuracyRow>> {
     let algos: Vec<&dyn ConvAlgorithm> =
         registry::algorithms()?.into_iter().filter(|a| a.family() == "winograd").collect();
@@ -108,7 +126,7 @@ pub fn accuracy() -> Result<Vec<AccuracyRow>> {
     for (spec, dims) in layers() {
         for (k, &data) in DATA.iter().enumerate() {
             let mut acc: Vec<(f64, f64)> = vec![(0.0, 0.0); algos.len() + 1];
-            for seed in 0..2u64 {
+            for seed in 0..SEEDS {
                 let s = seed * 7919 + k as u64;
                 let case = Case {
                     spec,
@@ -122,7 +140,7 @@ pub fn accuracy() -> Result<Vec<AccuracyRow>> {
                 let mut record = |i: usize, got: &[f32]| {
                     let a = agreement(got, &want, &scale);
                     acc[i].0 = acc[i].0.max(a.max_rel);
-                    acc[i].1 += a.mean_rel / 2.0;
+                    acc[i].1 += a.mean_rel / SEEDS as f64;
                 };
                 record(0, &direct_f32(&case)?);
                 for (i, algo) in algos.iter().enumerate() {

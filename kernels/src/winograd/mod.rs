@@ -34,12 +34,13 @@ use crate::spec::{Activation, ConvSpec, Dims};
 use crate::tensor::AlignedBuf;
 
 /// Relative error bounds (see [`crate::testing`]) per tile size, set from [`accuracy`]'s
-/// worst measurement on the MobileNet, uniform and large-magnitude data (docs/winograd.md):
-/// F(2) 5.4e-7, F(4) 3.0e-5, F(6) 2.9e-5 (all depthwise), with a 3x to 10x margin. Data
-/// spanning six decades inside one tile is not bounded by these (see `accuracy`).
-pub const TOLERANCE_F2: f64 = 5e-6;
-pub const TOLERANCE_F4: f64 = 1e-4;
-pub const TOLERANCE_F6: f64 = 2e-4;
+/// worst measurement on the MobileNet-range and uniform data (docs/winograd.md), which is a
+/// corner output of a padding-2 depthwise layer (it sees one input pixel, its tile up to
+/// `a x a`): F(2) 2.7e-6, F(4) 6.8e-5, F(6) 5.0e-4, with a 6x to 7x margin. Data with a
+/// dynamic range inside one tile is not bounded by these (see [`accuracy::bounded`]).
+pub const TOLERANCE_F2: f64 = 2e-5;
+pub const TOLERANCE_F4: f64 = 5e-4;
+pub const TOLERANCE_F6: f64 = 3e-3;
 
 /// A Winograd algorithm: output tile `m` on one ISA.
 pub struct Winograd {
