@@ -21,6 +21,8 @@ pub mod registry;
 pub mod spec;
 pub mod tensor;
 pub mod testing;
+#[cfg(feature = "winograd")]
+pub mod winograd;
 
 pub use algo::{ConvAlgorithm, LayerKind, PreparedConv};
 pub use error::{KernelError, Result};

@@ -13,8 +13,16 @@ use crate::im2col::Im2col;
 use crate::isa;
 use crate::naive::Naive;
 use crate::spec::{Activation, ConvSpec};
+#[cfg(feature = "winograd")]
+use crate::winograd;
 
 /// Every algorithm compiled into this build, runnable here or not.
+///
+/// Winograd: the preferred tile size of each flavour comes first (kernel-set recipes take
+/// the first `winograd` algorithm of a flavour); every tile size is registered so tests and
+/// benches cover them all. F(2) first: in MobileNetV1 the `winograd` set runs only the
+/// stride-1 depthwise layers, where F(2) beats F(4) on every layer (dw7, AVX-512: 46 vs
+/// 85 us; docs/winograd.md); F(4) wins only on wide dense layers (56x56x64: 0.59 vs 0.85 ms).
 static COMPILED: &[&dyn ConvAlgorithm] = &[
     &Naive,
     // Packed GEMM: pointwise and FC layers (gemm-*), any dense or grouped conv (im2col-*).
@@ -51,6 +59,31 @@ static COMPILED: &[&dyn ConvAlgorithm] = &[
     &crate::direct::pulp::DirectPulp,
     #[cfg(feature = "wide")]
     &crate::direct::wide::DirectWide,
+    // Winograd (winograd-f{2,4,6}-*), stride-1 3x3 dense and depthwise.
+    #[cfg(all(feature = "winograd", feature = "avx512", target_arch = "x86_64"))]
+    &winograd::WINOGRAD_F2_AVX512,
+    #[cfg(all(feature = "winograd", feature = "avx512", target_arch = "x86_64"))]
+    &winograd::WINOGRAD_F4_AVX512,
+    #[cfg(all(feature = "winograd", feature = "avx512", target_arch = "x86_64"))]
+    &winograd::WINOGRAD_F6_AVX512,
+    #[cfg(all(feature = "winograd", feature = "avx2", target_arch = "x86_64"))]
+    &winograd::WINOGRAD_F2_AVX2,
+    #[cfg(all(feature = "winograd", feature = "avx2", target_arch = "x86_64"))]
+    &winograd::WINOGRAD_F4_AVX2,
+    #[cfg(all(feature = "winograd", feature = "avx2", target_arch = "x86_64"))]
+    &winograd::WINOGRAD_F6_AVX2,
+    #[cfg(all(feature = "winograd", feature = "neon", target_arch = "aarch64"))]
+    &winograd::WINOGRAD_F2_NEON,
+    #[cfg(all(feature = "winograd", feature = "neon", target_arch = "aarch64"))]
+    &winograd::WINOGRAD_F4_NEON,
+    #[cfg(all(feature = "winograd", feature = "neon", target_arch = "aarch64"))]
+    &winograd::WINOGRAD_F6_NEON,
+    #[cfg(feature = "winograd")]
+    &winograd::WINOGRAD_F2_SCALAR,
+    #[cfg(feature = "winograd")]
+    &winograd::WINOGRAD_F4_SCALAR,
+    #[cfg(feature = "winograd")]
+    &winograd::WINOGRAD_F6_SCALAR,
 ];
 
 /// Every algorithm compiled in, including those this CPU cannot run (for loud skips).
@@ -74,12 +107,12 @@ pub fn algorithm(name: &str) -> Result<&'static dyn ConvAlgorithm> {
     })
 }
 
-/// A named choice of algorithm per layer kind, with `naive` as the fallback for shapes the
-/// choice does not support.
+/// A named choice of algorithms per layer kind: for each kind, a preference chain whose first
+/// algorithm that supports a shape runs it, with `naive` as the last resort.
 #[derive(Clone)]
 pub struct KernelSet {
     name: String,
-    choice: [&'static dyn ConvAlgorithm; 4],
+    chains: [Vec<&'static dyn ConvAlgorithm>; 4],
 }
 
 impl KernelSet {
@@ -87,20 +120,25 @@ impl KernelSet {
         &self.name
     }
 
-    /// The algorithm this set names for `kind`.
+    /// The algorithm this set prefers for `kind` (the head of its chain).
     pub fn algorithm(&self, kind: LayerKind) -> &'static dyn ConvAlgorithm {
-        self.choice[kind as usize]
+        self.chains[kind as usize].first().copied().unwrap_or(&Naive)
     }
 
-    /// The algorithm that will actually run `spec` as a `kind` layer (naive if the set's
-    /// choice does not support it).
+    /// The whole preference chain for `kind` (naive, the implicit last resort, not included).
+    pub fn chain(&self, kind: LayerKind) -> &[&'static dyn ConvAlgorithm] {
+        &self.chains[kind as usize]
+    }
+
+    /// The algorithm that will actually run `spec` as a `kind` layer: the first in the chain
+    /// that supports it, else naive.
     pub fn choose(&self, kind: LayerKind, spec: &ConvSpec) -> &'static dyn ConvAlgorithm {
-        let a = self.algorithm(kind);
-        if a.supports(spec) {
-            a
-        } else {
-            &Naive
-        }
+        self.chains[kind as usize].iter().copied().find(|a| a.supports(spec)).unwrap_or(&Naive)
+    }
+
+    /// The largest tolerance of any algorithm this set may run (for end-to-end checks).
+    pub fn tolerance(&self) -> f64 {
+        self.chains.iter().flatten().map(|a| a.tolerance()).fold(0.0, f64::max)
     }
 
     /// Prepares `spec` with the chosen algorithm.
@@ -120,7 +158,8 @@ impl fmt::Display for KernelSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.name)?;
         for kind in LayerKind::ALL {
-            write!(f, "  {}={}", kind, self.algorithm(kind).name())?;
+            let names: Vec<&str> = self.chain(kind).iter().map(|a| a.name()).chain(["naive"]).collect();
+            write!(f, "  {}={}", kind, names.join(">"))?;
         }
         Ok(())
     }
@@ -132,47 +171,59 @@ impl fmt::Debug for KernelSet {
     }
 }
 
-/// A kernel-set recipe: its name, the family that defines it, and the family per layer
-/// kind (in [`LayerKind::ALL`] order).
+/// A kernel-set recipe: its name, the family that defines it, and per layer kind (in
+/// [`LayerKind::ALL`] order) the families to try in order.
 struct Recipe {
     name: &'static str,
     signature: &'static str,
-    families: [&'static str; 4],
+    families: [&'static [&'static str]; 4],
 }
 
 const RECIPES: &[Recipe] = &[
-    Recipe { name: "im2col", signature: "im2col", families: ["im2col", "im2col", "gemm", "gemm"] },
-    Recipe { name: "direct", signature: "direct", families: ["im2col", "direct", "gemm", "gemm"] },
-    Recipe { name: "winograd", signature: "winograd", families: ["winograd", "winograd", "gemm", "gemm"] },
+    Recipe {
+        name: "im2col",
+        signature: "im2col",
+        families: [&["im2col"], &["im2col"], &["gemm"], &["gemm"]],
+    },
+    Recipe {
+        name: "direct",
+        signature: "direct",
+        families: [&["direct", "im2col"], &["direct", "im2col"], &["gemm"], &["gemm"]],
+    },
+    // Winograd where it applies (stride-1 3x3), the best other algorithm elsewhere.
+    Recipe {
+        name: "winograd",
+        signature: "winograd",
+        families: [&["winograd", "im2col"], &["winograd", "direct", "im2col"], &["gemm"], &["gemm"]],
+    },
 ];
 
 /// Flavours from most to least preferred when a recipe names no flavour.
 const FLAVOURS: &[&str] = &["avx512", "avx2", "neon", "pulp", "wide", "scalar"];
 
 /// Every kernel set runnable here: `naive`; for each recipe and each flavour that has the
-/// recipe's defining family, `recipe-flavour` (e.g. `direct-avx2`); and the bare recipe name
-/// as the best flavour here (e.g. `direct` = `direct-avx512` on Zen 4).
+/// recipe's defining family, `recipe-flavour` (e.g. `direct-avx2`), where each family takes
+/// that flavour or else the best one here; and the bare recipe name as the best flavour
+/// here (e.g. `direct` = `direct-avx512` on a CPU with AVX-512).
 pub fn kernel_sets() -> Result<Vec<KernelSet>> {
     let algos = algorithms()?;
     let find = |family: &str, flavour: &str| {
         algos.iter().copied().find(|a| a.family() == family && a.flavour() == flavour)
     };
     let best = |family: &str, prefer: &str| {
-        std::iter::once(prefer)
-            .chain(FLAVOURS.iter().copied())
-            .find_map(|fl| find(family, fl))
-            .unwrap_or(&Naive as &dyn ConvAlgorithm)
+        std::iter::once(prefer).chain(FLAVOURS.iter().copied()).find_map(|fl| find(family, fl))
     };
-    let mut sets = vec![KernelSet { name: "naive".into(), choice: [&Naive; 4] }];
+    let mut sets = vec![KernelSet { name: "naive".into(), chains: Default::default() }];
     for recipe in RECIPES {
         let flavours: Vec<&str> =
             FLAVOURS.iter().copied().filter(|fl| find(recipe.signature, fl).is_some()).collect();
         for (i, &fl) in flavours.iter().enumerate() {
-            let choice = recipe.families.map(|family| best(family, fl));
+            let chains =
+                recipe.families.map(|families| families.iter().filter_map(|f| best(f, fl)).collect());
             if i == 0 {
-                sets.push(KernelSet { name: recipe.name.into(), choice });
+                sets.push(KernelSet { name: recipe.name.into(), chains: chains.clone() });
             }
-            sets.push(KernelSet { name: format!("{}-{fl}", recipe.name), choice });
+            sets.push(KernelSet { name: format!("{}-{fl}", recipe.name), chains });
         }
     }
     Ok(sets)
@@ -203,6 +254,19 @@ mod tests {
         algos.sort();
         algos.dedup();
         assert_eq!(algos.len(), algorithms().unwrap().len());
+    }
+
+    #[test]
+    fn chains_fall_back_past_unsupported_shapes() {
+        // conv0 is stride 2: a Winograd set must run it with its next family, not naive.
+        let conv0 = ConvSpec::dense(3, 32, 3, 2, 1);
+        for set in kernel_sets().unwrap() {
+            let chosen = set.choose(LayerKind::Dense, &conv0);
+            assert!(chosen.supports(&conv0), "{}", set.name());
+            if set.chain(LayerKind::Dense).len() > 1 {
+                assert_ne!(chosen.name(), "naive", "{}", set.name());
+            }
+        }
     }
 
     #[test]
