@@ -154,6 +154,28 @@ fn tile_choice_fits_the_7x7_layers() {
     }
 }
 
+/// A fully connected layer at small batch takes the tile with the fewest rows `>= m` (one
+/// pass over B), in every flavour; larger `m` never takes a tile that pads a whole pass.
+#[test]
+fn tile_choice_for_small_m_streams_b_once() {
+    for f in flavours() {
+        let tiles = (f.tiles)();
+        let nr = f.nr_for(1024, 1000);
+        let max_mr = tiles.iter().filter(|t| t.nr == nr).map(|t| t.mr).max().unwrap();
+        assert_eq!(gemm::choose_tile(tiles, 1, nr).unwrap().mr, 1, "{}: a 1-row tile for M = 1", f.name);
+        for m in 1..=max_mr {
+            let t = gemm::choose_tile(tiles, m, nr).unwrap();
+            assert!(t.mr >= m, "{}: M = {m} took {}", f.name, t.name);
+            assert!(
+                tiles.iter().filter(|u| u.nr == nr && u.mr >= m).all(|u| u.mr >= t.mr),
+                "{}: M = {m} took {}, a smaller tile covers it",
+                f.name,
+                t.name
+            );
+        }
+    }
+}
+
 fn check_algo(algo: &dyn ConvAlgorithm, case: &Case) {
     assert!(algo.supports(&case.spec), "{} must support {}", algo.name(), case.spec);
     for threads in [1, 2] {
