@@ -414,6 +414,18 @@ impl PackedB {
     pub fn nr(&self) -> usize {
         self.nr
     }
+    /// Whether K fits one KC block (then panel `q` is the `k x nr` block at `q * k * nr`).
+    pub fn single_k_block(&self) -> bool {
+        self.kc == self.k
+    }
+    /// The `k x nr` micro-panel of columns `q * nr..`, `q < n.div_ceil(nr)`, when K is one
+    /// KC block (NC blocks are then consecutive runs of whole panels).
+    pub(crate) fn panel(&self, q: usize) -> Option<&[f32]> {
+        if !self.single_k_block() || q >= self.n.div_ceil(self.nr) {
+            return None;
+        }
+        self.data.get(q * self.k * self.nr..(q + 1) * self.k * self.nr)
+    }
 }
 
 /// A raw output pointer shared by tasks that write disjoint tiles.

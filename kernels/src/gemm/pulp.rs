@@ -150,7 +150,9 @@ mod x86 {
     ];
 }
 #[cfg(target_arch = "x86_64")]
-pub use x86::{sgemm_14x32_pulp, sgemm_1x16_pulp, sgemm_1x32_pulp, sgemm_2x16_pulp, sgemm_4x32_pulp, sgemm_6x16_pulp};
+pub use x86::{
+    sgemm_14x32_pulp, sgemm_1x16_pulp, sgemm_1x32_pulp, sgemm_2x16_pulp, sgemm_4x32_pulp, sgemm_6x16_pulp,
+};
 
 #[cfg(target_arch = "aarch64")]
 mod arm {

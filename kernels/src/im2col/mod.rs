@@ -6,10 +6,24 @@
 //! taps in the padding are zeros. The weights are packed once per group in the same K
 //! order. A 1x1 stride-1 unpadded (grouped) convolution skips the copy: the NHWC input,
 //! offset to the group's channels, already is the column matrix (row stride `Cin`).
+//!
+//! # Fused path (no column matrix): dense convolutions with small K
+//!
+//! With `groups == 1`, no horizontal dilation and `K <= KC` (e.g. MobileNetV1's conv0:
+//! 3x3, Cin = 3, K = 27), the row of the column matrix for output pixel `x` is `kh` runs of
+//! `kw * Cin` consecutive input floats (one per kernel row), and pixel `x + 1`'s runs start
+//! `stride * Cin` floats later. The microkernel reads that straight from the NHWC input
+//! ([`KSteps`] with one segment per kernel row inside the image, row stride
+//! `stride * Cin`), so nothing is copied for tiles whose pixels are all inside the image
+//! horizontally; kernel rows above or below the image are skipped (their B rows too).
+//! Only the tiles at the left and right edges (and a short last tile) gather their A
+//! micro-panel into a zero-padded stack buffer. Materialising the column matrix instead
+//! costs a write and a re-read of `M * K` floats (1.35 MB for conv0) in copies of 3 floats.
+//! Measured on conv0 (one thread, Xeon model 207): see `fill_columns_fused`.
 
 use crate::algo::{bias_or_zeros, check_prepare, check_run, ConvAlgorithm, PreparedConv};
 use crate::error::{checked_product, KernelError, Result};
-use crate::gemm::{sgemm, Flavour, PackedB};
+use crate::gemm::{choose_tile, sgemm, Epilogue, Flavour, KSteps, PackedB, Tile, KC_MAX, MR_MAX};
 use crate::isa::Isa;
 use crate::spec::{Activation, ConvSpec, Dims, Padding};
 
@@ -93,6 +107,18 @@ impl Im2colPrepared {
     fn k(&self) -> usize {
         self.spec.kernel_h * self.spec.kernel_w * self.spec.in_per_group()
     }
+
+    /// Whether the microkernel can read the column matrix straight from the input (see the
+    /// module docs): one group, no horizontal dilation, K in one KC block.
+    fn fused(&self) -> bool {
+        let s = &self.spec;
+        !self.direct()
+            && s.groups == 1
+            && s.dilation_w == 1
+            && self.k() <= KC_MAX
+            && self.b.len() == 1
+            && self.b[0].single_k_block()
+    }
 }
 
 impl PreparedConv for Im2colPrepared {
@@ -103,7 +129,7 @@ impl PreparedConv for Im2colPrepared {
         self.name
     }
     fn scratch_len(&self, input: Dims) -> Result<usize> {
-        if self.direct() {
+        if self.direct() || self.fused() {
             return Ok(0);
         }
         let out = self.spec.output_dims(input)?;
@@ -122,6 +148,52 @@ impl PreparedConv for Im2colPrepared {
         let s = &self.spec;
         let (ipg, opg, k) = (s.in_per_group(), s.out_per_group(), self.k());
         let m = out.n * out.h * out.w;
+        if self.fused() {
+            if !self.flavour.available() {
+                return Err(KernelError::IsaUnavailable {
+                    isa: self.flavour.isa,
+                    reason: "GEMM flavour not runnable here",
+                });
+            }
+            let tile = choose_tile((self.flavour.tiles)(), out.w, self.b[0].nr()).ok_or(
+                KernelError::ShapeMismatch {
+                    what: "packed B panel width",
+                    expected: format!("an NR of flavour {}", self.flavour.name),
+                    actual: format!("NR = {}", self.b[0].nr()),
+                },
+            )?;
+            self.activation.validate()?;
+            let (lo, hi) = self.activation.bounds();
+            let fused = Fused {
+                spec: s,
+                tile,
+                b: &self.b[0],
+                bias: &self.bias,
+                clamp: self.activation != crate::spec::Activation::None,
+                lo,
+                hi,
+                input,
+                ind: in_dims,
+                out,
+            };
+            let row_len = out.w * s.out_channels;
+            let rows = out.n * out.h;
+            if threads <= 1 || rows < 2 {
+                // SAFETY: the flavour is available (checked above); `check_run` checked the
+                // input and output lengths against the dims.
+                unsafe { fused.rows(0, output) };
+            } else {
+                use rayon::prelude::*;
+                let chunk_rows = rows.div_ceil(2 * threads);
+                output[..rows * row_len].par_chunks_mut(chunk_rows * row_len).enumerate().for_each(
+                    |(i, chunk)| {
+                        // SAFETY: as above; chunks are disjoint whole output rows.
+                        unsafe { fused.rows(i * chunk_rows, chunk) };
+                    },
+                );
+            }
+            return Ok(());
+        }
         for (g, b) in self.b.iter().enumerate() {
             let (a, lda): (&[f32], usize) = if self.direct() {
                 (&input[g * ipg..], s.in_channels)
@@ -147,6 +219,136 @@ impl PreparedConv for Im2colPrepared {
     }
 }
 
+/// One run of the fused path (see the module docs), borrowed from the prepared layer.
+struct Fused<'a> {
+    spec: &'a ConvSpec,
+    tile: &'static Tile,
+    b: &'a PackedB,
+    bias: &'a [f32],
+    clamp: bool,
+    lo: f32,
+    hi: f32,
+    input: &'a [f32],
+    ind: Dims,
+    out: Dims,
+}
+
+impl Fused<'_> {
+    /// Output rows `first..first + out.len() / (ow * Cout)` (counted over the batch) into
+    /// `out`, `MR` pixels of one row per microkernel call, every panel of B per call.
+    ///
+    /// # Safety
+    /// The CPU has the tile's ISA; `input` and `out` hold the lengths of their dims
+    /// (`out` a whole number of existing output rows starting at row `first`).
+    unsafe fn rows(&self, first: usize, out: &mut [f32]) {
+        let s = self.spec;
+        let (ind, od) = (self.ind, self.out);
+        let (cin, cout) = (ind.c, s.out_channels);
+        let (kh, kw) = (s.kernel_h, s.kernel_w);
+        let k = kh * kw * cin;
+        let (mr_t, nr_t) = (self.tile.mr, self.tile.nr);
+        let panels = cout.div_ceil(nr_t);
+        // Interior columns: every tap of the kernel row inside 0..iw.
+        let x0 = s.padding.left.div_ceil(s.stride_w).min(od.w);
+        let x1 = if ind.w + s.padding.left >= kw {
+            ((ind.w + s.padding.left - kw) / s.stride_w + 1).min(od.w).max(x0)
+        } else {
+            x0
+        };
+        let mut edge = [0.0f32; MR_MAX * KC_MAX];
+        for (r, orow) in out.chunks_exact_mut(od.w * cout).enumerate() {
+            let g = first + r;
+            let (b, oy) = (g / od.h, g % od.h);
+            let iy0 = (oy * s.stride_h) as isize - s.padding.top as isize;
+            let dh = s.dilation_h as isize;
+            // Kernel rows inside the image: ky0..ky1 (iy = iy0 + ky * dh).
+            let ky0 = if iy0 >= 0 { 0 } else { ((-iy0) as usize).div_ceil(s.dilation_h) }.min(kh);
+            let ky1 = if (ind.h as isize) > iy0 {
+                (((ind.h as isize - iy0 - 1) / dh) as usize + 1).clamp(ky0, kh)
+            } else {
+                ky0
+            };
+            let mut ox = 0;
+            while ox < od.w {
+                let mr = mr_t.min(od.w - ox);
+                let interior = mr == mr_t && ox >= x0 && ox + mr <= x1;
+                let (a, lda, steps, b_off) = if interior && ky1 > ky0 {
+                    let iy = (iy0 + ky0 as isize * dh) as usize;
+                    let ix = ox * s.stride_w - s.padding.left;
+                    let a = &self.input[((b * ind.h + iy) * ind.w + ix) * cin..];
+                    let steps =
+                        KSteps { len: kw * cin, segs: ky1 - ky0, seg_stride: s.dilation_h * ind.w * cin };
+                    (a.as_ptr(), s.stride_w * cin, steps, ky0 * kw * cin)
+                } else {
+                    for i in 0..mr_t {
+                        let dst = &mut edge[i * k..(i + 1) * k];
+                        if i < mr {
+                            column_row(s, self.input, ind, od, 0, (g * od.w) + ox + i, dst);
+                        } else {
+                            dst.fill(0.0);
+                        }
+                    }
+                    (edge.as_ptr(), k, KSteps::contiguous(k), 0)
+                };
+                for q in 0..panels {
+                    let j = q * nr_t;
+                    let nr = nr_t.min(cout - j);
+                    let Some(panel) = self.b.panel(q) else { return };
+                    let ep = Epilogue {
+                        bias: self.bias[j..].as_ptr(),
+                        first: true,
+                        clamp: self.clamp,
+                        lo: self.lo,
+                        hi: self.hi,
+                    };
+                    // SAFETY: A: the MR rows are interior pixels whose taps of kernel rows
+                    // ky0..ky1 lie inside the input (or the zero-padded edge buffer of
+                    // MR x K); B: a `k x nr` panel, read from row `b_off`; C: `mr` pixels
+                    // of this output row, `nr` channels from `j`; bias: `nr` values from `j`;
+                    // the ISA: the caller's contract.
+                    unsafe {
+                        (self.tile.kernel)(
+                            steps,
+                            a,
+                            lda,
+                            panel[b_off * nr_t..].as_ptr(),
+                            orow[ox * cout + j..].as_mut_ptr(),
+                            cout,
+                            mr,
+                            nr,
+                            &ep,
+                        )
+                    };
+                }
+                ox += mr;
+            }
+        }
+    }
+}
+
+/// Writes group `g`'s column-matrix row `r` (pixel `(b, oy, ox)`): columns `(ky, kx, i)`.
+fn column_row(spec: &ConvSpec, input: &[f32], ind: Dims, out: Dims, g: usize, r: usize, dst: &mut [f32]) {
+    let (ipg, kh, kw) = (spec.in_per_group(), spec.kernel_h, spec.kernel_w);
+    let (b, oy, ox) = (r / (out.h * out.w), r / out.w % out.h, r % out.w);
+    for ky in 0..kh {
+        let iy =
+            (oy * spec.stride_h + ky * spec.dilation_h).checked_sub(spec.padding.top).filter(|&y| y < ind.h);
+        for kx in 0..kw {
+            let ix = (ox * spec.stride_w + kx * spec.dilation_w)
+                .checked_sub(spec.padding.left)
+                .filter(|&x| x < ind.w);
+            let d = &mut dst[(ky * kw + kx) * ipg..][..ipg];
+            match (iy, ix) {
+                (Some(iy), Some(ix)) => {
+                    let src = ((b * ind.h + iy) * ind.w + ix) * ind.c + g * ipg;
+                    d.copy_from_slice(&input[src..src + ipg]);
+                }
+                _ => d.fill(0.0),
+            }
+        }
+    }
+}
+
 /// Writes group `g`'s column matrix: row `(b, oy, ox)`, columns `(ky, kx, i)`.
 fn fill_columns(
     spec: &ConvSpec,
@@ -157,29 +359,8 @@ fn fill_columns(
     cols: &mut [f32],
     threads: usize,
 ) {
-    let (ipg, kh, kw) = (spec.in_per_group(), spec.kernel_h, spec.kernel_w);
-    let k = kh * kw * ipg;
-    let row = |r: usize, dst: &mut [f32]| {
-        let (b, oy, ox) = (r / (out.h * out.w), r / out.w % out.h, r % out.w);
-        for ky in 0..kh {
-            let iy = (oy * spec.stride_h + ky * spec.dilation_h)
-                .checked_sub(spec.padding.top)
-                .filter(|&y| y < ind.h);
-            for kx in 0..kw {
-                let ix = (ox * spec.stride_w + kx * spec.dilation_w)
-                    .checked_sub(spec.padding.left)
-                    .filter(|&x| x < ind.w);
-                let d = &mut dst[(ky * kw + kx) * ipg..][..ipg];
-                match (iy, ix) {
-                    (Some(iy), Some(ix)) => {
-                        let src = ((b * ind.h + iy) * ind.w + ix) * ind.c + g * ipg;
-                        d.copy_from_slice(&input[src..src + ipg]);
-                    }
-                    _ => d.fill(0.0),
-                }
-            }
-        }
-    };
+    let k = spec.kernel_h * spec.kernel_w * spec.in_per_group();
+    let row = |r: usize, dst: &mut [f32]| column_row(spec, input, ind, out, g, r, dst);
     if threads <= 1 {
         for (r, dst) in cols.chunks_exact_mut(k).enumerate() {
             row(r, dst);
