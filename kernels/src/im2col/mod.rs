@@ -19,7 +19,7 @@
 //! Only the tiles at the left and right edges (and a short last tile) gather their A
 //! micro-panel into a zero-padded stack buffer. Materialising the column matrix instead
 //! costs a write and a re-read of `M * K` floats (1.35 MB for conv0) in copies of 3 floats.
-//! Measured on conv0 (one thread, Xeon model 207): see [`Fused::rows`].
+//! Measured on conv0 (one thread, Xeon model 207): see `Fused::rows`.
 
 use crate::algo::{bias_or_zeros, check_prepare, check_run, ConvAlgorithm, PreparedConv};
 use crate::error::{checked_product, KernelError, Result};
