@@ -154,6 +154,28 @@ fn tile_choice_fits_the_7x7_layers() {
     }
 }
 
+/// A fully connected layer at small batch takes the tile with the fewest rows `>= m` (one
+/// pass over B), in every flavour; larger `m` never takes a tile that pads a whole pass.
+#[test]
+fn tile_choice_for_small_m_streams_b_once() {
+    for f in flavours() {
+        let tiles = (f.tiles)();
+        let nr = f.nr_for(1024, 1000);
+        let max_mr = tiles.iter().filter(|t| t.nr == nr).map(|t| t.mr).max().unwrap();
+        assert_eq!(gemm::choose_tile(tiles, 1, nr).unwrap().mr, 1, "{}: a 1-row tile for M = 1", f.name);
+        for m in 1..=max_mr {
+            let t = gemm::choose_tile(tiles, m, nr).unwrap();
+            assert!(t.mr >= m, "{}: M = {m} took {}", f.name, t.name);
+            assert!(
+                tiles.iter().filter(|u| u.nr == nr && u.mr >= m).all(|u| u.mr >= t.mr),
+                "{}: M = {m} took {}, a smaller tile covers it",
+                f.name,
+                t.name
+            );
+        }
+    }
+}
+
 fn check_algo(algo: &dyn ConvAlgorithm, case: &Case) {
     assert!(algo.supports(&case.spec), "{} must support {}", algo.name(), case.spec);
     for threads in [1, 2] {
@@ -222,14 +244,57 @@ fn im2col_on_dense_and_grouped_specs() {
 
 #[test]
 fn im2col_scratch_too_small_is_an_error() {
-    let spec = ConvSpec::dense(3, 8, 3, 2, 1);
-    let dims = Dims::new(1, 8, 8, 3);
+    // Grouped: the column matrix is materialised (the fused path needs one group).
+    let spec = ConvSpec::dense(4, 8, 3, 2, 1).with_groups(2);
+    let dims = Dims::new(1, 8, 8, 4);
     for algo in algos("im2col") {
         let p = algo.prepare(&spec, &vec![0.0; spec.weights_len().unwrap()], None, Activation::None).unwrap();
         let need = p.scratch_len(dims).unwrap();
-        assert_eq!(need, 4 * 4 * 27);
+        assert_eq!(need, 4 * 4 * 18);
         let mut out = vec![0.0; 4 * 4 * 8];
         let mut scratch = vec![0.0; need - 1];
-        assert!(p.run(&[0.0; 192], dims, &mut out, &mut scratch, 1).is_err(), "{}", algo.name());
+        assert!(p.run(&[0.0; 256], dims, &mut out, &mut scratch, 1).is_err(), "{}", algo.name());
+    }
+}
+
+/// Dense with small K reads the input in place (the fused path): no scratch.
+#[test]
+fn im2col_fused_needs_no_scratch() {
+    let spec = ConvSpec::dense(3, 32, 3, 2, 1);
+    for algo in algos("im2col") {
+        let p = algo.prepare(&spec, &vec![0.0; spec.weights_len().unwrap()], None, Activation::None).unwrap();
+        assert_eq!(p.scratch_len(Dims::new(1, 224, 224, 3)).unwrap(), 0, "{}", algo.name());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    /// The fused im2col path (one group, K <= 256): output widths around every tile's MR
+    /// (below, equal, multiples, above, primes, 1), channels around NR, any padding per side
+    /// (edge tiles gathered, kernel rows above/below the image skipped), strides, vertical
+    /// dilation, batches.
+    #[test]
+    fn im2col_fused_agrees_with_naive(
+        cin in 1usize..=6, cout in prop_oneof![1usize..=4, 15usize..=18, 31usize..=34, 63usize..=66],
+        kh in 1usize..=5, kw in 1usize..=5, stride in 1usize..=3, dil_h in 1usize..=2,
+        pads in (0usize..5, 0usize..5, 0usize..5, 0usize..5),
+        ow in prop_oneof![1usize..=8, 12usize..=16, 27usize..=30, Just(43usize)],
+        h in 1usize..=7, n in 1usize..=2, act in 0usize..4, seed in any::<u64>(),
+    ) {
+        let padding = Padding {
+            top: pads.0 % kh, left: pads.1 % kw, bottom: pads.2 % kh, right: pads.3 % kw,
+        };
+        let mut spec = ConvSpec::dense(cin, cout, 1, stride, 0).with_padding(padding);
+        spec.kernel_h = kh;
+        spec.kernel_w = kw;
+        spec.dilation_h = dil_h;
+        // Input width giving `ow` output columns (at least the kernel's width).
+        let w = ((ow - 1) * stride + kw).saturating_sub(padding.left + padding.right).max(1);
+        let hh = (h + (kh - 1) * dil_h).saturating_sub(padding.top + padding.bottom).max(1);
+        let dims = Dims::new(n, hh, w, cin);
+        prop_assume!(spec.output_dims(dims).is_ok());
+        for algo in algos("im2col") {
+            check_algo(algo, &Case::random(spec, dims, ACTS[act], seed).unwrap());
+        }
     }
 }

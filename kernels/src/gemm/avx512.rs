@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{tile_body, Epilogue, Flavour, Lanes, Tile};
+use super::{tile_body, Epilogue, Flavour, KSteps, Lanes, Tile};
 use crate::isa::Isa;
 
 #[derive(Clone, Copy)]
@@ -53,7 +53,7 @@ impl Lanes for Avx512 {
 }
 
 macro_rules! avx512_tile {
-    ($name:ident, $mr:literal, $nv:literal) => {
+    ($name:ident, $mr:literal, $nv:literal, $u:literal) => {
         /// An AVX-512F microkernel (see [`super::KernelFn`]).
         ///
         /// # Safety
@@ -61,7 +61,7 @@ macro_rules! avx512_tile {
         #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
         #[allow(clippy::too_many_arguments)]
         pub unsafe fn $name(
-            kc: usize,
+            k: KSteps,
             a: *const f32,
             lda: usize,
             b: *const f32,
@@ -72,23 +72,34 @@ macro_rules! avx512_tile {
             ep: &Epilogue,
         ) {
             // SAFETY: forwarded contract; AVX-512 enabled on this function.
-            unsafe { tile_body::<Avx512, $mr, $nv>(Avx512, kc, a, lda, b, c, ldc, mr, nr, ep) }
+            unsafe { tile_body::<Avx512, $mr, $nv, $u>(Avx512, k, a, lda, b, c, ldc, mr, nr, ep) }
         }
     };
 }
 
-avx512_tile!(sgemm_12x32_avx512, 12, 2);
-avx512_tile!(sgemm_14x32_avx512, 14, 2);
-avx512_tile!(sgemm_7x32_avx512, 7, 2);
-avx512_tile!(sgemm_6x64_avx512, 6, 4);
+avx512_tile!(sgemm_12x32_avx512, 12, 2, 1);
+avx512_tile!(sgemm_14x32_avx512, 14, 2, 1);
+avx512_tile!(sgemm_7x32_avx512, 7, 2, 1);
+avx512_tile!(sgemm_6x64_avx512, 6, 4, 1);
+// Small-M tiles (a fully connected layer at batch 1..4), K split over U accumulator sets so
+// that each keeps 8 FMA chains in flight (see `tile_body`).
+avx512_tile!(sgemm_1x32_avx512, 1, 2, 4);
+avx512_tile!(sgemm_2x32_avx512, 2, 2, 2);
+avx512_tile!(sgemm_4x32_avx512, 4, 2, 1);
 
 // Measured (bench `gemm`, one thread, Xeon model 207): 14x32 >= 12x32 on every shape
 // (pw6..pw11: 188 vs 179 GFLOP/s); 7x32 within 1% of 14x32 on full tiles and far ahead at
 // M = 49 (pw12: 174 vs 96 GFLOP/s). 14 divides every MobileNetV1 pixel count except 49.
-static TILES: [Tile; 4] = [
+// The small-M tiles on full tiles (pw7 shape, B in L2): 1x32 62, 2x32 122, 4x32 156 vs
+// 14x32 188 GFLOP/s (1x32 is bound by L2 -> L1 bandwidth: 128 B of B per 2 FMAs); they
+// win only when M is small (see `choose_tile`).
+static TILES: [Tile; 7] = [
     Tile { name: "sgemm_14x32_avx512", mr: 14, nr: 32, speed: 1.0, kernel: sgemm_14x32_avx512 },
     Tile { name: "sgemm_7x32_avx512", mr: 7, nr: 32, speed: 0.99, kernel: sgemm_7x32_avx512 },
     Tile { name: "sgemm_12x32_avx512", mr: 12, nr: 32, speed: 0.97, kernel: sgemm_12x32_avx512 },
+    Tile { name: "sgemm_1x32_avx512", mr: 1, nr: 32, speed: 0.33, kernel: sgemm_1x32_avx512 },
+    Tile { name: "sgemm_2x32_avx512", mr: 2, nr: 32, speed: 0.65, kernel: sgemm_2x32_avx512 },
+    Tile { name: "sgemm_4x32_avx512", mr: 4, nr: 32, speed: 0.83, kernel: sgemm_4x32_avx512 },
     // Used for K <= 128 (see `Flavour::nr_for`).
     Tile { name: "sgemm_6x64_avx512", mr: 6, nr: 64, speed: 1.0, kernel: sgemm_6x64_avx512 },
 ];

@@ -85,15 +85,42 @@ pub struct Epilogue {
     pub hi: f32,
 }
 
-/// A microkernel: `C[0..mr][0..nr] = epilogue(sum_p A[i][p] * Bpanel[p][j])`, `p < kc`.
+/// The K steps of one microkernel call: `segs` runs of `len` consecutive A columns, run `s`
+/// starting at `a + s * seg_stride` (every row `i` at `+ i * lda`), against `segs * len`
+/// consecutive rows of the packed B micro-panel.
+///
+/// A plain GEMM is one run ([`KSteps::contiguous`]). A convolution on NHWC data with
+/// `groups == 1` and no horizontal dilation is one run per kernel row: the `kw * Cin` taps
+/// of kernel row `ky` of output pixel `x` are consecutive input floats, and output pixel
+/// `x + 1` starts `stride * Cin` floats later (`lda`), so the microkernel reads its A
+/// micro-panel straight from the input, with no im2col copy (see `crate::im2col`).
+#[derive(Debug, Clone, Copy)]
+pub struct KSteps {
+    pub len: usize,
+    pub segs: usize,
+    pub seg_stride: usize,
+}
+
+impl KSteps {
+    /// `kc` consecutive columns of A.
+    pub const fn contiguous(kc: usize) -> Self {
+        KSteps { len: kc, segs: 1, seg_stride: 0 }
+    }
+    /// The K steps in all: `len * segs`.
+    pub const fn total(&self) -> usize {
+        self.len * self.segs
+    }
+}
+
+/// A microkernel: `C[0..mr][0..nr] = epilogue(sum_p A[i][p] * Bpanel[p][j])`, `p < k.total()`.
 ///
 /// # Safety
-/// `a` points at MR readable rows of `kc` f32s with row stride `lda`; `b` at a packed
-/// `kc x NR` micro-panel; `c` at `mr` writable rows of `nr` f32s with stride `ldc`
-/// (`mr <= MR`, `nr <= NR`); `ep.bias` at `nr` f32s when `ep.first`; and the CPU has the
-/// tile's ISA.
+/// `a` points at MR readable rows with row stride `lda`, each readable at the offsets
+/// `s * k.seg_stride + 0..k.len` for `s < k.segs`; `b` at a packed `k.total() x NR`
+/// micro-panel; `c` at `mr` writable rows of `nr` f32s with stride `ldc` (`mr <= MR`,
+/// `nr <= NR`); `ep.bias` at `nr` f32s when `ep.first`; and the CPU has the tile's ISA.
 pub type KernelFn = unsafe fn(
-    kc: usize,
+    k: KSteps,
     a: *const f32,
     lda: usize,
     b: *const f32,
@@ -170,10 +197,23 @@ pub fn flavours() -> Vec<&'static Flavour> {
     ]
 }
 
-/// The tile of width `nr` for `m` rows: the least padded work per unit of measured speed
-/// (`ceil(m / mr) * mr / speed`); ties go to the earlier (preferred) tile. `None` if no
-/// tile has width `nr`.
+/// The tile of width `nr` for `m` rows.
+///
+/// - **`m` up to the largest MR** (a fully connected layer at batch 1..14): the tile with
+///   the fewest rows `>= m`, so B streams past once and the least padding is computed.
+///   At these sizes B (4 MB for the 1024 -> 1000 FC layer) comes from L3, not L2, and one
+///   pass over it is the floor: measured on AVX-512 (Xeon model 207, K = 1024, N = 1000,
+///   one thread) m = 1: 1x32 0.137 ms, 4x32 0.140, 7x32 0.143, 14x32 0.183; m = 2: 2x32
+///   0.138 vs 1x32 0.172; m = 4: 4x32 0.135 vs 2x32 0.176; m = 8: 12x32 0.192 vs 14x32 0.211.
+/// - **larger `m`**: the least padded work per unit of measured speed
+///   (`ceil(m / mr) * mr / speed`); ties go to the earlier (preferred) tile.
+///
+/// `None` if no tile has width `nr`.
 pub fn choose_tile(tiles: &'static [Tile], m: usize, nr: usize) -> Option<&'static Tile> {
+    let fit = tiles.iter().filter(|t| t.nr == nr && t.mr >= m).min_by_key(|t| t.mr);
+    if fit.is_some() {
+        return fit;
+    }
     let cost = |t: &Tile| m.div_ceil(t.mr) as f32 * t.mr as f32 / t.speed;
     tiles.iter().filter(|t| t.nr == nr).fold(None, |best: Option<&'static Tile>, t| match best {
         Some(b) if cost(b) <= cost(t) => Some(b),
@@ -207,13 +247,18 @@ pub(crate) trait Lanes: Copy {
 /// Per k step: NV vector loads of the packed B row, MR broadcasts of A (folded into the FMA
 /// as an embedded broadcast on AVX-512), MR * NV FMAs into register accumulators.
 ///
+/// `U > 1` splits K over `U` sets of accumulators (k step `p` adds into set `p % U`,
+/// summed before the epilogue): the small-M tiles (MR = 1, 2) have only MR * NV
+/// independent FMA chains, too few to cover the FMA latency (4 cycles, 2 ports: 8 chains
+/// needed), so they take `U = 8 / (MR * NV)`.
+///
 /// # Safety
 /// As [`KernelFn`], with `S`'s ISA present.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn tile_body<S: Lanes, const MR: usize, const NV: usize>(
+pub(crate) unsafe fn tile_body<S: Lanes, const MR: usize, const NV: usize, const U: usize>(
     s: S,
-    kc: usize,
+    k: KSteps,
     a: *const f32,
     lda: usize,
     b: *const f32,
@@ -225,22 +270,32 @@ pub(crate) unsafe fn tile_body<S: Lanes, const MR: usize, const NV: usize>(
 ) {
     // SAFETY (whole body): the caller guarantees the pointer ranges of `KernelFn`.
     unsafe {
-        let mut acc = [[s.zero(); NV]; MR];
+        let mut accs = [[[s.zero(); NV]; MR]; U];
         let mut b = b;
-        let mut a = a;
-        for _ in 0..kc {
-            let mut bv = [s.zero(); NV];
-            for (j, v) in bv.iter_mut().enumerate() {
-                *v = s.load(b.add(j * S::LANES));
+        for seg in 0..k.segs {
+            let mut a = a.add(seg * k.seg_stride);
+            let mut left = k.len;
+            while left >= U {
+                for (u, acc) in accs.iter_mut().enumerate() {
+                    k_step::<S, MR, NV>(s, acc, a.add(u), lda, b.add(u * NV * S::LANES));
+                }
+                a = a.add(U);
+                b = b.add(U * NV * S::LANES);
+                left -= U;
             }
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ai = s.splat(*a.add(i * lda));
-                for (accv, &bj) in row.iter_mut().zip(&bv) {
-                    *accv = s.fma(ai, bj, *accv);
+            for _ in 0..left {
+                k_step::<S, MR, NV>(s, &mut accs[0], a, lda, b);
+                a = a.add(1);
+                b = b.add(NV * S::LANES);
+            }
+        }
+        let mut acc = accs[0];
+        for set in &accs[1..] {
+            for (row, srow) in acc.iter_mut().zip(set) {
+                for (v, &w) in row.iter_mut().zip(srow) {
+                    *v = s.add(*v, w);
                 }
             }
-            a = a.add(1);
-            b = b.add(NV * S::LANES);
         }
         let (lo, hi) = (s.splat(ep.lo), s.splat(ep.hi));
         if mr == MR && nr == NV * S::LANES {
@@ -273,6 +328,33 @@ pub(crate) unsafe fn tile_body<S: Lanes, const MR: usize, const NV: usize>(
                     }
                     *cp = v;
                 }
+            }
+        }
+    }
+}
+
+/// One k step of [`tile_body`]: `acc[i][j] += A[i][0] * B[0][j]`.
+///
+/// # Safety
+/// As [`tile_body`], for one column of A and one row of B.
+#[inline(always)]
+unsafe fn k_step<S: Lanes, const MR: usize, const NV: usize>(
+    s: S,
+    acc: &mut [[S::V; NV]; MR],
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        let mut bv = [s.zero(); NV];
+        for (j, v) in bv.iter_mut().enumerate() {
+            *v = s.load(b.add(j * S::LANES));
+        }
+        for (i, row) in acc.iter_mut().enumerate() {
+            let ai = s.splat(*a.add(i * lda));
+            for (accv, &bj) in row.iter_mut().zip(&bv) {
+                *accv = s.fma(ai, bj, *accv);
             }
         }
     }
@@ -331,6 +413,18 @@ impl PackedB {
     }
     pub fn nr(&self) -> usize {
         self.nr
+    }
+    /// Whether K fits one KC block (then panel `q` is the `k x nr` block at `q * k * nr`).
+    pub fn single_k_block(&self) -> bool {
+        self.kc == self.k
+    }
+    /// The `k x nr` micro-panel of columns `q * nr..`, `q < n.div_ceil(nr)`, when K is one
+    /// KC block (NC blocks are then consecutive runs of whole panels).
+    pub(crate) fn panel(&self, q: usize) -> Option<&[f32]> {
+        if !self.single_k_block() || q >= self.n.div_ceil(self.nr) {
+            return None;
+        }
+        self.data.get(q * self.k * self.nr..(q + 1) * self.k * self.nr)
     }
 }
 
@@ -529,7 +623,7 @@ impl Job<'_> {
                         // caller guarantees the ISA.
                         unsafe {
                             (tile.kernel)(
-                                kcb,
+                                KSteps::contiguous(kcb),
                                 a_ptr,
                                 lda,
                                 b.data.as_ptr().add(block + q * kcb * nr_t),

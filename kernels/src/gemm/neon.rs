@@ -4,7 +4,7 @@
 
 use std::arch::aarch64::*;
 
-use super::{tile_body, Epilogue, Flavour, Lanes, Tile};
+use super::{tile_body, Epilogue, Flavour, KSteps, Lanes, Tile};
 use crate::isa::Isa;
 
 #[derive(Clone, Copy)]
@@ -50,28 +50,44 @@ impl Lanes for Neon {
     }
 }
 
-/// The 8x12 NEON tile.
-///
-/// # Safety
-/// See [`super::KernelFn`]; the CPU must have NEON.
-#[target_feature(enable = "neon")]
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn sgemm_8x12_neon(
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    mr: usize,
-    nr: usize,
-    ep: &Epilogue,
-) {
-    // SAFETY: forwarded contract; NEON enabled on this function.
-    unsafe { tile_body::<Neon, 8, 3>(Neon, kc, a, lda, b, c, ldc, mr, nr, ep) }
+macro_rules! neon_tile {
+    ($name:ident, $mr:literal, $nv:literal, $u:literal) => {
+        /// A NEON microkernel (see [`super::KernelFn`]).
+        ///
+        /// # Safety
+        /// See [`super::KernelFn`]; the CPU must have NEON.
+        #[target_feature(enable = "neon")]
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn $name(
+            k: KSteps,
+            a: *const f32,
+            lda: usize,
+            b: *const f32,
+            c: *mut f32,
+            ldc: usize,
+            mr: usize,
+            nr: usize,
+            ep: &Epilogue,
+        ) {
+            // SAFETY: forwarded contract; NEON enabled on this function.
+            unsafe { tile_body::<Neon, $mr, $nv, $u>(Neon, k, a, lda, b, c, ldc, mr, nr, ep) }
+        }
+    };
 }
 
-static TILES: [Tile; 1] =
-    [Tile { name: "sgemm_8x12_neon", mr: 8, nr: 12, speed: 1.0, kernel: sgemm_8x12_neon }];
+neon_tile!(sgemm_8x12_neon, 8, 3, 1);
+// Small-M tiles (a fully connected layer at batch 1..4): K split over U accumulator sets
+// so that each keeps 8 or more FMA chains in flight (see `tile_body`).
+neon_tile!(sgemm_1x12_neon, 1, 3, 3);
+neon_tile!(sgemm_2x12_neon, 2, 3, 2);
+neon_tile!(sgemm_4x12_neon, 4, 3, 1);
 
+// Speeds of the small tiles: not measured on an aarch64 machine; the AVX-512 ratios at the
+// same chain counts (see avx512.rs).
+static TILES: [Tile; 4] = [
+    Tile { name: "sgemm_8x12_neon", mr: 8, nr: 12, speed: 1.0, kernel: sgemm_8x12_neon },
+    Tile { name: "sgemm_1x12_neon", mr: 1, nr: 12, speed: 0.33, kernel: sgemm_1x12_neon },
+    Tile { name: "sgemm_2x12_neon", mr: 2, nr: 12, speed: 0.65, kernel: sgemm_2x12_neon },
+    Tile { name: "sgemm_4x12_neon", mr: 4, nr: 12, speed: 0.83, kernel: sgemm_4x12_neon },
+];
 pub static FLAVOUR: Flavour = Flavour { name: "neon", isa: Isa::Neon, tiles: || &TILES };

@@ -5,7 +5,7 @@
 
 use pulp::{Simd, WithSimd};
 
-use super::{tile_body, Epilogue, Flavour, Lanes, Tile};
+use super::{tile_body, Epilogue, Flavour, KSteps, Lanes, Tile};
 use crate::isa::{self, Isa};
 
 #[derive(Clone, Copy)]
@@ -51,8 +51,8 @@ impl<S: Simd> Lanes for P<S> {
 }
 
 /// The arguments of one microkernel call, run by `pulp` at the level it dispatches to.
-struct Call<'a, const MR: usize, const NV: usize> {
-    kc: usize,
+struct Call<'a, const MR: usize, const NV: usize, const U: usize> {
+    k: KSteps,
     a: *const f32,
     lda: usize,
     b: *const f32,
@@ -63,16 +63,16 @@ struct Call<'a, const MR: usize, const NV: usize> {
     ep: &'a Epilogue,
 }
 
-impl<const MR: usize, const NV: usize> WithSimd for Call<'_, MR, NV> {
+impl<const MR: usize, const NV: usize, const U: usize> WithSimd for Call<'_, MR, NV, U> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
         // SAFETY: `vectorize` runs this inside a function compiled for `S`'s features, which
         // `S::try_new` verified; the pointer contract is forwarded from `KernelFn`.
         unsafe {
-            tile_body::<P<S>, MR, NV>(
+            tile_body::<P<S>, MR, NV, U>(
                 P(simd),
-                self.kc,
+                self.k,
                 self.a,
                 self.lda,
                 self.b,
@@ -87,7 +87,7 @@ impl<const MR: usize, const NV: usize> WithSimd for Call<'_, MR, NV> {
 }
 
 macro_rules! pulp_tile {
-    ($name:ident, $level:ty, $mr:literal, $nv:literal) => {
+    ($name:ident, $level:ty, $mr:literal, $nv:literal, $u:literal) => {
         /// A `pulp` microkernel (see [`super::KernelFn`]); a no-op if the level is missing
         /// (never reached: `tiles()` only lists levels `isa::available` allows).
         ///
@@ -95,7 +95,7 @@ macro_rules! pulp_tile {
         /// See [`super::KernelFn`].
         #[allow(clippy::too_many_arguments)]
         pub unsafe fn $name(
-            kc: usize,
+            k: KSteps,
             a: *const f32,
             lda: usize,
             b: *const f32,
@@ -106,7 +106,7 @@ macro_rules! pulp_tile {
             ep: &Epilogue,
         ) {
             if let Some(simd) = <$level>::try_new() {
-                Simd::vectorize(simd, Call::<$mr, $nv> { kc, a, lda, b, c, ldc, mr, nr, ep });
+                Simd::vectorize(simd, Call::<$mr, $nv, $u> { k, a, lda, b, c, ldc, mr, nr, ep });
             }
         }
     };
@@ -120,32 +120,52 @@ impl ScalarLevel {
     }
 }
 
-pulp_tile!(sgemm_4x8_pulp, ScalarLevel, 4, 8);
-static TILES_SCALAR: [Tile; 1] =
-    [Tile { name: "sgemm_4x8_pulp", mr: 4, nr: 8, speed: 1.0, kernel: sgemm_4x8_pulp }];
+// Each level also has small-M tiles (a fully connected layer at batch 1..4) with K split
+// over U accumulator sets (see `tile_body`); speeds as the AVX-512 ones (avx512.rs).
+pulp_tile!(sgemm_4x8_pulp, ScalarLevel, 4, 8, 1);
+pulp_tile!(sgemm_1x8_pulp, ScalarLevel, 1, 8, 1);
+static TILES_SCALAR: [Tile; 2] = [
+    Tile { name: "sgemm_4x8_pulp", mr: 4, nr: 8, speed: 1.0, kernel: sgemm_4x8_pulp },
+    Tile { name: "sgemm_1x8_pulp", mr: 1, nr: 8, speed: 0.5, kernel: sgemm_1x8_pulp },
+];
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
-    pulp_tile!(sgemm_6x16_pulp, pulp::x86::V3, 6, 2);
-    pulp_tile!(sgemm_14x32_pulp, pulp::x86::V4, 14, 2);
-    pub(super) static TILES_V3: [Tile; 1] =
-        [Tile { name: "sgemm_6x16_pulp", mr: 6, nr: 16, speed: 1.0, kernel: sgemm_6x16_pulp }];
-    pub(super) static TILES_V4: [Tile; 1] =
-        [Tile { name: "sgemm_14x32_pulp", mr: 14, nr: 32, speed: 1.0, kernel: sgemm_14x32_pulp }];
+    pulp_tile!(sgemm_6x16_pulp, pulp::x86::V3, 6, 2, 1);
+    pulp_tile!(sgemm_14x32_pulp, pulp::x86::V4, 14, 2, 1);
+    pulp_tile!(sgemm_1x16_pulp, pulp::x86::V3, 1, 2, 4);
+    pulp_tile!(sgemm_2x16_pulp, pulp::x86::V3, 2, 2, 2);
+    pulp_tile!(sgemm_1x32_pulp, pulp::x86::V4, 1, 2, 4);
+    pulp_tile!(sgemm_4x32_pulp, pulp::x86::V4, 4, 2, 1);
+    pub(super) static TILES_V3: [Tile; 3] = [
+        Tile { name: "sgemm_6x16_pulp", mr: 6, nr: 16, speed: 1.0, kernel: sgemm_6x16_pulp },
+        Tile { name: "sgemm_1x16_pulp", mr: 1, nr: 16, speed: 0.33, kernel: sgemm_1x16_pulp },
+        Tile { name: "sgemm_2x16_pulp", mr: 2, nr: 16, speed: 0.65, kernel: sgemm_2x16_pulp },
+    ];
+    pub(super) static TILES_V4: [Tile; 3] = [
+        Tile { name: "sgemm_14x32_pulp", mr: 14, nr: 32, speed: 1.0, kernel: sgemm_14x32_pulp },
+        Tile { name: "sgemm_1x32_pulp", mr: 1, nr: 32, speed: 0.33, kernel: sgemm_1x32_pulp },
+        Tile { name: "sgemm_4x32_pulp", mr: 4, nr: 32, speed: 0.83, kernel: sgemm_4x32_pulp },
+    ];
 }
 #[cfg(target_arch = "x86_64")]
-pub use x86::{sgemm_14x32_pulp, sgemm_6x16_pulp};
+pub use x86::{
+    sgemm_14x32_pulp, sgemm_1x16_pulp, sgemm_1x32_pulp, sgemm_2x16_pulp, sgemm_4x32_pulp, sgemm_6x16_pulp,
+};
 
 #[cfg(target_arch = "aarch64")]
 mod arm {
     use super::*;
-    pulp_tile!(sgemm_8x12_pulp, pulp::aarch64::Neon, 8, 3);
-    pub(super) static TILES_NEON: [Tile; 1] =
-        [Tile { name: "sgemm_8x12_pulp", mr: 8, nr: 12, speed: 1.0, kernel: sgemm_8x12_pulp }];
+    pulp_tile!(sgemm_8x12_pulp, pulp::aarch64::Neon, 8, 3, 1);
+    pulp_tile!(sgemm_1x12_pulp, pulp::aarch64::Neon, 1, 3, 3);
+    pub(super) static TILES_NEON: [Tile; 2] = [
+        Tile { name: "sgemm_8x12_pulp", mr: 8, nr: 12, speed: 1.0, kernel: sgemm_8x12_pulp },
+        Tile { name: "sgemm_1x12_pulp", mr: 1, nr: 12, speed: 0.33, kernel: sgemm_1x12_pulp },
+    ];
 }
 #[cfg(target_arch = "aarch64")]
-pub use arm::sgemm_8x12_pulp;
+pub use arm::{sgemm_1x12_pulp, sgemm_8x12_pulp};
 
 fn tiles() -> &'static [Tile] {
     #[cfg(target_arch = "x86_64")]

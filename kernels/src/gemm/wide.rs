@@ -5,7 +5,7 @@
 
 use wide::f32x8;
 
-use super::{tile_body, Epilogue, Flavour, Lanes, Tile};
+use super::{tile_body, Epilogue, Flavour, KSteps, Lanes, Tile};
 use crate::isa::Isa;
 
 #[derive(Clone, Copy)]
@@ -51,27 +51,42 @@ impl Lanes for Wide {
     }
 }
 
-/// The 6x16 `wide` tile.
-///
-/// # Safety
-/// See [`super::KernelFn`].
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn sgemm_6x16_wide(
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    mr: usize,
-    nr: usize,
-    ep: &Epilogue,
-) {
-    // SAFETY: forwarded contract; wide needs no runtime ISA.
-    unsafe { tile_body::<Wide, 6, 2>(Wide, kc, a, lda, b, c, ldc, mr, nr, ep) }
+macro_rules! wide_tile {
+    ($name:ident, $mr:literal, $nv:literal, $u:literal) => {
+        /// A `wide` microkernel (see [`super::KernelFn`]).
+        ///
+        /// # Safety
+        /// See [`super::KernelFn`].
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn $name(
+            k: KSteps,
+            a: *const f32,
+            lda: usize,
+            b: *const f32,
+            c: *mut f32,
+            ldc: usize,
+            mr: usize,
+            nr: usize,
+            ep: &Epilogue,
+        ) {
+            // SAFETY: forwarded contract; wide needs no runtime ISA.
+            unsafe { tile_body::<Wide, $mr, $nv, $u>(Wide, k, a, lda, b, c, ldc, mr, nr, ep) }
+        }
+    };
 }
 
-static TILES: [Tile; 1] =
-    [Tile { name: "sgemm_6x16_wide", mr: 6, nr: 16, speed: 1.0, kernel: sgemm_6x16_wide }];
+// Small-M tiles (a fully connected layer at batch 1..4): K split over U accumulator sets
+// (see `tile_body`); speeds as the AVX-512 ones at the same chain counts (avx512.rs).
+wide_tile!(sgemm_6x16_wide, 6, 2, 1);
+wide_tile!(sgemm_1x16_wide, 1, 2, 4);
+wide_tile!(sgemm_2x16_wide, 2, 2, 2);
+wide_tile!(sgemm_4x16_wide, 4, 2, 1);
+
+static TILES: [Tile; 4] = [
+    Tile { name: "sgemm_6x16_wide", mr: 6, nr: 16, speed: 1.0, kernel: sgemm_6x16_wide },
+    Tile { name: "sgemm_1x16_wide", mr: 1, nr: 16, speed: 0.33, kernel: sgemm_1x16_wide },
+    Tile { name: "sgemm_2x16_wide", mr: 2, nr: 16, speed: 0.65, kernel: sgemm_2x16_wide },
+    Tile { name: "sgemm_4x16_wide", mr: 4, nr: 16, speed: 0.83, kernel: sgemm_4x16_wide },
+];
 
 pub static FLAVOUR: Flavour = Flavour { name: "wide", isa: Isa::Scalar, tiles: || &TILES };
