@@ -101,7 +101,9 @@ fn main() {
         sets.retain(|s| !s.name().contains('-'));
         algos.retain(|a| {
             a.name() == "naive"
-                || sets.iter().any(|s| LayerKind::ALL.iter().any(|&k| s.chain(k).iter().any(|b| b.name() == a.name())))
+                || sets
+                    .iter()
+                    .any(|s| LayerKind::ALL.iter().any(|&k| s.chain(k).iter().any(|b| b.name() == a.name())))
         });
     }
     for a in kernels::registry::compiled() {
