@@ -25,8 +25,14 @@ fn run(cmd: &str, args: &[&str]) -> Option<String> {
 }
 
 impl Provenance {
-    /// Collects the provenance of this process; `settings` describes the statistic used.
+    /// Collects the provenance of a `cargo bench -p bench-harness` run; `settings` describes
+    /// the statistic used.
     pub fn collect(settings: String) -> Provenance {
+        Self::collect_for("cargo bench -p bench-harness", settings)
+    }
+
+    /// As [`collect`](Self::collect) for a run started by `command` (the arguments are added).
+    pub fn collect_for(command: &str, settings: String) -> Provenance {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let field = |name: &str| {
             cpuinfo
@@ -71,9 +77,7 @@ impl Provenance {
             rustc: run("rustc", &["-V"]).unwrap_or_else(|| "unknown".into()),
             commit,
             date: run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "unknown".into()),
-            command: format!("{forced}{quick}cargo bench -p bench-harness {}", args.join(" "))
-                .trim()
-                .to_string(),
+            command: format!("{forced}{quick}{command} {}", args.join(" ")).trim().to_string(),
             settings,
         }
     }
