@@ -47,8 +47,15 @@ fn main() {
             });
         }
     }
-    let provenance =
-        Provenance::collect("maximum and mean error against the naive oracle; no timings".into());
+    let mut provenance = Provenance::collect_for(
+        "cargo run --profile test -p bench-harness --bin verify --target aarch64-unknown-linux-gnu --",
+        "maximum and mean error against the naive oracle; no timings".into(),
+    );
+    if cfg!(target_arch = "aarch64") && !provenance.flags.contains("asimd") {
+        // Under qemu-aarch64 user mode, /proc/cpuinfo is the x86 host's.
+        provenance.cpu = format!("qemu-aarch64 user-mode emulation on {}", provenance.cpu);
+        provenance.flags = "neon (emulated)".into();
+    } no timings".into());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results");
     match write_verify(&dir, &provenance, &rows) {
         Ok(path) => eprintln!("wrote {}", path.display()),
