@@ -55,7 +55,7 @@ fn main() {
         // Under qemu-aarch64 user mode, /proc/cpuinfo is the x86 host's.
         provenance.cpu = format!("qemu-aarch64 user-mode emulation on {}", provenance.cpu);
         provenance.flags = "neon (emulated)".into();
-    } no timings".into());
+    }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results");
     match write_verify(&dir, &provenance, &rows) {
         Ok(path) => eprintln!("wrote {}", path.display()),
