@@ -188,7 +188,7 @@ const RECIPES: &[Recipe] = &[
     Recipe {
         name: "direct",
         signature: "direct",
-        families: [&["direct", "im2col"], &["direct", "im2col"], &["gemm"], &["gemm"]],
+        families: [&["im2col"], &["direct", "im2col"], &["gemm"], &["gemm"]],
     },
     // Winograd where it applies (stride-1 3x3), the best other algorithm elsewhere.
     Recipe {
