@@ -212,51 +212,35 @@ unsafe fn rows_with<O: Lanes, const K: usize, const S: usize, const R: usize, co
             // of rows ky0..ky1 is inside the image; `dst_row` holds `ow * c` f32s.
             unsafe {
                 let at = |ox: usize| in_ptr.offset(src_row + (ox * S * c) as isize);
+                // One call shape: a tile of `T` pixels x `TB` channel blocks at column `ox`.
+                macro_rules! tiles_at {
+                    ($t:tt, $tb:tt, $ox:expr) => {
+                        tile_channels::<O, K, S, $t, $tb>(
+                            o,
+                            job,
+                            at($ox),
+                            w_ptr.add(w_row),
+                            b_ptr,
+                            kyn,
+                            dst_row.add($ox * c),
+                            c_full,
+                            tail,
+                            epi,
+                        )
+                    };
+                }
                 while ox + R <= x1 {
-                    tile_channels::<O, K, S, R, RB>(
-                        o,
-                        job,
-                        at(ox),
-                        w_ptr.add(w_row),
-                        b_ptr,
-                        kyn,
-                        dst_row.add(ox * c),
-                        c_full,
-                        tail,
-                        epi,
-                    );
+                    tiles_at!(R, RB, ox);
                     ox += R;
                 }
                 if R > 4 {
                     while ox + 4 <= x1 {
-                        tile_channels::<O, K, S, 4, 1>(
-                            o,
-                            job,
-                            at(ox),
-                            w_ptr.add(w_row),
-                            b_ptr,
-                            kyn,
-                            dst_row.add(ox * c),
-                            c_full,
-                            tail,
-                            epi,
-                        );
+                        tiles_at!(4, 1, ox);
                         ox += 4;
                     }
                 }
                 while ox < x1 {
-                    tile_channels::<O, K, S, 1, 4>(
-                        o,
-                        job,
-                        at(ox),
-                        w_ptr.add(w_row),
-                        b_ptr,
-                        kyn,
-                        dst_row.add(ox * c),
-                        c_full,
-                        tail,
-                        epi,
-                    );
+                    tiles_at!(1, 4, ox);
                     ox += 1;
                 }
             }
@@ -287,6 +271,24 @@ unsafe fn tile_channels<O: Lanes, const K: usize, const S: usize, const T: usize
     let c = job.in_dims.c;
     let row_stride = job.in_dims.w * c;
     let mut cb = 0;
+    // One call shape, `B` channel blocks with or without the `TAIL` of `n` lanes, at `cb`.
+    macro_rules! tile_at {
+        ($b:tt, $tail:tt, $n:expr) => {
+            tile::<O, K, S, T, $b, $tail>(
+                o,
+                src.add(cb),
+                row_stride,
+                c,
+                w.add(cb),
+                job.cpad,
+                bias.add(cb),
+                kyn,
+                dst.add(cb),
+                $n,
+                epi,
+            )
+        };
+    }
     // SAFETY: channel blocks cb..cb+N stay below c_full <= c (tail: n lanes); weights and
     // bias are padded to cpad >= c_full + N.
     unsafe {
@@ -294,52 +296,16 @@ unsafe fn tile_channels<O: Lanes, const K: usize, const S: usize, const T: usize
         // that `T * TB` independent FMA chains hide the FMA latency (4 cycles on Zen 4).
         if TB > 1 {
             while cb + TB * O::N <= c_full {
-                tile::<O, K, S, T, TB, false>(
-                    o,
-                    src.add(cb),
-                    row_stride,
-                    c,
-                    w.add(cb),
-                    job.cpad,
-                    bias.add(cb),
-                    kyn,
-                    dst.add(cb),
-                    0,
-                    epi,
-                );
+                tile_at!(TB, false, 0);
                 cb += TB * O::N;
             }
         }
         while cb < c_full {
-            tile::<O, K, S, T, 1, false>(
-                o,
-                src.add(cb),
-                row_stride,
-                c,
-                w.add(cb),
-                job.cpad,
-                bias.add(cb),
-                kyn,
-                dst.add(cb),
-                0,
-                epi,
-            );
+            tile_at!(1, false, 0);
             cb += O::N;
         }
         if tail != 0 {
-            tile::<O, K, S, T, 1, true>(
-                o,
-                src.add(cb),
-                row_stride,
-                c,
-                w.add(cb),
-                job.cpad,
-                bias.add(cb),
-                kyn,
-                dst.add(cb),
-                tail,
-                epi,
-            );
+            tile_at!(1, true, tail);
         }
     }
 }
@@ -429,66 +395,42 @@ unsafe fn pixel<O: Lanes>(
     let w0 = job.weights.as_ptr().wrapping_add(ky0 * kw * cpad);
     let bias = job.bias.as_ptr();
     let mut cb = 0;
+    // One call shape, `B` channel blocks with or without the `TAIL` of `n` lanes, at `cb`.
+    macro_rules! block_at {
+        ($b:tt, $tail:tt, $n:expr) => {
+            pixel_block::<O, $b, $tail>(
+                o,
+                row0.wrapping_add(cb),
+                iw * c,
+                c,
+                w0.add(cb),
+                kw,
+                cpad,
+                bias.add(cb),
+                ky1 - ky0,
+                kx0,
+                kx1,
+                dst.add(cb),
+                $n,
+                epi,
+            )
+        };
+    }
     // SAFETY: taps (ky0..ky1, kx0..kx1) are inside the image, channels cb..cb+N (`tail` in
     // the last block) inside the pixel, weights and bias padded to cpad.
     unsafe {
         // 4 channel blocks at once: 4 independent FMA chains instead of one (a single chain
         // of K*K dependent FMAs runs at a quarter of the FMA throughput on Zen 4).
         while cb + 4 * O::N <= c_full {
-            pixel_block::<O, 4, false>(
-                o,
-                row0.wrapping_add(cb),
-                iw * c,
-                c,
-                w0.add(cb),
-                kw,
-                cpad,
-                bias.add(cb),
-                ky1 - ky0,
-                kx0,
-                kx1,
-                dst.add(cb),
-                0,
-                epi,
-            );
+            block_at!(4, false, 0);
             cb += 4 * O::N;
         }
         while cb < c_full {
-            pixel_block::<O, 1, false>(
-                o,
-                row0.wrapping_add(cb),
-                iw * c,
-                c,
-                w0.add(cb),
-                kw,
-                cpad,
-                bias.add(cb),
-                ky1 - ky0,
-                kx0,
-                kx1,
-                dst.add(cb),
-                0,
-                epi,
-            );
+            block_at!(1, false, 0);
             cb += O::N;
         }
         if tail != 0 {
-            pixel_block::<O, 1, true>(
-                o,
-                row0.wrapping_add(cb),
-                iw * c,
-                c,
-                w0.add(cb),
-                kw,
-                cpad,
-                bias.add(cb),
-                ky1 - ky0,
-                kx0,
-                kx1,
-                dst.add(cb),
-                tail,
-                epi,
-            );
+            block_at!(1, true, tail);
         }
     }
 }
