@@ -167,7 +167,7 @@ fn main() {
                 LayerResult {
                     index,
                     layer: info.name.clone(),
-                    kind: info.kind.name().to_string(),
+                    kind: info.kind,
                     op: info.op(),
                     algorithm: algo.name().to_string(),
                     family: algo.family().to_string(),

@@ -122,8 +122,7 @@ pub fn roofline(path: &Path, report: &Report) -> PlotResult {
         .map_err(err)?
         .label(format!("roof: min({peak:.0} GFLOP/s, {bw:.1} GB/s x AI)"))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(2)));
-    let kinds = ["dense", "depthwise", "pointwise", "fc"];
-    for (k, kind) in kinds.iter().enumerate() {
+    for (k, kind) in kernels::LayerKind::ALL.iter().enumerate() {
         let color = PALETTE[k];
         let pts: Vec<(f64, f64, String)> = by_layer
             .iter()
@@ -136,7 +135,7 @@ pub fn roofline(path: &Path, report: &Report) -> PlotResult {
         chart
             .draw_series(pts.iter().map(|(x, y, _)| Circle::new((*x, *y), 5, color.filled())))
             .map_err(err)?
-            .label(*kind)
+            .label(kind.name())
             .legend(move |(x, y)| Circle::new((x + 8, y), 5, color.filled()));
         chart
             .draw_series(pts.iter().map(|(x, y, name)| {

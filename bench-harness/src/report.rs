@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use kernels::LayerKind;
+
 use crate::machine::Provenance;
 
 /// One layer timed under one algorithm (one thread, batch 1).
@@ -14,8 +16,7 @@ pub struct LayerResult {
     /// Position in the network (0 = conv0), for ordering.
     pub index: usize,
     pub layer: String,
-    /// `dense`, `depthwise`, `pointwise` or `fc`.
-    pub kind: String,
+    pub kind: LayerKind,
     pub op: String,
     pub algorithm: String,
     pub family: String,
@@ -164,7 +165,6 @@ impl Report {
         let _ = writeln!(s, "\nSum of the best per-layer times: {:.3} ms.\n", best_sum * 1e3);
 
         s.push_str("## Per layer kind: sum of each family's best flavour (1 thread, ms)\n\n");
-        let kinds = ["dense", "depthwise", "pointwise", "fc"];
         let mut fam_kind: BTreeMap<String, BTreeMap<&str, (f64, usize)>> = BTreeMap::new();
         for (_, results) in &by_layer {
             let mut best_per_family: BTreeMap<&str, &LayerResult> = BTreeMap::new();
@@ -172,21 +172,22 @@ impl Report {
                 best_per_family.entry(r.family.as_str()).or_insert(r);
             }
             for (fam, r) in best_per_family {
-                let e =
-                    fam_kind.entry(fam.to_string()).or_default().entry(kind_key(&r.kind)).or_insert((0.0, 0));
+                let e = fam_kind.entry(fam.to_string()).or_default().entry(r.kind.name()).or_insert((0.0, 0));
                 e.0 += r.median_s;
                 e.1 += 1;
             }
         }
-        let layer_counts: BTreeMap<&str, usize> =
-            kinds.iter().map(|k| (*k, by_layer.iter().filter(|(_, r)| r[0].kind == *k).count())).collect();
+        let layer_counts: BTreeMap<&str, usize> = LayerKind::ALL
+            .iter()
+            .map(|&k| (k.name(), by_layer.iter().filter(|(_, r)| r[0].kind == k).count()))
+            .collect();
         s.push_str("| family | dense | depthwise | pointwise | fc |\n|---|---:|---:|---:|---:|\n");
         for (fam, per_kind) in &fam_kind {
-            let cells: Vec<String> = kinds
+            let cells: Vec<String> = LayerKind::ALL
                 .iter()
-                .map(|k| match per_kind.get(k) {
-                    Some((t, n)) if *n == layer_counts[k] => format!("{:.3}", t * 1e3),
-                    Some((t, n)) => format!("{:.3} ({n}/{} layers)", t * 1e3, layer_counts[k]),
+                .map(|k| match per_kind.get(k.name()) {
+                    Some((t, n)) if *n == layer_counts[k.name()] => format!("{:.3}", t * 1e3),
+                    Some((t, n)) => format!("{:.3} ({n}/{} layers)", t * 1e3, layer_counts[k.name()]),
                     None => "-".into(),
                 })
                 .collect();
@@ -246,15 +247,6 @@ impl Report {
             );
         }
         s
-    }
-}
-
-fn kind_key(kind: &str) -> &'static str {
-    match kind {
-        "dense" => "dense",
-        "depthwise" => "depthwise",
-        "pointwise" => "pointwise",
-        _ => "fc",
     }
 }
 
@@ -318,4 +310,61 @@ pub fn write_verify(dir: &Path, provenance: &Provenance, rows: &[VerifyResult]) 
     }
     std::fs::write(&path, s)?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(
+        index: usize,
+        layer: &str,
+        kind: LayerKind,
+        algorithm: &str,
+        family: &str,
+        us: f64,
+    ) -> LayerResult {
+        LayerResult {
+            index,
+            layer: layer.into(),
+            kind,
+            op: "op".into(),
+            algorithm: algorithm.into(),
+            family: family.into(),
+            median_s: us * 1e-6,
+            flops: 2e6,
+            bytes: 1e6,
+        }
+    }
+
+    #[test]
+    fn tables_rank_per_layer_and_sum_per_kind() {
+        let report = Report {
+            provenance: Provenance::collect("test".into()),
+            roofs: Roofs {
+                peak_gflops: Some(100.0),
+                peak_avx2: Some(50.0),
+                peak_avx512: Some(100.0),
+                bandwidth_gbs: Some(10.0),
+            },
+            layers: vec![
+                row(1, "dw1", LayerKind::Depthwise, "naive", "naive", 400.0),
+                row(1, "dw1", LayerKind::Depthwise, "direct-avx2", "direct", 40.0),
+                row(2, "pw1", LayerKind::Pointwise, "gemm-avx2", "gemm", 20.0),
+            ],
+            models: vec![ModelResult { kernel_set: "naive".into(), threads: 1, median_s: 0.5, flops: 1e9 }],
+        };
+        let md = report.markdown();
+        assert!(
+            md.contains("| dw1 | op | direct-avx2 | 40.0 | 50.0 | 50.0% | 10x | naive (400.0) |"),
+            "{md}"
+        );
+        assert!(md.contains("| direct | - | 0.040 | - | - |"), "{md}");
+        assert!(md.contains("| gemm | - | - | 0.020 | - |"), "{md}");
+        assert!(
+            report.csv().contains("layer,pw1,pointwise,op,gemm-avx2,gemm,1,20.000,100.000,100.00,50.000"),
+            "{}",
+            report.csv()
+        );
+    }
 }
