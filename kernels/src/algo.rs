@@ -110,9 +110,12 @@ pub trait PreparedConv: Send + Sync {
     ) -> Result<()>;
 }
 
-/// Checks a prepare call's arguments: a valid spec and activation, and weight and bias
-/// lengths that match it. Every algorithm calls this first.
+/// Checks a prepare call's arguments: a valid spec and activation, weight and bias lengths
+/// that match it, and that `algo` supports the spec on this CPU. Every algorithm calls this
+/// first; the ISA check here is what keeps its `#[target_feature]` code unreachable on a CPU
+/// without the feature.
 pub fn check_prepare(
+    algo: &dyn ConvAlgorithm,
     spec: &ConvSpec,
     weights: &[f32],
     bias: Option<&[f32]>,
@@ -132,6 +135,9 @@ pub fn check_prepare(
                 actual: b.len(),
             });
         }
+    }
+    if !algo.supports(spec) || !crate::isa::available(algo.isa()) {
+        return Err(KernelError::Unsupported { algorithm: algo.name(), spec: spec.to_string() });
     }
     Ok(())
 }

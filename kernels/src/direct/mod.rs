@@ -33,8 +33,7 @@
 use rayon::prelude::*;
 
 use crate::algo::{check_prepare, check_run, ConvAlgorithm, PreparedConv};
-use crate::error::{KernelError, Result};
-use crate::isa;
+use crate::error::Result;
 use crate::spec::{Activation, ConvSpec, Dims};
 use crate::tensor::AlignedBuf;
 
@@ -534,11 +533,7 @@ pub(crate) fn prepare(
     bias: Option<&[f32]>,
     activation: Activation,
 ) -> Result<Box<dyn PreparedConv>> {
-    check_prepare(spec, weights_oihw, bias, activation)?;
-    // This check is what makes `rows` (a `#[target_feature]` body behind a safe fn) sound.
-    if !algo.supports(spec) || !isa::available(algo.isa()) {
-        return Err(KernelError::Unsupported { algorithm: algo.name(), spec: spec.to_string() });
-    }
+    check_prepare(algo, spec, weights_oihw, bias, activation)?;
     let cpad = spec.out_channels.div_ceil(CHANNEL_PAD) * CHANNEL_PAD;
     let mut packed_bias = AlignedBuf::zeros(cpad)?;
     if let Some(b) = bias {

@@ -3,7 +3,7 @@
 
 use super::{sgemm, Flavour, PackedB};
 use crate::algo::{bias_or_zeros, check_prepare, check_run, ConvAlgorithm, PreparedConv};
-use crate::error::{KernelError, Result};
+use crate::error::Result;
 use crate::isa::Isa;
 use crate::spec::{Activation, ConvSpec, Dims};
 
@@ -46,10 +46,7 @@ impl ConvAlgorithm for Gemm {
         bias: Option<&[f32]>,
         activation: Activation,
     ) -> Result<Box<dyn PreparedConv>> {
-        check_prepare(spec, weights_oihw, bias, activation)?;
-        if !self.supports(spec) {
-            return Err(KernelError::Unsupported { algorithm: self.name, spec: spec.to_string() });
-        }
+        check_prepare(self, spec, weights_oihw, bias, activation)?;
         let cin = spec.in_channels;
         // OIHW of a 1x1 conv is [Cout][Cin]: B[p][j] = w[j][p].
         let b = PackedB::new(cin, spec.out_channels, self.flavour.nr_for(cin, spec.out_channels), |p, j| {

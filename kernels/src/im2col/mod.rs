@@ -67,10 +67,7 @@ impl ConvAlgorithm for Im2col {
         bias: Option<&[f32]>,
         activation: Activation,
     ) -> Result<Box<dyn PreparedConv>> {
-        check_prepare(spec, weights_oihw, bias, activation)?;
-        if !self.supports(spec) {
-            return Err(KernelError::Unsupported { algorithm: self.name, spec: spec.to_string() });
-        }
+        check_prepare(self, spec, weights_oihw, bias, activation)?;
         let (ipg, opg, kh, kw) = (spec.in_per_group(), spec.out_per_group(), spec.kernel_h, spec.kernel_w);
         let k = checked_product("im2col K", &[kh, kw, ipg])?;
         let nr = self.flavour.nr_for(k, opg);

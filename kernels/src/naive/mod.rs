@@ -100,7 +100,7 @@ impl ConvAlgorithm for Naive {
         bias: Option<&[f32]>,
         activation: Activation,
     ) -> Result<Box<dyn PreparedConv>> {
-        check_prepare(spec, weights_oihw, bias, activation)?;
+        check_prepare(self, spec, weights_oihw, bias, activation)?;
         Ok(Box::new(NaivePrepared {
             spec: *spec,
             activation,

@@ -210,10 +210,7 @@ impl ConvAlgorithm for Winograd {
         bias: Option<&[f32]>,
         activation: Activation,
     ) -> Result<Box<dyn PreparedConv>> {
-        check_prepare(spec, weights_oihw, bias, activation)?;
-        if !self.supports(spec) {
-            return Err(KernelError::Unsupported { algorithm: self.name, spec: spec.to_string() });
-        }
+        check_prepare(self, spec, weights_oihw, bias, activation)?;
         let (lo, hi) = activation.bounds();
         let epi = Epilogue { clamp: activation != Activation::None, lo, hi };
         let bias = bias_or_zeros(spec, bias);
