@@ -237,7 +237,7 @@ fn main() {
     }
     let report = Report { provenance: Provenance::collect(settings.describe()), roofs, layers, models };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results");
-    match report::write(&dir, &report) {
+    match bench_harness::write_results(&dir, &report) {
         Ok(paths) => {
             for p in paths {
                 eprintln!("wrote {}", p.display());

@@ -250,21 +250,6 @@ impl Report {
     }
 }
 
-/// Writes `<stem>.md`, `<stem>.csv`, `<stem>-layers.svg` and `<stem>-roofline.svg` into `dir`.
-pub fn write(dir: &Path, report: &Report) -> io::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir)?;
-    let stem = report.stem();
-    let md = dir.join(format!("{stem}.md"));
-    let csv = dir.join(format!("{stem}.csv"));
-    std::fs::write(&md, report.markdown())?;
-    std::fs::write(&csv, report.csv())?;
-    let layers_svg = dir.join(format!("{stem}-layers.svg"));
-    let roofline_svg = dir.join(format!("{stem}-roofline.svg"));
-    crate::plots::layer_times(&layers_svg, report).map_err(io::Error::other)?;
-    crate::plots::roofline(&roofline_svg, report).map_err(io::Error::other)?;
-    Ok(vec![md, csv, layers_svg, roofline_svg])
-}
-
 /// One algorithm's agreement with naive on one layer (the verify mode: no timings).
 #[derive(Debug, Clone)]
 pub struct VerifyResult {

@@ -4,6 +4,7 @@ use std::fmt;
 
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
+use crate::simd::Backend;
 use crate::spec::{Activation, ConvSpec, Dims};
 
 /// The layer kinds of a depthwise-separable network; a [`crate::KernelSet`] picks one
@@ -58,10 +59,17 @@ pub trait ConvAlgorithm: Send + Sync {
     fn name(&self) -> &'static str;
     /// The algorithm family (`naive`, `gemm`, `im2col`, `direct`, `winograd`).
     fn family(&self) -> &'static str;
-    /// The implementation flavour: an ISA name, or `pulp` / `wide` for portable SIMD.
-    fn flavour(&self) -> &'static str;
-    /// The ISA level this algorithm needs the CPU (and `KERNELS_ISA`) to allow.
-    fn isa(&self) -> Isa;
+    /// The implementation of [`crate::simd::Simd`] its body runs under (a row of the
+    /// backend table; the naive oracle is `scalar`).
+    fn backend(&self) -> Backend;
+    /// The flavour in kernel-set names: the backend's name (`avx2`, `pulp`, ...).
+    fn flavour(&self) -> &'static str {
+        self.backend().name()
+    }
+    /// The lowest ISA level this algorithm needs the CPU (and `KERNELS_ISA`) to allow.
+    fn isa(&self) -> Isa {
+        self.backend().isa()
+    }
     /// The largest error against the naive oracle this algorithm promises, relative to
     /// `|bias| + sum |w| |x|` of each output (see [`crate::testing`]). Direct and GEMM
     /// algorithms only reorder an f32 sum: `1e-5` holds up to K = 4,608 taps with margin.
@@ -95,6 +103,9 @@ pub trait PreparedConv: Send + Sync {
     fn spec(&self) -> &ConvSpec;
     /// The name of the algorithm that prepared this layer.
     fn algorithm(&self) -> &'static str;
+    /// The instruction level this layer's code executes at (for pulp, the level it
+    /// dispatched to). Never above the `KERNELS_ISA` ceiling: tests check it.
+    fn level(&self) -> Isa;
     /// Scratch f32s `run` needs for an input of `input` dims.
     fn scratch_len(&self, _input: Dims) -> Result<usize> {
         Ok(0)

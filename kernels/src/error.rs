@@ -55,7 +55,8 @@ impl fmt::Display for KernelError {
             }
             Self::IsaUnavailable { isa, reason } => write!(f, "ISA {isa} is not available: {reason}"),
             Self::UnknownIsa(s) => {
-                write!(f, "unknown ISA {s:?} (expected one of scalar, avx2, avx512, neon)")
+                let names: Vec<&str> = Isa::ALL.iter().map(|i| i.name()).collect();
+                write!(f, "unknown ISA {s:?} (expected one of {})", names.join(", "))
             }
             Self::UnknownKernelSet { name, available } => write!(
                 f,

@@ -28,6 +28,18 @@ impl Isa {
     /// Every ISA, lowest first.
     pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon];
 
+    /// The level the compile-time target features reach (what code that uses no run-time
+    /// dispatch, such as `wide`, executes at): `Avx512` with `-C target-feature=+avx512f`
+    /// (or a `target-cpu` that has it), `Avx2` with AVX2 and FMA, else `Scalar` (baseline
+    /// x86-64's SSE2 and aarch64's baseline NEON count as scalar).
+    pub const TARGET: Isa = if cfg!(all(target_arch = "x86_64", target_feature = "avx512f")) {
+        Isa::Avx512
+    } else if cfg!(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")) {
+        Isa::Avx2
+    } else {
+        Isa::Scalar
+    };
+
     /// The lower-case name used in `KERNELS_ISA`, kernel names and bench ids.
     pub fn name(self) -> &'static str {
         match self {
@@ -68,7 +80,7 @@ impl Isa {
     }
 
     /// Whether `self` may run under the ceiling `ceiling` (NEON and x86 levels are disjoint).
-    fn within(self, ceiling: Isa) -> bool {
+    pub fn within(self, ceiling: Isa) -> bool {
         match (self, ceiling) {
             (Isa::Scalar, _) => true,
             (Isa::Neon, c) => c == Isa::Neon,

@@ -6,10 +6,13 @@
 //! [`registry`] lists every algorithm compiled in (cargo features) and runnable on this CPU
 //! (detection, capped by `KERNELS_ISA`), and builds the named [`KernelSet`]s from them.
 //!
-//! Layout of the crate: one folder per algorithm family (`naive/`, ...), one file per ISA
-//! inside it.
+//! Layout of the crate: `simd/` holds the one vector trait with one file per implementation
+//! (scalar, AVX2, AVX-512, NEON, pulp, wide) and the backend table; one folder per algorithm
+//! family (`naive/`, `gemm/`, `im2col/`, `direct/`, `winograd/`) holds one body written over
+//! that trait; `cache.rs` finds the cache sizes the blocking is derived from.
 
 pub mod algo;
+pub mod cache;
 pub mod cost;
 pub mod direct;
 pub mod error;
@@ -18,6 +21,7 @@ pub mod im2col;
 pub mod isa;
 pub mod naive;
 pub mod registry;
+pub mod simd;
 pub mod spec;
 pub mod tensor;
 pub mod testing;
@@ -28,5 +32,6 @@ pub use algo::{ConvAlgorithm, LayerKind, PreparedConv};
 pub use error::{KernelError, Result};
 pub use isa::Isa;
 pub use registry::{algorithms, kernel_set, kernel_sets, KernelSet};
+pub use simd::Backend;
 pub use spec::{Activation, ConvSpec, Dims, Padding};
 pub use tensor::{AlignedBuf, Tensor};

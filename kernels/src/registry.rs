@@ -1,94 +1,54 @@
 //! The one list of algorithms, and the kernel sets built from it.
 //!
 //! Tests, benches, the CLI and the report all walk [`algorithms`] and [`kernel_sets`]; nobody
-//! keeps a second list. Adding an algorithm = one line in [`COMPILED`] (under its cargo
-//! feature); it then appears in every test sweep, bench table and kernel set automatically.
+//! keeps a second list. The list is the families times the backend table
+//! ([`Backend::ALL`]): adding a backend (one `simd/` file and one table row) adds every family
+//! on it; adding a family is one line in [`compiled`]. Either then appears in every test
+//! sweep, bench table and kernel set automatically.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use crate::algo::{ConvAlgorithm, LayerKind, PreparedConv};
+use crate::direct::Direct;
 use crate::error::{KernelError, Result};
-use crate::gemm::{self, Gemm};
+use crate::gemm::Gemm;
 use crate::im2col::Im2col;
 use crate::isa;
 use crate::naive::Naive;
+use crate::simd::Backend;
 use crate::spec::{Activation, ConvSpec};
 #[cfg(feature = "winograd")]
-use crate::winograd;
+use crate::winograd::{Winograd, TILE_SIDES};
 
-/// Every algorithm compiled into this build, runnable here or not.
+/// Every algorithm compiled into this build, runnable here or not: `naive`, then each
+/// family on each backend compiled in (the backend table, [`Backend::ALL`], best first).
 ///
-/// Winograd: the preferred tile size of each flavour comes first (kernel-set recipes take
-/// the first `winograd` algorithm of a flavour); every tile size is registered so tests and
-/// benches cover them all. F(2) first: in MobileNetV1 the `winograd` set runs only the
-/// stride-1 depthwise layers, where F(2) beats F(4) on every layer (dw7, AVX-512: 46 vs
-/// 85 us; docs/winograd.md); F(4) wins only on wide dense layers (56x56x64: 0.59 vs 0.85 ms).
-static COMPILED: &[&dyn ConvAlgorithm] = &[
-    &Naive,
-    // Packed GEMM: pointwise and FC layers (gemm-*), any dense or grouped conv (im2col-*).
-    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-    &Gemm { name: "gemm-avx512", flavour: &gemm::avx512::FLAVOUR },
-    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-    &Im2col { name: "im2col-avx512", flavour: &gemm::avx512::FLAVOUR },
-    #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
-    &Gemm { name: "gemm-avx2", flavour: &gemm::avx2::FLAVOUR },
-    #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
-    &Im2col { name: "im2col-avx2", flavour: &gemm::avx2::FLAVOUR },
-    #[cfg(all(feature = "neon", target_arch = "aarch64"))]
-    &Gemm { name: "gemm-neon", flavour: &gemm::neon::FLAVOUR },
-    #[cfg(all(feature = "neon", target_arch = "aarch64"))]
-    &Im2col { name: "im2col-neon", flavour: &gemm::neon::FLAVOUR },
-    #[cfg(feature = "pulp")]
-    &Gemm { name: "gemm-pulp", flavour: &gemm::pulp::FLAVOUR },
-    #[cfg(feature = "pulp")]
-    &Im2col { name: "im2col-pulp", flavour: &gemm::pulp::FLAVOUR },
-    #[cfg(feature = "wide")]
-    &Gemm { name: "gemm-wide", flavour: &gemm::wide::FLAVOUR },
-    #[cfg(feature = "wide")]
-    &Im2col { name: "im2col-wide", flavour: &gemm::wide::FLAVOUR },
-    &Gemm { name: "gemm-scalar", flavour: &gemm::scalar::FLAVOUR },
-    &Im2col { name: "im2col-scalar", flavour: &gemm::scalar::FLAVOUR },
-    // Direct depthwise (direct-*).
-    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-    &crate::direct::avx512::DirectAvx512,
-    #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
-    &crate::direct::avx2::DirectAvx2,
-    #[cfg(all(feature = "neon", target_arch = "aarch64"))]
-    &crate::direct::neon::DirectNeon,
-    #[cfg(feature = "pulp")]
-    &crate::direct::pulp::DirectPulp,
-    #[cfg(feature = "wide")]
-    &crate::direct::wide::DirectWide,
-    // Winograd (winograd-f{2,4,6}-*), stride-1 3x3 dense and depthwise.
-    #[cfg(all(feature = "winograd", feature = "avx512", target_arch = "x86_64"))]
-    &winograd::WINOGRAD_F2_AVX512,
-    #[cfg(all(feature = "winograd", feature = "avx512", target_arch = "x86_64"))]
-    &winograd::WINOGRAD_F4_AVX512,
-    #[cfg(all(feature = "winograd", feature = "avx512", target_arch = "x86_64"))]
-    &winograd::WINOGRAD_F6_AVX512,
-    #[cfg(all(feature = "winograd", feature = "avx2", target_arch = "x86_64"))]
-    &winograd::WINOGRAD_F2_AVX2,
-    #[cfg(all(feature = "winograd", feature = "avx2", target_arch = "x86_64"))]
-    &winograd::WINOGRAD_F4_AVX2,
-    #[cfg(all(feature = "winograd", feature = "avx2", target_arch = "x86_64"))]
-    &winograd::WINOGRAD_F6_AVX2,
-    #[cfg(all(feature = "winograd", feature = "neon", target_arch = "aarch64"))]
-    &winograd::WINOGRAD_F2_NEON,
-    #[cfg(all(feature = "winograd", feature = "neon", target_arch = "aarch64"))]
-    &winograd::WINOGRAD_F4_NEON,
-    #[cfg(all(feature = "winograd", feature = "neon", target_arch = "aarch64"))]
-    &winograd::WINOGRAD_F6_NEON,
-    #[cfg(feature = "winograd")]
-    &winograd::WINOGRAD_F2_SCALAR,
-    #[cfg(feature = "winograd")]
-    &winograd::WINOGRAD_F4_SCALAR,
-    #[cfg(feature = "winograd")]
-    &winograd::WINOGRAD_F6_SCALAR,
-];
-
-/// Every algorithm compiled in, including those this CPU cannot run (for loud skips).
+/// Winograd: every tile size of [`TILE_SIDES`] is registered, the preferred first (kernel-set
+/// recipes take the first `winograd` algorithm of a flavour).
 pub fn compiled() -> &'static [&'static dyn ConvAlgorithm] {
-    COMPILED
+    static COMPILED: OnceLock<Vec<&'static dyn ConvAlgorithm>> = OnceLock::new();
+    COMPILED.get_or_init(|| {
+        // Built once per process: the names and structs live as long as the registry.
+        fn leak<T: ConvAlgorithm + 'static>(a: T) -> &'static dyn ConvAlgorithm {
+            Box::leak(Box::new(a))
+        }
+        let name = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let mut all: Vec<&'static dyn ConvAlgorithm> = vec![&Naive];
+        let backends = || Backend::compiled_in();
+        all.extend(backends().map(|b| leak(Gemm { name: name(format!("gemm-{b}")), backend: b })));
+        all.extend(backends().map(|b| leak(Im2col { name: name(format!("im2col-{b}")), backend: b })));
+        all.extend(backends().map(|b| leak(Direct { name: name(format!("direct-{b}")), backend: b })));
+        #[cfg(feature = "winograd")]
+        for b in backends() {
+            all.extend(
+                TILE_SIDES
+                    .iter()
+                    .map(|&m| leak(Winograd { name: name(format!("winograd-f{m}-{b}")), m, backend: b })),
+            );
+        }
+        all
+    })
 }
 
 /// Every algorithm compiled in and runnable on this CPU under the `KERNELS_ISA` ceiling.
@@ -96,15 +56,7 @@ pub fn compiled() -> &'static [&'static dyn ConvAlgorithm] {
 /// Errors if `KERNELS_ISA` is unknown or names an ISA this CPU lacks.
 pub fn algorithms() -> Result<Vec<&'static dyn ConvAlgorithm>> {
     isa::ceiling()?;
-    Ok(COMPILED.iter().copied().filter(|a| isa::available(a.isa())).collect())
-}
-
-/// Looks up one runnable algorithm by name.
-pub fn algorithm(name: &str) -> Result<&'static dyn ConvAlgorithm> {
-    algorithms()?.into_iter().find(|a| a.name() == name).ok_or_else(|| KernelError::Unsupported {
-        algorithm: "registry",
-        spec: format!("no runnable algorithm named {name:?}"),
-    })
+    Ok(compiled().iter().copied().filter(|a| a.backend().available()).collect())
 }
 
 /// A named choice of algorithms per layer kind: for each kind, a preference chain whose first
@@ -118,11 +70,6 @@ pub struct KernelSet {
 impl KernelSet {
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// The algorithm this set prefers for `kind` (the head of its chain).
-    pub fn algorithm(&self, kind: LayerKind) -> &'static dyn ConvAlgorithm {
-        self.chains[kind as usize].first().copied().unwrap_or(&Naive)
     }
 
     /// The whole preference chain for `kind` (naive, the implicit last resort, not included).
@@ -198,25 +145,23 @@ const RECIPES: &[Recipe] = &[
     },
 ];
 
-/// Flavours from most to least preferred when a recipe names no flavour.
-const FLAVOURS: &[&str] = &["avx512", "avx2", "neon", "pulp", "wide", "scalar"];
-
-/// Every kernel set runnable here: `naive`; for each recipe and each flavour that has the
-/// recipe's defining family, `recipe-flavour` (e.g. `direct-avx2`), where each family takes
-/// that flavour or else the best one here; and the bare recipe name as the best flavour
-/// here (e.g. `direct` = `direct-avx512` on a CPU with AVX-512).
+/// Every kernel set runnable here: `naive`; for each recipe and each backend (flavour) that
+/// has the recipe's defining family, `recipe-flavour` (e.g. `direct-avx2`), where each family
+/// takes that flavour (every family has every backend, so a `*-scalar` set stays scalar) or
+/// else the best one here; and the bare recipe name as the best flavour here (e.g. `direct`
+/// = `direct-avx512` on a CPU with AVX-512). Flavours are tried in the backend table's order.
 pub fn kernel_sets() -> Result<Vec<KernelSet>> {
     let algos = algorithms()?;
     let find = |family: &str, flavour: &str| {
         algos.iter().copied().find(|a| a.family() == family && a.flavour() == flavour)
     };
-    let best = |family: &str, prefer: &str| {
-        std::iter::once(prefer).chain(FLAVOURS.iter().copied()).find_map(|fl| find(family, fl))
+    let flavour_names = || Backend::ALL.iter().map(|&b| b.name());
+    let best = |family: &str, prefer: &'static str| {
+        std::iter::once(prefer).chain(flavour_names()).find_map(|fl| find(family, fl))
     };
     let mut sets = vec![KernelSet { name: "naive".into(), chains: Default::default() }];
     for recipe in RECIPES {
-        let flavours: Vec<&str> =
-            FLAVOURS.iter().copied().filter(|fl| find(recipe.signature, fl).is_some()).collect();
+        let flavours: Vec<&str> = flavour_names().filter(|fl| find(recipe.signature, fl).is_some()).collect();
         for (i, &fl) in flavours.iter().enumerate() {
             let chains =
                 recipe.families.map(|families| families.iter().filter_map(|f| best(f, fl)).collect());

@@ -1,28 +1,28 @@
 //! The packed SGEMM against a plain f64 triple loop around every microkernel's tile, and the
 //! `gemm-*` / `im2col-*` algorithms against the naive oracle, every flavour in turn.
 
-use kernels::gemm::{self, Flavour, PackedB, Tile};
+use kernels::gemm::{self, PackedB, Tile};
 use kernels::testing::{check, random_values, Case};
+use kernels::Backend;
 use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, Padding};
 use proptest::prelude::*;
 
-/// Flavours runnable here; the others are reported loudly.
-fn flavours() -> Vec<&'static Flavour> {
-    gemm::flavours()
-        .into_iter()
-        .filter(|f| {
-            let ok = f.available();
+/// Backends runnable here; the others are reported loudly.
+fn backends() -> Vec<Backend> {
+    Backend::compiled_in()
+        .filter(|b| {
+            let ok = b.available();
             if !ok {
-                eprintln!("SKIPPED: GEMM flavour {} cannot run on this CPU / under KERNELS_ISA", f.name);
+                eprintln!("SKIPPED: backend {b} cannot run on this CPU / under KERNELS_ISA");
             }
             ok
         })
         .collect()
 }
 
-/// Every (flavour, tile) runnable here.
-fn tiles() -> Vec<(&'static Flavour, &'static Tile)> {
-    flavours().into_iter().flat_map(|f| (f.tiles)().iter().map(move |t| (f, t))).collect()
+/// Every (backend, tile) runnable here.
+fn tiles() -> Vec<(Backend, &'static Tile)> {
+    backends().into_iter().flat_map(|b| gemm::tiles(b).unwrap().iter().map(move |t| (b, t))).collect()
 }
 
 fn algos(family: &str) -> Vec<&'static dyn ConvAlgorithm> {
@@ -61,7 +61,7 @@ fn check_tile(
         for j in 0..ldc {
             let got = c[i * ldc + j];
             if j >= n {
-                assert_eq!(got, sentinel, "{} wrote C padding at ({i},{j})", tile.name);
+                assert_eq!(got, sentinel, "{} wrote C padding at ({i},{j})", tile.name());
                 continue;
             }
             let (mut want, mut scale) = (bias[j] as f64, bias[j].abs() as f64);
@@ -75,7 +75,7 @@ fn check_tile(
             assert!(
                 err <= 1e-5,
                 "{} m={m} n={n} k={k} pad={pad} {act:?} threads={threads}: C[{i}][{j}] = {got}, want {want} (rel err {err:.2e})",
-                tile.name
+                tile.name()
             );
         }
     }
@@ -125,15 +125,15 @@ fn tile_edges_primes_and_k1() {
 
 #[test]
 fn nan_and_bad_lengths() {
-    for f in flavours() {
-        let packed = PackedB::new(4, 3, f.nr_for(4, 3), |_, _| 1.0).unwrap();
+    for f in backends() {
+        let packed = PackedB::new(4, 3, gemm::nr_for(gemm::tiles(f).unwrap(), 4, 3), |_, _| 1.0).unwrap();
         let mut a = vec![1.0; 8];
         a[0] = f32::NAN;
         let mut c = vec![0.0; 6];
         gemm::sgemm(f, 2, &a, 4, &packed, &[0.0; 3], Activation::Relu6, &mut c, 3, 1).unwrap();
-        assert_eq!(&c, &[0.0, 0.0, 0.0, 4.0, 4.0, 4.0], "{}: ReLU6 maps NaN to 0", f.name);
+        assert_eq!(&c, &[0.0, 0.0, 0.0, 4.0, 4.0, 4.0], "{f}: ReLU6 maps NaN to 0");
         gemm::sgemm(f, 2, &a, 4, &packed, &[0.0; 3], Activation::None, &mut c, 3, 1).unwrap();
-        assert!(c[0].is_nan(), "{}: no activation passes NaN through", f.name);
+        assert!(c[0].is_nan(), "{f}: no activation passes NaN through");
         assert!(gemm::sgemm(f, 2, &a[..7], 4, &packed, &[0.0; 3], Activation::None, &mut c, 3, 1).is_err());
         assert!(gemm::sgemm(f, 2, &a, 4, &packed, &[0.0; 3], Activation::None, &mut c[..5], 3, 1).is_err());
         assert!(gemm::sgemm(f, 2, &a, 4, &packed, &[0.0; 2], Activation::None, &mut c, 3, 1).is_err());
@@ -143,14 +143,12 @@ fn nan_and_bad_lengths() {
 
 #[test]
 fn tile_choice_fits_the_7x7_layers() {
-    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-    if gemm::avx512::FLAVOUR.available() {
-        let f = &gemm::avx512::FLAVOUR;
-        assert_eq!(gemm::choose_tile((f.tiles)(), 49, 32).unwrap().mr, 7);
-        assert_eq!(gemm::choose_tile((f.tiles)(), 3136, 32).unwrap().mr, 14);
-        assert_eq!(f.nr_for(32, 64), 64);
-        assert_eq!(f.nr_for(512, 512), 32);
-        assert_eq!(f.nr_for(32, 1000), 32);
+    if let Ok(tiles) = gemm::tiles(Backend::Avx512) {
+        assert_eq!(gemm::choose_tile(tiles, 49, 32).unwrap().mr, 7);
+        assert_eq!(gemm::choose_tile(tiles, 3136, 32).unwrap().mr, 14);
+        assert_eq!(gemm::nr_for(tiles, 32, 64), 64);
+        assert_eq!(gemm::nr_for(tiles, 512, 512), 32);
+        assert_eq!(gemm::nr_for(tiles, 32, 1000), 32);
     }
 }
 
@@ -158,19 +156,18 @@ fn tile_choice_fits_the_7x7_layers() {
 /// pass over B), in every flavour; larger `m` never takes a tile that pads a whole pass.
 #[test]
 fn tile_choice_for_small_m_streams_b_once() {
-    for f in flavours() {
-        let tiles = (f.tiles)();
-        let nr = f.nr_for(1024, 1000);
+    for f in backends() {
+        let tiles = gemm::tiles(f).unwrap();
+        let nr = gemm::nr_for(tiles, 1024, 1000);
         let max_mr = tiles.iter().filter(|t| t.nr == nr).map(|t| t.mr).max().unwrap();
-        assert_eq!(gemm::choose_tile(tiles, 1, nr).unwrap().mr, 1, "{}: a 1-row tile for M = 1", f.name);
+        assert_eq!(gemm::choose_tile(tiles, 1, nr).unwrap().mr, 1, "{f}: a 1-row tile for M = 1");
         for m in 1..=max_mr {
             let t = gemm::choose_tile(tiles, m, nr).unwrap();
-            assert!(t.mr >= m, "{}: M = {m} took {}", f.name, t.name);
+            assert!(t.mr >= m, "{f}: M = {m} took {}", t.name());
             assert!(
                 tiles.iter().filter(|u| u.nr == nr && u.mr >= m).all(|u| u.mr >= t.mr),
-                "{}: M = {m} took {}, a smaller tile covers it",
-                f.name,
-                t.name
+                "{f}: M = {m} took {}, a smaller tile covers it",
+                t.name()
             );
         }
     }

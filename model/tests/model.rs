@@ -140,3 +140,28 @@ fn repeated_runs_are_bit_identical_per_set_and_thread_count() {
         }
     }
 }
+
+/// The full-size 1.0-224 model with a NaN and an infinity in its input gives naive's
+/// logits (within each set's tolerance) with every kernel set: ReLU6 maps them to its
+/// bounds in the first layer's outputs whose windows hold them, in every backend.
+#[test]
+fn full_size_model_with_nan_and_inf_inputs_matches_naive_in_every_set() {
+    let config = Config { width: 1.0, resolution: 224, classes: 1000 };
+    let mut weights = Weights::random(&config, 3).unwrap();
+    weights.randomize_batchnorm(3);
+    let mut input = random_values(3 * 224 * 224, 9);
+    input[(224 + 100) * 224 + 57] = f32::NAN; // NCHW: channel 1, row 100, column 57
+    input[(2 * 224 + 223) * 224 + 223] = f32::INFINITY; // the last pixel's channel 2
+    input[5] = f32::NEG_INFINITY;
+    let sets = kernels::kernel_sets().unwrap();
+    let want = logits(config, &weights, &sets[0], 1, 1, &input);
+    assert!(want.iter().all(|v| v.is_finite()));
+    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    for set in &sets[1..] {
+        let worst = set.tolerance().max(1e-5);
+        let tol = if worst <= 1e-5 { 1e-4 } else { 100.0 * worst } as f32;
+        let got = logits(config, &weights, set, 1, 2, &input);
+        let err = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+        assert!(err <= tol * scale, "{}: max |logit - naive| = {err} > {}", set.name(), tol * scale);
+    }
+}

@@ -1,23 +1,26 @@
-//! `gemm-<flavour>`: a pointwise (1x1, stride 1) convolution or a fully connected layer as
+//! `gemm-<backend>`: a pointwise (1x1, stride 1) convolution or a fully connected layer as
 //! one SGEMM on NHWC data: `[N*H*W, Cin] x [Cin, Cout]`, weights packed at prepare.
 
-use super::{sgemm, Flavour, PackedB};
+use super::{nr_for, sgemm_tile, tiles, PackedB, Tile};
 use crate::algo::{bias_or_zeros, check_prepare, check_run, ConvAlgorithm, PreparedConv};
-use crate::error::Result;
+use crate::error::{KernelError, Result};
 use crate::isa::Isa;
+use crate::simd::Backend;
 use crate::spec::{Activation, ConvSpec, Dims};
 
-/// The pointwise GEMM backend for one microkernel flavour (registered once per flavour).
+/// The pointwise GEMM algorithm on one backend (registered once per backend).
 pub struct Gemm {
-    /// `gemm-<flavour>`.
+    /// `gemm-<backend>`.
     pub name: &'static str,
-    pub flavour: &'static Flavour,
+    pub backend: Backend,
 }
 
 struct GemmPrepared {
     spec: ConvSpec,
     name: &'static str,
-    flavour: &'static Flavour,
+    /// The backend's tiles at the level it ran at when prepared (a token existed then).
+    tiles: &'static [Tile],
+    level: Isa,
     activation: Activation,
     b: PackedB,
     bias: Vec<f32>,
@@ -30,14 +33,11 @@ impl ConvAlgorithm for Gemm {
     fn family(&self) -> &'static str {
         "gemm"
     }
-    fn flavour(&self) -> &'static str {
-        self.flavour.name
-    }
-    fn isa(&self) -> Isa {
-        self.flavour.isa
+    fn backend(&self) -> Backend {
+        self.backend
     }
     fn supports(&self, spec: &ConvSpec) -> bool {
-        self.flavour.available() && spec.validate().is_ok() && spec.is_pointwise()
+        self.backend.available() && spec.validate().is_ok() && spec.is_pointwise()
     }
     fn prepare(
         &self,
@@ -47,15 +47,17 @@ impl ConvAlgorithm for Gemm {
         activation: Activation,
     ) -> Result<Box<dyn PreparedConv>> {
         check_prepare(self, spec, weights_oihw, bias, activation)?;
+        let (tiles, level) = (tiles(self.backend)?, self.backend.shape()?.level);
         let cin = spec.in_channels;
         // OIHW of a 1x1 conv is [Cout][Cin]: B[p][j] = w[j][p].
-        let b = PackedB::new(cin, spec.out_channels, self.flavour.nr_for(cin, spec.out_channels), |p, j| {
+        let b = PackedB::new(cin, spec.out_channels, nr_for(tiles, cin, spec.out_channels), |p, j| {
             weights_oihw[j * cin + p]
         })?;
         Ok(Box::new(GemmPrepared {
             spec: *spec,
             name: self.name,
-            flavour: self.flavour,
+            tiles,
+            level,
             activation,
             b,
             bias: bias_or_zeros(spec, bias),
@@ -70,6 +72,9 @@ impl PreparedConv for GemmPrepared {
     fn algorithm(&self) -> &'static str {
         self.name
     }
+    fn level(&self) -> Isa {
+        self.level
+    }
     fn run(
         &self,
         input: &[f32],
@@ -80,17 +85,26 @@ impl PreparedConv for GemmPrepared {
     ) -> Result<()> {
         let out = check_run(&self.spec, input, in_dims, output, scratch, 0)?;
         let m = out.n * out.h * out.w;
-        sgemm(
-            self.flavour,
-            m,
-            input,
-            self.spec.in_channels,
-            &self.b,
-            &self.bias,
-            self.activation,
-            output,
-            self.spec.out_channels,
-            threads,
-        )
+        let tile = super::choose_tile(self.tiles, m, self.b.nr()).ok_or(KernelError::ShapeMismatch {
+            what: "packed B panel width",
+            expected: format!("an NR of {}", self.name),
+            actual: format!("NR = {}", self.b.nr()),
+        })?;
+        // SAFETY: `tiles` came from a token of this backend at prepare, so the CPU has
+        // their level.
+        unsafe {
+            sgemm_tile(
+                tile,
+                m,
+                input,
+                self.spec.in_channels,
+                &self.b,
+                &self.bias,
+                self.activation,
+                output,
+                self.spec.out_channels,
+                threads,
+            )
+        }
     }
 }

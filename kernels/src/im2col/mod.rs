@@ -1,4 +1,4 @@
-//! `im2col-<flavour>`: any dense or grouped convolution as im2col + the packed SGEMM of
+//! `im2col-<backend>`: any dense or grouped convolution as im2col + the packed SGEMM of
 //! [`crate::gemm`], one GEMM per group.
 //!
 //! For group `g` the column matrix has one row per output pixel and `K = kh * kw * Cin/G`
@@ -22,22 +22,26 @@
 //! Measured on conv0 (one thread, Xeon model 207): see `Fused::rows`.
 
 use crate::algo::{bias_or_zeros, check_prepare, check_run, ConvAlgorithm, PreparedConv};
+use crate::cache::KC_LIMIT;
 use crate::error::{checked_product, KernelError, Result};
-use crate::gemm::{choose_tile, sgemm, Epilogue, Flavour, KSteps, PackedB, Tile, KC_MAX, MR_MAX};
+use crate::gemm::{choose_tile, nr_for, sgemm_tile, tiles, KSteps, PackedB, Tile, TileArgs, MR_MAX};
 use crate::isa::Isa;
+use crate::simd::{Backend, Clamp};
 use crate::spec::{Activation, ConvSpec, Dims, Padding};
 
-/// The im2col + GEMM backend for one microkernel flavour.
+/// The im2col + GEMM algorithm on one backend.
 pub struct Im2col {
-    /// `im2col-<flavour>`.
+    /// `im2col-<backend>`.
     pub name: &'static str,
-    pub flavour: &'static Flavour,
+    pub backend: Backend,
 }
 
 struct Im2colPrepared {
     spec: ConvSpec,
     name: &'static str,
-    flavour: &'static Flavour,
+    /// The backend's tiles at the level it ran at when prepared (a token existed then).
+    tiles: &'static [Tile],
+    level: Isa,
     activation: Activation,
     /// One packed `K x Cout/G` matrix per group.
     b: Vec<PackedB>,
@@ -51,14 +55,11 @@ impl ConvAlgorithm for Im2col {
     fn family(&self) -> &'static str {
         "im2col"
     }
-    fn flavour(&self) -> &'static str {
-        self.flavour.name
-    }
-    fn isa(&self) -> Isa {
-        self.flavour.isa
+    fn backend(&self) -> Backend {
+        self.backend
     }
     fn supports(&self, spec: &ConvSpec) -> bool {
-        self.flavour.available() && spec.validate().is_ok()
+        self.backend.available() && spec.validate().is_ok()
     }
     fn prepare(
         &self,
@@ -70,7 +71,8 @@ impl ConvAlgorithm for Im2col {
         check_prepare(self, spec, weights_oihw, bias, activation)?;
         let (ipg, opg, kh, kw) = (spec.in_per_group(), spec.out_per_group(), spec.kernel_h, spec.kernel_w);
         let k = checked_product("im2col K", &[kh, kw, ipg])?;
-        let nr = self.flavour.nr_for(k, opg);
+        let (tiles, level) = (tiles(self.backend)?, self.backend.shape()?.level);
+        let nr = nr_for(tiles, k, opg);
         let b = (0..spec.groups)
             .map(|g| {
                 PackedB::new(k, opg, nr, |p, j| {
@@ -82,7 +84,8 @@ impl ConvAlgorithm for Im2col {
         Ok(Box::new(Im2colPrepared {
             spec: *spec,
             name: self.name,
-            flavour: self.flavour,
+            tiles,
+            level,
             activation,
             b,
             bias: bias_or_zeros(spec, bias),
@@ -112,7 +115,7 @@ impl Im2colPrepared {
         !self.direct()
             && s.groups == 1
             && s.dilation_w == 1
-            && self.k() <= KC_MAX
+            && self.k() <= KC_LIMIT
             && self.b.len() == 1
             && self.b[0].single_k_block()
     }
@@ -124,6 +127,9 @@ impl PreparedConv for Im2colPrepared {
     }
     fn algorithm(&self) -> &'static str {
         self.name
+    }
+    fn level(&self) -> Isa {
+        self.level
     }
     fn scratch_len(&self, input: Dims) -> Result<usize> {
         if self.direct() || self.fused() {
@@ -145,31 +151,22 @@ impl PreparedConv for Im2colPrepared {
         let s = &self.spec;
         let (ipg, opg, k) = (s.in_per_group(), s.out_per_group(), self.k());
         let m = out.n * out.h * out.w;
+        let tile_for = |m: usize| {
+            choose_tile(self.tiles, m, self.b[0].nr()).ok_or(KernelError::ShapeMismatch {
+                what: "packed B panel width",
+                expected: format!("an NR of {}", self.name),
+                actual: format!("NR = {}", self.b[0].nr()),
+            })
+        };
         if self.fused() {
-            if !self.flavour.available() {
-                return Err(KernelError::IsaUnavailable {
-                    isa: self.flavour.isa,
-                    reason: "GEMM flavour not runnable here",
-                });
-            }
-            let tile = choose_tile((self.flavour.tiles)(), out.w, self.b[0].nr()).ok_or(
-                KernelError::ShapeMismatch {
-                    what: "packed B panel width",
-                    expected: format!("an NR of flavour {}", self.flavour.name),
-                    actual: format!("NR = {}", self.b[0].nr()),
-                },
-            )?;
             self.activation.validate()?;
-            let (lo, hi) = self.activation.bounds();
             let fused = Fused {
                 spec: s,
-                tile,
-                tiles: (self.flavour.tiles)(),
+                tile: tile_for(out.w)?,
+                tiles: self.tiles,
                 b: &self.b[0],
                 bias: &self.bias,
-                clamp: self.activation != crate::spec::Activation::None,
-                lo,
-                hi,
+                clamp: Clamp::of(self.activation),
                 input,
                 ind: in_dims,
                 out,
@@ -177,8 +174,8 @@ impl PreparedConv for Im2colPrepared {
             let row_len = out.w * s.out_channels;
             let rows = out.n * out.h;
             if threads <= 1 || rows < 2 {
-                // SAFETY: the flavour is available (checked above); `check_run` checked the
-                // input and output lengths against the dims.
+                // SAFETY: the tiles came from a token of this backend at prepare;
+                // `check_run` checked the input and output lengths against the dims.
                 unsafe { fused.rows(0, output) };
             } else {
                 use rayon::prelude::*;
@@ -192,6 +189,7 @@ impl PreparedConv for Im2colPrepared {
             }
             return Ok(());
         }
+        let tile = tile_for(m)?;
         for (g, b) in self.b.iter().enumerate() {
             let (a, lda): (&[f32], usize) = if self.direct() {
                 (&input[g * ipg..], s.in_channels)
@@ -200,18 +198,21 @@ impl PreparedConv for Im2colPrepared {
                 fill_columns(s, input, in_dims, out, g, cols, threads);
                 (cols, k)
             };
-            sgemm(
-                self.flavour,
-                m,
-                a,
-                lda,
-                b,
-                &self.bias[g * opg..],
-                self.activation,
-                &mut output[g * opg..],
-                s.out_channels,
-                threads,
-            )?;
+            // SAFETY: the tiles came from a token of this backend at prepare.
+            unsafe {
+                sgemm_tile(
+                    tile,
+                    m,
+                    a,
+                    lda,
+                    b,
+                    &self.bias[g * opg..],
+                    self.activation,
+                    &mut output[g * opg..],
+                    s.out_channels,
+                    threads,
+                )
+            }?;
         }
         Ok(())
     }
@@ -225,9 +226,7 @@ struct Fused<'a> {
     tiles: &'static [Tile],
     b: &'a PackedB,
     bias: &'a [f32],
-    clamp: bool,
-    lo: f32,
-    hi: f32,
+    clamp: Clamp,
     input: &'a [f32],
     ind: Dims,
     out: Dims,
@@ -245,7 +244,7 @@ impl Fused<'_> {
     /// the bias instead of adding it in the epilogue: no measurable change.
     ///
     /// # Safety
-    /// The CPU has the tile's ISA; `input` and `out` hold the lengths of their dims
+    /// The CPU has the tile's level; `input` and `out` hold the lengths of their dims
     /// (`out` a whole number of existing output rows starting at row `first`).
     unsafe fn rows(&self, first: usize, out: &mut [f32]) {
         let s = self.spec;
@@ -260,7 +259,7 @@ impl Fused<'_> {
         } else {
             x0
         };
-        let mut edge = [0.0f32; MR_MAX * KC_MAX];
+        let mut edge = [0.0f32; MR_MAX * KC_LIMIT];
         for (r, orow) in out.chunks_exact_mut(od.w * cout).enumerate() {
             let g = first + r;
             let (b, oy) = (g / od.h, g % od.h);
@@ -338,7 +337,7 @@ impl Fused<'_> {
                     dst.fill(0.0);
                 }
             }
-            // SAFETY: the buffer holds tile.mr rows of K (<= MR_MAX x KC_MAX).
+            // SAFETY: the buffer holds tile.mr rows of K (<= MR_MAX x KC_LIMIT).
             unsafe { self.call(tile, edge.as_ptr(), k, KSteps::contiguous(k), 0, orow, ox, mr) };
             ox += mr;
         }
@@ -348,7 +347,7 @@ impl Fused<'_> {
     ///
     /// # Safety
     /// `a` holds `tile.mr` readable rows (stride `lda`) at the offsets `steps` names; B rows
-    /// from `b_off` plus `steps.total()` exist; the CPU has the tile's ISA.
+    /// from `b_off` plus `steps.total()` exist; the CPU has the tile's level.
     #[allow(clippy::too_many_arguments)]
     unsafe fn call(
         &self,
@@ -367,27 +366,22 @@ impl Fused<'_> {
             let j = q * nr_t;
             let nr = nr_t.min(cout - j);
             let Some(panel) = self.b.panel(q) else { return };
-            let ep = Epilogue {
-                bias: self.bias[j..].as_ptr(),
-                first: true,
-                clamp: self.clamp,
-                lo: self.lo,
-                hi: self.hi,
-            };
             // SAFETY: A and B as the caller guarantees; C: `mr` pixels of this output row,
             // `nr` channels from `j`; bias: `nr` values from `j`.
             unsafe {
-                (tile.kernel)(
-                    steps,
+                (tile.kernel)(&TileArgs {
+                    k: steps,
                     a,
                     lda,
-                    panel[b_off * nr_t..].as_ptr(),
-                    orow[ox * cout + j..].as_mut_ptr(),
-                    cout,
+                    b: panel[b_off * nr_t..].as_ptr(),
+                    c: orow[ox * cout + j..].as_mut_ptr(),
+                    ldc: cout,
                     mr,
                     nr,
-                    &ep,
-                )
+                    bias: self.bias[j..].as_ptr(),
+                    accumulate: false,
+                    clamp: self.clamp,
+                })
             };
         }
     }

@@ -6,6 +6,7 @@
 use crate::algo::{bias_or_zeros, check_prepare, check_run, ConvAlgorithm, PreparedConv};
 use crate::error::Result;
 use crate::isa::Isa;
+use crate::simd::Backend;
 use crate::spec::{Activation, ConvSpec, Dims};
 
 /// `out[b][oy][ox][oc] = act(bias[oc] + sum_{i,ky,kx} in[b][iy][ix][g*Ig + i] * w[oc][i][ky][kx])`
@@ -81,11 +82,8 @@ impl ConvAlgorithm for Naive {
     fn family(&self) -> &'static str {
         "naive"
     }
-    fn flavour(&self) -> &'static str {
-        "scalar"
-    }
-    fn isa(&self) -> Isa {
-        Isa::Scalar
+    fn backend(&self) -> Backend {
+        Backend::Scalar
     }
     fn tolerance(&self) -> f64 {
         0.0
@@ -116,6 +114,9 @@ impl PreparedConv for NaivePrepared {
     }
     fn algorithm(&self) -> &'static str {
         "naive"
+    }
+    fn level(&self) -> Isa {
+        Isa::Scalar
     }
     fn run(
         &self,

@@ -1,6 +1,6 @@
-//! The one generic body of every Winograd kernel, written once over a small SIMD trait
-//! [`Vf`] (vectors across channels on NHWC); each ISA file only implements [`Vf`] for its
-//! register type and stamps out `#[target_feature]` entry points that call these bodies.
+//! The one body of every Winograd kernel, written once over [`Simd`] (vectors across
+//! channels on NHWC) and run under every implementation of the backend table; the channel
+//! tail runs the same body under [`Scalar`].
 //!
 //! Dense, per band of output tile rows (all in the caller's scratch, no allocation):
 //! 1. input transform: `V[p][tile][ci] = (B^T d B)[p]`, vectorised across `ci`;
@@ -10,88 +10,17 @@
 //!    the output (partial tiles at the right and bottom borders).
 //!
 //! Depthwise fuses all three per tile and channel vector: the product is elementwise.
+//!
+//! **NaN and infinities.** A transform mixes every input of a tile, so one NaN or infinity
+//! makes NaN of outputs whose window never saw it (`inf - inf`, `inf * 0`), where a direct
+//! convolution gives a finite value, or an infinity where it gives NaN... The store checks
+//! each output vector for NaN before the clamp (two vector ops per output, one test per
+//! tile); a tile that has one is recomputed directly from the input and the untransformed
+//! weights ([`direct_outputs`]), which gives what the naive oracle gives: the same NaN or
+//! infinity where the window holds one, the sum where it does not.
 
-use super::transforms::Tile;
-
-/// The handful of vector operations the bodies need. `W` lanes of f32.
-///
-/// # Safety
-/// Implementations use ISA intrinsics: every method may only run on a CPU with that ISA,
-/// which the algorithms guarantee by reaching these bodies only through `#[target_feature]`
-/// entry points after `supports()` checked [`crate::isa::available`].
-pub(crate) unsafe trait Vf: Copy {
-    const W: usize;
-    unsafe fn zero() -> Self;
-    unsafe fn splat(x: f32) -> Self;
-    /// Loads `W` f32s (unaligned) from `p`.
-    unsafe fn load(p: *const f32) -> Self;
-    /// Stores `W` f32s (unaligned) to `p`.
-    unsafe fn store(self, p: *mut f32);
-    unsafe fn add(self, o: Self) -> Self;
-    unsafe fn sub(self, o: Self) -> Self;
-    unsafe fn mul(self, o: Self) -> Self;
-    /// `self * b + c` (fused where the ISA has it).
-    unsafe fn fma(self, b: Self, c: Self) -> Self;
-    /// `max(self, lo)`, returning `lo` when `self` is NaN (IEEE maxNum, as `f32::max`).
-    unsafe fn max(self, lo: Self) -> Self;
-    /// `min(self, hi)` for non-NaN `self`.
-    unsafe fn min(self, hi: Self) -> Self;
-}
-
-/// The scalar "vector": the portable path and the channel tail of every SIMD path.
-// SAFETY: plain f32 arithmetic runs on every CPU.
-unsafe impl Vf for f32 {
-    const W: usize = 1;
-    #[inline(always)]
-    unsafe fn zero() -> Self {
-        0.0
-    }
-    #[inline(always)]
-    unsafe fn splat(x: f32) -> Self {
-        x
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> Self {
-        *p
-    }
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32) {
-        *p = self
-    }
-    #[inline(always)]
-    unsafe fn add(self, o: Self) -> Self {
-        self + o
-    }
-    #[inline(always)]
-    unsafe fn sub(self, o: Self) -> Self {
-        self - o
-    }
-    #[inline(always)]
-    unsafe fn mul(self, o: Self) -> Self {
-        self * o
-    }
-    // Not `f32::mul_add`: without hardware FMA in the baseline target that is a libm call.
-    #[inline(always)]
-    unsafe fn fma(self, b: Self, c: Self) -> Self {
-        self * b + c
-    }
-    #[inline(always)]
-    unsafe fn max(self, lo: Self) -> Self {
-        self.max(lo)
-    }
-    #[inline(always)]
-    unsafe fn min(self, hi: Self) -> Self {
-        f32::min(self, hi)
-    }
-}
-
-/// The fused epilogue: `clamp` false means `Activation::None` (NaN passes through).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Epilogue {
-    pub clamp: bool,
-    pub lo: f32,
-    pub hi: f32,
-}
+use super::transforms::Transform;
+use crate::simd::{Clamp, Scalar, Simd};
 
 /// Where tiles sit in one image.
 #[derive(Debug, Clone, Copy)]
@@ -106,23 +35,27 @@ pub(crate) struct Geometry {
 }
 
 /// The dense layer's packed state: `u[p][panel][ci][nr]` with `Cout` padded to `cout_pad`
-/// (a multiple of the kernel's panel width `nr`), bias padded with zeros.
+/// (a multiple of the kernel's panel width `nr`), bias padded with zeros; `w` the OIHW
+/// weights for the direct recomputation of non-finite tiles.
 pub(crate) struct DensePlan {
     pub cin: usize,
     pub cout: usize,
     pub cout_pad: usize,
     pub nr: usize,
     pub u: crate::tensor::AlignedBuf,
+    pub w: Vec<f32>,
     pub bias: Vec<f32>,
-    pub epi: Epilogue,
+    pub clamp: Clamp,
 }
 
-/// The depthwise layer's packed state: `u[p][c]`.
+/// The depthwise layer's packed state: `u[p][c]`; `w` the `[C][3][3]` weights for the
+/// direct recomputation of non-finite tiles.
 pub(crate) struct DwPlan {
     pub c: usize,
     pub u: crate::tensor::AlignedBuf,
+    pub w: Vec<f32>,
     pub bias: Vec<f32>,
-    pub epi: Epilogue,
+    pub clamp: Clamp,
 }
 
 /// Runs `$body` with `$i` = 0, 1, ..., 7 while `$i < $n`, unrolled in the source: LLVM
@@ -142,8 +75,14 @@ macro_rules! unroll {
 /// matrices are constants and the loops unrolled, so all these tests fold away). Starting
 /// from a +1 entry saves one operation on most rows of F(4)'s and F(6)'s `B^T`.
 #[inline(always)]
-unsafe fn apply<V: Vf, const R: usize>(mat: &[[f32; 8]; R], rows: usize, cols: usize, x: &[V; 8]) -> [V; 8] {
-    let mut y = [V::zero(); 8];
+fn apply<S: Simd, const R: usize>(
+    s: S,
+    mat: &[[f32; 8]; R],
+    rows: usize,
+    cols: usize,
+    x: &[S::V; 8],
+) -> [S::V; 8] {
+    let mut y = [s.zero(); 8];
     unroll!(i < rows => {
         let mut first = 8;
         unroll!(j < cols => {
@@ -151,244 +90,370 @@ unsafe fn apply<V: Vf, const R: usize>(mat: &[[f32; 8]; R], rows: usize, cols: u
                 first = j;
             }
         });
-        let mut acc: Option<V> = if first < 8 { Some(x[first]) } else { None };
+        let mut acc: Option<S::V> = if first < 8 { Some(x[first]) } else { None };
         unroll!(j < cols => {
             let c = mat[i][j];
             if c != 0.0 && j != first {
                 let t = x[j];
                 acc = Some(match acc {
-                    None => V::splat(c).mul(t),
-                    Some(a) if c == 1.0 => a.add(t),
-                    Some(a) if c == -1.0 => a.sub(t),
-                    Some(a) => V::splat(c).fma(t, a),
+                    None => s.mul(s.splat(c), t),
+                    Some(a) if c == 1.0 => s.add(a, t),
+                    Some(a) if c == -1.0 => s.sub(a, t),
+                    Some(a) => s.fma(s.splat(c), t, a),
                 });
             }
         });
-        y[i] = acc.unwrap_or(V::zero());
+        y[i] = acc.unwrap_or(s.zero());
     });
     y
 }
 
 /// `B^T d B` for one `a x a` tile of vectors.
 #[inline(always)]
-unsafe fn input_2d<T: Tile, V: Vf>(d: &[[V; 8]; 8]) -> [[V; 8]; 8] {
+fn input_2d<T: Transform, S: Simd>(s: S, d: &[[S::V; 8]; 8]) -> [[S::V; 8]; 8] {
     let a = T::A;
-    let mut t = [[V::zero(); 8]; 8];
+    let mut t = [[s.zero(); 8]; 8];
     unroll!(j < a => {
-        let col: [V; 8] = [d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j], d[6][j], d[7][j]];
-        let tc = apply(&T::BT, a, a, &col);
+        let col: [S::V; 8] = [d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j], d[6][j], d[7][j]];
+        let tc = apply(s, &T::BT, a, a, &col);
         unroll!(i < a => { t[i][j] = tc[i]; });
     });
-    let mut v = [[V::zero(); 8]; 8];
-    unroll!(i < a => { v[i] = apply(&T::BT, a, a, &t[i]); });
+    let mut v = [[s.zero(); 8]; 8];
+    unroll!(i < a => { v[i] = apply(s, &T::BT, a, a, &t[i]); });
     v
 }
 
 /// `A^T m A` for one `a x a` tile of vectors; the `m x m` result is in `y[..m][..m]`.
 #[inline(always)]
-unsafe fn output_2d<T: Tile, V: Vf>(mm: &[[V; 8]; 8]) -> [[V; 8]; 8] {
+fn output_2d<T: Transform, S: Simd>(s: S, mm: &[[S::V; 8]; 8]) -> [[S::V; 8]; 8] {
     let (a, m) = (T::A, T::M);
-    let mut s = [[V::zero(); 8]; 8];
+    let mut t = [[s.zero(); 8]; 8];
     unroll!(j < a => {
-        let col: [V; 8] = [mm[0][j], mm[1][j], mm[2][j], mm[3][j], mm[4][j], mm[5][j], mm[6][j], mm[7][j]];
-        let sc = apply(&T::AT, m, a, &col);
-        unroll!(i < m => { s[i][j] = sc[i]; });
+        let col: [S::V; 8] = [mm[0][j], mm[1][j], mm[2][j], mm[3][j], mm[4][j], mm[5][j], mm[6][j], mm[7][j]];
+        let sc = apply(s, &T::AT, m, a, &col);
+        unroll!(i < m => { t[i][j] = sc[i]; });
     });
-    let mut y = [[V::zero(); 8]; 8];
-    unroll!(i < m => { y[i] = apply(&T::AT, m, a, &s[i]); });
+    let mut y = [[s.zero(); 8]; 8];
+    unroll!(i < m => { y[i] = apply(s, &T::AT, m, a, &t[i]); });
     y
 }
 
-/// Input offsets (pixel index * C) of the `a x a` tile whose top-left input pixel is
-/// `(iy0, ix0)` (may be negative: padding), `None` outside the image.
-#[inline(always)]
-fn tile_offsets<T: Tile>(g: &Geometry, iy0: isize, ix0: isize, c: usize) -> [[Option<usize>; 8]; 8] {
-    let mut off = [[None; 8]; 8];
-    for (i, row) in off.iter_mut().enumerate().take(T::A) {
-        let iy = iy0 + i as isize;
-        if iy < 0 || iy >= g.in_h as isize {
-            continue;
-        }
-        for (j, o) in row.iter_mut().enumerate().take(T::A) {
-            let ix = ix0 + j as isize;
-            if ix >= 0 && ix < g.in_w as isize {
-                *o = Some((iy as usize * g.in_w + ix as usize) * c);
+/// Where one tile sits: its top-left input pixel (negative in the padding) and the input
+/// offsets (pixel index * C) of its `a x a` inputs, `None` outside the image.
+#[derive(Clone, Copy)]
+struct TilePos {
+    iy0: isize,
+    ix0: isize,
+    off: [[Option<usize>; 8]; 8],
+}
+
+impl TilePos {
+    #[inline(always)]
+    fn new<T: Transform>(g: &Geometry, ty: usize, tx: usize, c: usize) -> TilePos {
+        let iy0 = (ty * T::M) as isize - g.pad_top as isize;
+        let ix0 = (tx * T::M) as isize - g.pad_left as isize;
+        let mut off = [[None; 8]; 8];
+        for (i, row) in off.iter_mut().enumerate().take(T::A) {
+            let iy = iy0 + i as isize;
+            if iy < 0 || iy >= g.in_h as isize {
+                continue;
+            }
+            for (j, o) in row.iter_mut().enumerate().take(T::A) {
+                let ix = ix0 + j as isize;
+                if ix >= 0 && ix < g.in_w as isize {
+                    *o = Some((iy as usize * g.in_w + ix as usize) * c);
+                }
             }
         }
+        TilePos { iy0, ix0, off }
     }
-    off
 }
 
 /// Loads one tile of channel vector `ch` (zeros outside the image).
+///
+/// # Safety
+/// Every offset of `pos` plus `ch + LANES` lies inside `input` (slicing checks it too).
 #[inline(always)]
-unsafe fn load_tile<T: Tile, V: Vf>(input: &[f32], off: &[[Option<usize>; 8]; 8], ch: usize) -> [[V; 8]; 8] {
-    let mut d = [[V::zero(); 8]; 8];
+unsafe fn load_tile<T: Transform, S: Simd>(s: S, input: &[f32], pos: &TilePos, ch: usize) -> [[S::V; 8]; 8] {
+    let mut d = [[s.zero(); 8]; 8];
     unroll!(i < T::A => {
         unroll!(j < T::A => {
-            if let Some(o) = off[i][j] {
-                d[i][j] = V::load(input[o + ch..o + ch + V::W].as_ptr());
+            if let Some(o) = pos.off[i][j] {
+                // SAFETY: the slice holds LANES f32s.
+                d[i][j] = unsafe { s.load(input[o + ch..o + ch + S::LANES].as_ptr()) };
             }
         });
     });
     d
 }
 
-/// Adds the bias, clamps and stores the valid `rows x cols` part of an output tile.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-unsafe fn store_tile<V: Vf>(
-    y: &[[V; 8]; 8],
+/// Where an output tile's `rows x cols` valid part goes: `out[base + i * row_stride + j * c]`.
+#[derive(Clone, Copy)]
+struct OutTile {
     rows: usize,
     cols: usize,
-    bias: V,
-    epi: Epilogue,
-    out: &mut [f32],
     base: usize,
     row_stride: usize,
     c: usize,
-) {
-    let (lo, hi) = (V::splat(epi.lo), V::splat(epi.hi));
-    unroll!(i < rows => {
-        unroll!(j < cols => {
-            let mut v = y[i][j].add(bias);
-            if epi.clamp {
-                v = v.max(lo).min(hi);
-            }
-            let o = base + i * row_stride + j * c;
-            v.store(out[o..o + V::W].as_mut_ptr());
-        });
-    });
 }
 
-/// Output-tile extent clipped at the bottom/right borders.
+/// Adds the bias, clamps and stores the valid part of an output tile; returns whether any
+/// output was NaN before the clamp (the caller then recomputes the tile directly).
+#[inline(always)]
+fn store_tile<S: Simd>(
+    s: S,
+    y: &[[S::V; 8]; 8],
+    bias: S::V,
+    clamp: Clamp,
+    out: &mut [f32],
+    t: OutTile,
+) -> bool {
+    let clamp = clamp.splat(s);
+    let mut poison = s.zero();
+    unroll!(i < t.rows => {
+        unroll!(j < t.cols => {
+            let v = s.add(y[i][j], bias);
+            // `v - v` is 0 for a finite v and NaN for NaN or an infinity.
+            poison = s.add(poison, s.sub(v, v));
+            let o = t.base + i * t.row_stride + j * t.c;
+            // SAFETY: the slice holds LANES f32s.
+            unsafe { s.store(out[o..o + S::LANES].as_mut_ptr(), clamp.apply(s, v)) };
+        });
+    });
+    s.any_nan(poison)
+}
+
+/// Output tile extent clipped at the bottom/right borders.
 #[inline(always)]
 fn valid(t: usize, m: usize, len: usize) -> usize {
     (len - t * m).min(m)
 }
 
-/// Depthwise: channels `[c0, c1)` (a multiple of `V::W` long) of one tile, fully fused.
+/// Recomputes channels `[c0, c1)` of the valid outputs of the tile at `pos` as a direct 3x3
+/// convolution (the non-finite rare path, see the module docs): `cin` input channels, of
+/// which output channel `co` reads `ci_of(co)` (a range), with weight `w(co, ci, tap)`.
+#[allow(clippy::too_many_arguments)]
+fn direct_outputs(
+    g: &Geometry,
+    input: &[f32],
+    cin: usize,
+    pos: &TilePos,
+    t: OutTile,
+    (c0, c1): (usize, usize),
+    ci_of: impl Fn(usize) -> std::ops::Range<usize>,
+    w: impl Fn(usize, usize, usize) -> f32,
+    bias: &[f32],
+    clamp: Clamp,
+    out: &mut [f32],
+) {
+    for i in 0..t.rows {
+        for j in 0..t.cols {
+            for co in c0..c1 {
+                let mut acc = bias[co];
+                for ky in 0..3 {
+                    let iy = pos.iy0 + (i + ky) as isize;
+                    if iy < 0 || iy >= g.in_h as isize {
+                        continue;
+                    }
+                    for kx in 0..3 {
+                        let ix = pos.ix0 + (j + kx) as isize;
+                        if ix < 0 || ix >= g.in_w as isize {
+                            continue;
+                        }
+                        let px = (iy as usize * g.in_w + ix as usize) * cin;
+                        for ci in ci_of(co) {
+                            acc += input[px + ci] * w(co, ci, ky * 3 + kx);
+                        }
+                    }
+                }
+                out[t.base + i * t.row_stride + j * t.c + co - c0] = clamp.apply(acc);
+            }
+        }
+    }
+}
+
+/// Depthwise: channels `[c0, c1)` (a multiple of `LANES` long) of one tile, fully fused.
+///
+/// # Safety
+/// As [`load_tile`]; `out` holds the tile's valid outputs at `t.base`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn dw_tile<T: Tile, V: Vf>(
+unsafe fn dw_tile<T: Transform, S: Simd>(
+    s: S,
     plan: &DwPlan,
     g: &Geometry,
     input: &[f32],
-    off: &[[Option<usize>; 8]; 8],
-    (rows, cols): (usize, usize),
+    pos: &TilePos,
+    t: OutTile,
     out: &mut [f32],
-    out_base: usize,
     c0: usize,
     c1: usize,
 ) {
     let (a, c) = (T::A, plan.c);
     let mut ch = c0;
     while ch < c1 {
-        let d = load_tile::<T, V>(input, off, ch);
-        let mut v = input_2d::<T, V>(&d);
+        // SAFETY: forwarded contract.
+        let d = unsafe { load_tile::<T, S>(s, input, pos, ch) };
+        let mut v = input_2d::<T, S>(s, &d);
         unroll!(i < a => {
             unroll!(j < a => {
                 let p = (i * a + j) * c + ch;
-                v[i][j] = v[i][j].mul(V::load(plan.u[p..p + V::W].as_ptr()));
+                // SAFETY: the slice holds LANES f32s.
+                v[i][j] = s.mul(v[i][j], unsafe { s.load(plan.u[p..p + S::LANES].as_ptr()) });
             });
         });
-        let y = output_2d::<T, V>(&v);
-        let bias = V::load(plan.bias[ch..ch + V::W].as_ptr());
-        store_tile(&y, rows, cols, bias, plan.epi, out, out_base + ch, g.out_w * c, c);
-        ch += V::W;
+        let y = output_2d::<T, S>(s, &v);
+        // SAFETY: the slice holds LANES f32s.
+        let bias = unsafe { s.load(plan.bias[ch..ch + S::LANES].as_ptr()) };
+        let tc = OutTile { base: t.base + ch, ..t };
+        if store_tile(s, &y, bias, plan.clamp, out, tc) {
+            let w = |co: usize, _ci: usize, tap: usize| plan.w[co * 9 + tap];
+            direct_outputs(
+                g,
+                input,
+                c,
+                pos,
+                tc,
+                (ch, ch + S::LANES),
+                |co| co..co + 1,
+                w,
+                &plan.bias,
+                plan.clamp,
+                out,
+            );
+        }
+        ch += S::LANES;
     }
 }
 
 /// Depthwise Winograd over output tile rows `[ty0, ty1)` of one image; `out` starts at
 /// output row `ty0 * m`.
+///
+/// # Safety
+/// `input` is one `in_h x in_w x c` image and `out` holds rows `ty0 * m..` of its output
+/// (slicing checks every access too; the safety is about `S`'s unchecked loads).
 #[inline(always)]
-pub(crate) unsafe fn dw_band<T: Tile, V: Vf>(
+pub(crate) unsafe fn dw_band<T: Transform, S: Simd>(
+    s: S,
     plan: &DwPlan,
     g: &Geometry,
     input: &[f32],
-    ty0: usize,
-    ty1: usize,
+    (ty0, ty1): (usize, usize),
     out: &mut [f32],
 ) {
     let (m, c) = (T::M, plan.c);
-    let main = c - c % V::W;
+    let main = c - c % S::LANES;
     for ty in ty0..ty1 {
-        let rows = valid(ty, m, g.out_h);
         for tx in 0..g.tiles_w {
-            let cols = valid(tx, m, g.out_w);
-            let iy0 = (ty * m) as isize - g.pad_top as isize;
-            let ix0 = (tx * m) as isize - g.pad_left as isize;
-            let off = tile_offsets::<T>(g, iy0, ix0, c);
-            let base = (((ty - ty0) * m) * g.out_w + tx * m) * c;
-            dw_tile::<T, V>(plan, g, input, &off, (rows, cols), out, base, 0, main);
-            dw_tile::<T, f32>(plan, g, input, &off, (rows, cols), out, base, main, c);
+            let pos = TilePos::new::<T>(g, ty, tx, c);
+            let t = OutTile {
+                rows: valid(ty, m, g.out_h),
+                cols: valid(tx, m, g.out_w),
+                base: (((ty - ty0) * m) * g.out_w + tx * m) * c,
+                row_stride: g.out_w * c,
+                c,
+            };
+            // SAFETY: forwarded contract.
+            unsafe {
+                dw_tile::<T, S>(s, plan, g, input, &pos, t, out, 0, main);
+                dw_tile::<T, Scalar>(Scalar, plan, g, input, &pos, t, out, main, c);
+            }
         }
     }
 }
 
 /// Input transform of channels `[c0, c1)` of tile `t` into `vbuf[p][t][ci]`.
+///
+/// # Safety
+/// As [`load_tile`].
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn input_transform<T: Tile, V: Vf>(
+unsafe fn input_transform<T: Transform, S: Simd>(
+    s: S,
     input: &[f32],
-    off: &[[Option<usize>; 8]; 8],
+    pos: &TilePos,
     vbuf: &mut [f32],
     t: usize,
     ntiles: usize,
     cin: usize,
-    c0: usize,
-    c1: usize,
+    (c0, c1): (usize, usize),
 ) {
     let a = T::A;
     let mut ch = c0;
     while ch < c1 {
-        let d = load_tile::<T, V>(input, off, ch);
-        let v = input_2d::<T, V>(&d);
+        // SAFETY: forwarded contract.
+        let d = unsafe { load_tile::<T, S>(s, input, pos, ch) };
+        let v = input_2d::<T, S>(s, &d);
         unroll!(i < a => {
             unroll!(j < a => {
                 let o = ((i * a + j) * ntiles + t) * cin + ch;
-                v[i][j].store(vbuf[o..o + V::W].as_mut_ptr());
+                // SAFETY: the slice holds LANES f32s.
+                unsafe { s.store(vbuf[o..o + S::LANES].as_mut_ptr(), v[i][j]) };
             });
         });
-        ch += V::W;
+        ch += S::LANES;
     }
 }
 
-/// Output transform of channels `[c0, c1)` of tile `t` from `mbuf[p][t][co]`.
+/// Output transform of channels `[c0, c1)` of tile `tile` from `mbuf[p][tile][co]`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn output_transform<T: Tile, V: Vf>(
+fn output_transform<T: Transform, S: Simd>(
+    s: S,
     plan: &DensePlan,
     g: &Geometry,
+    input: &[f32],
     mbuf: &[f32],
-    t: usize,
-    ntiles: usize,
-    (rows, cols): (usize, usize),
+    (tile, ntiles): (usize, usize),
+    pos: &TilePos,
+    t: OutTile,
     out: &mut [f32],
-    out_base: usize,
-    c0: usize,
-    c1: usize,
+    (c0, c1): (usize, usize),
 ) {
-    let (a, cp, c) = (T::A, plan.cout_pad, plan.cout);
+    let (a, cp) = (T::A, plan.cout_pad);
     let mut ch = c0;
     while ch < c1 {
-        let mut mm = [[V::zero(); 8]; 8];
+        let mut mm = [[s.zero(); 8]; 8];
         unroll!(i < a => {
             unroll!(j < a => {
-                let o = ((i * a + j) * ntiles + t) * cp + ch;
-                mm[i][j] = V::load(mbuf[o..o + V::W].as_ptr());
+                let o = ((i * a + j) * ntiles + tile) * cp + ch;
+                // SAFETY: the slice holds LANES f32s.
+                mm[i][j] = unsafe { s.load(mbuf[o..o + S::LANES].as_ptr()) };
             });
         });
-        let y = output_2d::<T, V>(&mm);
-        let bias = V::load(plan.bias[ch..ch + V::W].as_ptr());
-        store_tile(&y, rows, cols, bias, plan.epi, out, out_base + ch, g.out_w * c, c);
-        ch += V::W;
+        let y = output_2d::<T, S>(s, &mm);
+        // SAFETY: the slice holds LANES f32s.
+        let bias = unsafe { s.load(plan.bias[ch..ch + S::LANES].as_ptr()) };
+        let tc = OutTile { base: t.base + ch, ..t };
+        if store_tile(s, &y, bias, plan.clamp, out, tc) {
+            let cin = plan.cin;
+            let w = |co: usize, ci: usize, tap: usize| plan.w[(co * cin + ci) * 9 + tap];
+            direct_outputs(
+                g,
+                input,
+                cin,
+                pos,
+                tc,
+                (ch, ch + S::LANES),
+                |_| 0..cin,
+                w,
+                &plan.bias,
+                plan.clamp,
+                out,
+            );
+        }
+        ch += S::LANES;
     }
 }
 
-/// `C[MR][NV*W] = A[MR][k] * B[k][NV*W]`: `A` rows `lda` apart (broadcast), `B` one packed
-/// panel, `C` rows `ldc` apart. Accumulators stay in registers (MR * NV of them).
+/// `C[MR][NV*LANES] = A[MR][k] * B[k][NV*LANES]`: `A` rows `lda` apart (broadcast), `B` one
+/// packed panel, `C` rows `ldc` apart. Accumulators stay in registers (MR * NV of them).
+///
+/// # Safety
+/// `a` holds MR rows of `k`, `b` `k` rows of NV * LANES, `c` MR rows of NV * LANES.
 #[inline(always)]
-unsafe fn micro<V: Vf, const MR: usize, const NV: usize>(
+unsafe fn micro<S: Simd, const MR: usize, const NV: usize>(
+    s: S,
     a: *const f32,
     lda: usize,
     b: *const f32,
@@ -396,30 +461,37 @@ unsafe fn micro<V: Vf, const MR: usize, const NV: usize>(
     c: *mut f32,
     ldc: usize,
 ) {
-    let mut acc = [[V::zero(); NV]; MR];
-    let nr = NV * V::W;
-    for kk in 0..k {
-        let mut bv = [V::zero(); NV];
-        for (j, bj) in bv.iter_mut().enumerate() {
-            *bj = V::load(b.add(kk * nr + j * V::W));
-        }
-        for (r, accr) in acc.iter_mut().enumerate() {
-            let av = V::splat(*a.add(r * lda + kk));
-            for j in 0..NV {
-                accr[j] = av.fma(bv[j], accr[j]);
+    let mut acc = [[s.zero(); NV]; MR];
+    let nr = NV * S::LANES;
+    // SAFETY: forwarded contract.
+    unsafe {
+        for kk in 0..k {
+            let mut bv = [s.zero(); NV];
+            for (j, bj) in bv.iter_mut().enumerate() {
+                *bj = s.load(b.add(kk * nr + j * S::LANES));
+            }
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let av = s.splat(*a.add(r * lda + kk));
+                for j in 0..NV {
+                    accr[j] = s.fma(av, bv[j], accr[j]);
+                }
             }
         }
-    }
-    for (r, accr) in acc.iter().enumerate() {
-        for (j, v) in accr.iter().enumerate() {
-            v.store(c.add(r * ldc + j * V::W));
+        for (r, accr) in acc.iter().enumerate() {
+            for (j, &v) in accr.iter().enumerate() {
+                s.store(c.add(r * ldc + j * S::LANES), v);
+            }
         }
     }
 }
 
 /// The row remainder (`rows < MR`) with a kernel of exactly that many rows.
+///
+/// # Safety
+/// As [`micro`] with `rows` rows.
 #[inline(always)]
-unsafe fn micro_rows<V: Vf, const NV: usize>(
+unsafe fn micro_rows<S: Simd, const NV: usize>(
+    s: S,
     rows: usize,
     a: *const f32,
     lda: usize,
@@ -428,27 +500,44 @@ unsafe fn micro_rows<V: Vf, const NV: usize>(
     c: *mut f32,
     ldc: usize,
 ) {
-    match rows {
-        1 => micro::<V, 1, NV>(a, lda, b, k, c, ldc),
-        2 => micro::<V, 2, NV>(a, lda, b, k, c, ldc),
-        3 => micro::<V, 3, NV>(a, lda, b, k, c, ldc),
-        4 => micro::<V, 4, NV>(a, lda, b, k, c, ldc),
-        5 => micro::<V, 5, NV>(a, lda, b, k, c, ldc),
-        6 => micro::<V, 6, NV>(a, lda, b, k, c, ldc),
-        7 => micro::<V, 7, NV>(a, lda, b, k, c, ldc),
-        _ => {
-            // Unreached (every MR here is <= 8, so a remainder is < 8): one row at a time.
-            for r in 0..rows {
-                micro::<V, 1, NV>(a.add(r * lda), lda, b, k, c.add(r * ldc), ldc);
+    // SAFETY: forwarded contract.
+    unsafe {
+        match rows {
+            1 => micro::<S, 1, NV>(s, a, lda, b, k, c, ldc),
+            2 => micro::<S, 2, NV>(s, a, lda, b, k, c, ldc),
+            3 => micro::<S, 3, NV>(s, a, lda, b, k, c, ldc),
+            4 => micro::<S, 4, NV>(s, a, lda, b, k, c, ldc),
+            5 => micro::<S, 5, NV>(s, a, lda, b, k, c, ldc),
+            6 => micro::<S, 6, NV>(s, a, lda, b, k, c, ldc),
+            7 => micro::<S, 7, NV>(s, a, lda, b, k, c, ldc),
+            _ => {
+                // Unreached (every MR here is <= 8, so a remainder is < 8): one row at a time.
+                for r in 0..rows {
+                    micro::<S, 1, NV>(s, a.add(r * lda), lda, b, k, c.add(r * ldc), ldc);
+                }
             }
         }
+    }
+}
+
+/// The GEMM register tile (`MR` tiles x `NV` vectors) of a register shape: 8 x 2 with 32
+/// registers (16 accumulators + 2 B vectors + 1 broadcast: 16 independent FMA chains keep
+/// two pipes of latency 4 full), 6 x 2 with 16 (12 accumulators), 4 x 4 for one lane.
+pub(crate) const fn gemm_tile(lanes: usize, registers: usize) -> (usize, usize) {
+    if lanes == 1 {
+        (4, 4)
+    } else if registers >= 32 {
+        (8, 2)
+    } else {
+        (6, 2)
     }
 }
 
 /// `M = V * U[p]` for one transform point: `v` is `rows x k`, `u` is `cout_pad / nr` panels of
 /// `k x nr`, `m` is `rows x cout_pad`.
 #[inline(always)]
-unsafe fn gemm<V: Vf, const MR: usize, const NV: usize>(
+fn gemm<S: Simd, const MR: usize, const NV: usize>(
+    s: S,
     v: &[f32],
     rows: usize,
     k: usize,
@@ -456,7 +545,7 @@ unsafe fn gemm<V: Vf, const MR: usize, const NV: usize>(
     cout_pad: usize,
     m: &mut [f32],
 ) {
-    let nr = NV * V::W;
+    let nr = NV * S::LANES;
     assert!(
         v.len() >= rows * k
             && u.len() >= k * cout_pad
@@ -464,15 +553,27 @@ unsafe fn gemm<V: Vf, const MR: usize, const NV: usize>(
             && cout_pad.is_multiple_of(nr)
     );
     for panel in 0..cout_pad / nr {
-        let b = u.as_ptr().add(panel * k * nr);
-        let c = m.as_mut_ptr().add(panel * nr);
+        let b = u[panel * k * nr..].as_ptr();
+        let c = m[panel * nr..].as_mut_ptr();
         let mut r = 0;
-        while r + MR <= rows {
-            micro::<V, MR, NV>(v.as_ptr().add(r * k), k, b, k, c.add(r * cout_pad), cout_pad);
-            r += MR;
-        }
-        if r < rows {
-            micro_rows::<V, NV>(rows - r, v.as_ptr().add(r * k), k, b, k, c.add(r * cout_pad), cout_pad);
+        // SAFETY: the assert above bounds every row, panel and column the kernels touch.
+        unsafe {
+            while r + MR <= rows {
+                micro::<S, MR, NV>(s, v.as_ptr().add(r * k), k, b, k, c.add(r * cout_pad), cout_pad);
+                r += MR;
+            }
+            if r < rows {
+                micro_rows::<S, NV>(
+                    s,
+                    rows - r,
+                    v.as_ptr().add(r * k),
+                    k,
+                    b,
+                    k,
+                    c.add(r * cout_pad),
+                    cout_pad,
+                );
+            }
         }
     }
 }
@@ -484,47 +585,73 @@ pub(crate) fn dense_band_scratch(a: usize, ntiles: usize, cin: usize, cout_pad: 
 
 /// Dense Winograd over output tile rows `[ty0, ty1)` of one image; `out` starts at output
 /// row `ty0 * m`; `scratch` holds at least [`dense_band_scratch`] f32s.
+///
+/// # Safety
+/// As [`dw_band`].
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(crate) unsafe fn dense_band<T: Tile, V: Vf, const MR: usize, const NV: usize>(
+pub(crate) unsafe fn dense_band<T: Transform, S: Simd>(
+    s: S,
     plan: &DensePlan,
     g: &Geometry,
     input: &[f32],
-    ty0: usize,
-    ty1: usize,
+    (ty0, ty1): (usize, usize),
     out: &mut [f32],
     scratch: &mut [f32],
 ) {
     let (a, m, cin, cp) = (T::A, T::M, plan.cin, plan.cout_pad);
-    assert_eq!(plan.nr, NV * V::W, "plan packed for another kernel");
     let ntiles = (ty1 - ty0) * g.tiles_w;
     let (vbuf, rest) = scratch.split_at_mut(a * a * ntiles * cin);
     let mbuf = &mut rest[..a * a * ntiles * cp];
-    let in_main = cin - cin % V::W;
+    let in_main = cin - cin % S::LANES;
+    let pos = |t: usize| TilePos::new::<T>(g, ty0 + t / g.tiles_w, t % g.tiles_w, cin);
     for t in 0..ntiles {
-        let (ty, tx) = (ty0 + t / g.tiles_w, t % g.tiles_w);
-        let iy0 = (ty * m) as isize - g.pad_top as isize;
-        let ix0 = (tx * m) as isize - g.pad_left as isize;
-        let off = tile_offsets::<T>(g, iy0, ix0, cin);
-        input_transform::<T, V>(input, &off, vbuf, t, ntiles, cin, 0, in_main);
-        input_transform::<T, f32>(input, &off, vbuf, t, ntiles, cin, in_main, cin);
+        let p = pos(t);
+        // SAFETY: forwarded contract.
+        unsafe {
+            input_transform::<T, S>(s, input, &p, vbuf, t, ntiles, cin, (0, in_main));
+            input_transform::<T, Scalar>(Scalar, input, &p, vbuf, t, ntiles, cin, (in_main, cin));
+        }
     }
+    assert_eq!(
+        plan.nr,
+        gemm_tile(S::LANES, S::REGISTERS).1 * S::LANES,
+        "plan packed for another register shape"
+    );
     for p in 0..a * a {
-        gemm::<V, MR, NV>(
-            &vbuf[p * ntiles * cin..],
-            ntiles,
-            cin,
-            &plan.u[p * cin * cp..],
-            cp,
-            &mut mbuf[p * ntiles * cp..],
-        );
+        let (vp, up, mp) = (&vbuf[p * ntiles * cin..], &plan.u[p * cin * cp..], &mut mbuf[p * ntiles * cp..]);
+        // The branches of `gemm_tile`, on associated constants so only one is compiled per S.
+        if S::ONE_LANE {
+            gemm::<S, 4, 4>(s, vp, ntiles, cin, up, cp, mp)
+        } else if S::REGISTERS_32 {
+            gemm::<S, 8, 2>(s, vp, ntiles, cin, up, cp, mp)
+        } else {
+            gemm::<S, 6, 2>(s, vp, ntiles, cin, up, cp, mp)
+        }
     }
-    let out_main = plan.cout - plan.cout % V::W;
-    for t in 0..ntiles {
-        let (ty, tx) = (ty0 + t / g.tiles_w, t % g.tiles_w);
-        let rc = (valid(ty, m, g.out_h), valid(tx, m, g.out_w));
-        let base = (((ty - ty0) * m) * g.out_w + tx * m) * plan.cout;
-        output_transform::<T, V>(plan, g, mbuf, t, ntiles, rc, out, base, 0, out_main);
-        output_transform::<T, f32>(plan, g, mbuf, t, ntiles, rc, out, base, out_main, plan.cout);
+    let out_main = plan.cout - plan.cout % S::LANES;
+    for tile in 0..ntiles {
+        let (ty, tx) = (ty0 + tile / g.tiles_w, tile % g.tiles_w);
+        let t = OutTile {
+            rows: valid(ty, m, g.out_h),
+            cols: valid(tx, m, g.out_w),
+            base: (((ty - ty0) * m) * g.out_w + tx * m) * plan.cout,
+            row_stride: g.out_w * plan.cout,
+            c: plan.cout,
+        };
+        let p = pos(tile);
+        output_transform::<T, S>(s, plan, g, input, mbuf, (tile, ntiles), &p, t, out, (0, out_main));
+        output_transform::<T, Scalar>(
+            Scalar,
+            plan,
+            g,
+            input,
+            mbuf,
+            (tile, ntiles),
+            &p,
+            t,
+            out,
+            (out_main, plan.cout),
+        );
     }
 }

@@ -13,23 +13,16 @@ pub mod accuracy;
 mod body;
 pub mod transforms;
 
-mod portable;
-
-#[cfg(all(feature = "avx2", target_arch = "x86_64"))]
-mod avx2;
-#[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-mod avx512;
-#[cfg(all(feature = "neon", target_arch = "aarch64"))]
-mod neon;
-
 pub use accuracy::{accuracy, accuracy_table, AccuracyRow};
 
-use body::{DensePlan, DwPlan, Epilogue, Geometry};
-use transforms::{filter_transform, Tile, F2, F4, F6};
+use body::{DensePlan, DwPlan, Geometry};
+use transforms::{filter_transform, Transform, F2, F4, F6};
 
 use crate::algo::{bias_or_zeros, check_prepare, check_run, ConvAlgorithm, PreparedConv};
-use crate::error::{KernelError, Result};
-use crate::isa::{self, Isa};
+use crate::cache;
+use crate::error::Result;
+use crate::isa::Isa;
+use crate::simd::{Backend, Clamp, Simd, SimdOp};
 use crate::spec::{Activation, ConvSpec, Dims};
 use crate::tensor::AlignedBuf;
 
@@ -42,82 +35,21 @@ pub const TOLERANCE_F2: f64 = 2e-5;
 pub const TOLERANCE_F4: f64 = 5e-4;
 pub const TOLERANCE_F6: f64 = 3e-3;
 
-/// A Winograd algorithm: output tile `m` on one ISA.
+/// The output tile sides `m` of F(m x m, 3 x 3) this crate registers, preferred first: in
+/// MobileNetV1 the `winograd` set runs only the stride-1 depthwise layers, where F(2) beats
+/// F(4) on every layer (dw7, AVX-512: 46 vs 85 us; docs/winograd.md); F(4) wins only on wide
+/// dense layers (56x56x64: 0.59 vs 0.85 ms).
+pub const TILE_SIDES: [usize; 3] = [2, 4, 6];
+
+/// A Winograd algorithm: output tile `m` on one backend.
 pub struct Winograd {
-    name: &'static str,
-    m: usize,
-    isa: Isa,
-}
-
-macro_rules! winograd_algos {
-    ($($id:ident = $name:literal, $m:literal, $isa:expr;)*) => {
-        $(
-            #[doc = concat!("`", $name, "`")]
-            pub static $id: Winograd = Winograd { name: $name, m: $m, isa: $isa };
-        )*
-    };
-}
-
-winograd_algos! {
-    WINOGRAD_F2_SCALAR = "winograd-f2-scalar", 2, Isa::Scalar;
-    WINOGRAD_F4_SCALAR = "winograd-f4-scalar", 4, Isa::Scalar;
-    WINOGRAD_F6_SCALAR = "winograd-f6-scalar", 6, Isa::Scalar;
-}
-#[cfg(all(feature = "avx2", target_arch = "x86_64"))]
-winograd_algos! {
-    WINOGRAD_F2_AVX2 = "winograd-f2-avx2", 2, Isa::Avx2;
-    WINOGRAD_F4_AVX2 = "winograd-f4-avx2", 4, Isa::Avx2;
-    WINOGRAD_F6_AVX2 = "winograd-f6-avx2", 6, Isa::Avx2;
-}
-#[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-winograd_algos! {
-    WINOGRAD_F2_AVX512 = "winograd-f2-avx512", 2, Isa::Avx512;
-    WINOGRAD_F4_AVX512 = "winograd-f4-avx512", 4, Isa::Avx512;
-    WINOGRAD_F6_AVX512 = "winograd-f6-avx512", 6, Isa::Avx512;
-}
-#[cfg(all(feature = "neon", target_arch = "aarch64"))]
-winograd_algos! {
-    WINOGRAD_F2_NEON = "winograd-f2-neon", 2, Isa::Neon;
-    WINOGRAD_F4_NEON = "winograd-f4-neon", 4, Isa::Neon;
-    WINOGRAD_F6_NEON = "winograd-f6-neon", 6, Isa::Neon;
-}
-
-type DenseFn = fn(&DensePlan, &Geometry, &[f32], (usize, usize), &mut [f32], &mut [f32]);
-type DwFn = fn(&DwPlan, &Geometry, &[f32], (usize, usize), &mut [f32]);
-
-/// The monomorphic band kernels of tile `T` on `isa`, and the weight panel width they pack.
-fn kernels_for<T: Tile>(isa: Isa) -> Option<(DenseFn, DwFn, usize)> {
-    match isa {
-        Isa::Scalar => Some((
-            portable::conv3x3s1_winograd_f32_scalar::<T>,
-            portable::dwconv3x3s1_winograd_f32_scalar::<T>,
-            portable::NR,
-        )),
-        #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
-        Isa::Avx2 => {
-            Some((avx2::conv3x3s1_winograd_f32_avx2::<T>, avx2::dwconv3x3s1_winograd_f32_avx2::<T>, avx2::NR))
-        }
-        #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-        Isa::Avx512 => Some((
-            avx512::conv3x3s1_winograd_f32_avx512::<T>,
-            avx512::dwconv3x3s1_winograd_f32_avx512::<T>,
-            avx512::NR,
-        )),
-        #[cfg(all(feature = "neon", target_arch = "aarch64"))]
-        Isa::Neon => {
-            Some((neon::conv3x3s1_winograd_f32_neon::<T>, neon::dwconv3x3s1_winograd_f32_neon::<T>, neon::NR))
-        }
-        #[allow(unreachable_patterns)]
-        _ => None,
-    }
+    /// `winograd-f<m>-<backend>`.
+    pub name: &'static str,
+    pub m: usize,
+    pub backend: Backend,
 }
 
 impl Winograd {
-    /// The output tile side `m` of F(m x m, 3 x 3).
-    pub fn tile(&self) -> usize {
-        self.m
-    }
-
     /// Whether `spec` is a shape Winograd F(m, 3) handles (independent of the CPU).
     pub fn supports_shape(spec: &ConvSpec) -> bool {
         let p = spec.padding;
@@ -134,22 +66,19 @@ impl Winograd {
             && (spec.groups == 1 || spec.is_depthwise())
     }
 
-    fn prepare_tile<T: Tile>(
+    fn prepare_transform<T: Transform>(
         &self,
         spec: &ConvSpec,
         weights: &[f32],
-        bias: &[f32],
-        epi: Epilogue,
+        bias: Vec<f32>,
+        clamp: Clamp,
     ) -> Result<Box<dyn PreparedConv>> {
-        let unsupported = || KernelError::Unsupported {
-            algorithm: self.name,
-            spec: format!("{spec} (ISA not compiled in)"),
-        };
-        let (dense_fn, dw_fn, nr) = kernels_for::<T>(self.isa).ok_or_else(unsupported)?;
+        let shape = self.backend.shape()?;
         let a2 = T::A * T::A;
         let mut u64 = [0.0f32; 64];
         let plan = if spec.groups == 1 {
             let (cin, cout) = (spec.in_channels, spec.out_channels);
+            let nr = body::gemm_tile(shape.lanes, shape.registers).1 * shape.lanes;
             let cout_pad = cout.div_ceil(nr) * nr;
             let mut u =
                 AlignedBuf::zeros(crate::error::checked_product("winograd weights", &[a2, cin, cout_pad])?)?;
@@ -162,9 +91,9 @@ impl Winograd {
                     }
                 }
             }
-            let mut b = bias.to_vec();
+            let mut b = bias;
             b.resize(cout_pad, 0.0);
-            Plan::Dense(DensePlan { cin, cout, cout_pad, nr, u, bias: b, epi }, dense_fn)
+            Plan::Dense(DensePlan { cin, cout, cout_pad, nr, u, w: weights.to_vec(), bias: b, clamp })
         } else {
             let c = spec.in_channels;
             let mut u = AlignedBuf::zeros(crate::error::checked_product("winograd weights", &[a2, c])?)?;
@@ -174,9 +103,10 @@ impl Winograd {
                     u[p * c + ch] = v;
                 }
             }
-            Plan::Dw(DwPlan { c, u, bias: bias.to_vec(), epi }, dw_fn)
+            Plan::Dw(DwPlan { c, u, w: weights.to_vec(), bias, clamp })
         };
-        Ok(Box::new(WinogradPrepared { spec: *spec, name: self.name, m: T::M, a: T::A, plan }))
+        let layer = Layer { spec: *spec, name: self.name, m: T::M, a: T::A, plan };
+        self.backend.dispatch(Prepare(layer))
     }
 }
 
@@ -187,11 +117,8 @@ impl ConvAlgorithm for Winograd {
     fn family(&self) -> &'static str {
         "winograd"
     }
-    fn flavour(&self) -> &'static str {
-        self.isa.name()
-    }
-    fn isa(&self) -> Isa {
-        self.isa
+    fn backend(&self) -> Backend {
+        self.backend
     }
     fn tolerance(&self) -> f64 {
         match self.m {
@@ -201,7 +128,7 @@ impl ConvAlgorithm for Winograd {
         }
     }
     fn supports(&self, spec: &ConvSpec) -> bool {
-        isa::available(self.isa) && Self::supports_shape(spec)
+        self.backend.available() && Self::supports_shape(spec)
     }
     fn prepare(
         &self,
@@ -211,23 +138,22 @@ impl ConvAlgorithm for Winograd {
         activation: Activation,
     ) -> Result<Box<dyn PreparedConv>> {
         check_prepare(self, spec, weights_oihw, bias, activation)?;
-        let (lo, hi) = activation.bounds();
-        let epi = Epilogue { clamp: activation != Activation::None, lo, hi };
-        let bias = bias_or_zeros(spec, bias);
+        let (bias, clamp) = (bias_or_zeros(spec, bias), Clamp::of(activation));
         match self.m {
-            2 => self.prepare_tile::<F2>(spec, weights_oihw, &bias, epi),
-            4 => self.prepare_tile::<F4>(spec, weights_oihw, &bias, epi),
-            _ => self.prepare_tile::<F6>(spec, weights_oihw, &bias, epi),
+            2 => self.prepare_transform::<F2>(spec, weights_oihw, bias, clamp),
+            4 => self.prepare_transform::<F4>(spec, weights_oihw, bias, clamp),
+            _ => self.prepare_transform::<F6>(spec, weights_oihw, bias, clamp),
         }
     }
 }
 
 enum Plan {
-    Dense(DensePlan, DenseFn),
-    Dw(DwPlan, DwFn),
+    Dense(DensePlan),
+    Dw(DwPlan),
 }
 
-struct WinogradPrepared {
+/// A layer with its filters transformed.
+struct Layer {
     spec: ConvSpec,
     name: &'static str,
     m: usize,
@@ -235,13 +161,68 @@ struct WinogradPrepared {
     plan: Plan,
 }
 
+/// Wraps a transformed layer with the token of the implementation that runs it.
+struct Prepare(Layer);
+
+impl SimdOp for Prepare {
+    type Output = Box<dyn PreparedConv>;
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> Box<dyn PreparedConv> {
+        Box::new(WinogradPrepared { s, layer: self.0 })
+    }
+}
+
+/// A transformed layer and the token (proof of the ISA) of the implementation that runs it.
+struct WinogradPrepared<S: Simd> {
+    s: S,
+    layer: Layer,
+}
+
+/// One band of output tile rows of one image, as a [`SimdOp`].
+struct Band<'a> {
+    layer: &'a Layer,
+    geo: &'a Geometry,
+    input: &'a [f32],
+    rows: (usize, usize),
+    out: &'a mut [f32],
+    scratch: &'a mut [f32],
+}
+
+impl SimdOp for Band<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) {
+        let Band { layer, geo, input, rows, out, scratch } = self;
+        macro_rules! go {
+            ($t:ty) => {
+                match &layer.plan {
+                    Plan::Dense(p) => body::dense_band::<$t, S>(s, p, geo, input, rows, out, scratch),
+                    Plan::Dw(p) => body::dw_band::<$t, S>(s, p, geo, input, rows, out),
+                }
+            };
+        }
+        // SAFETY: `WinogradPrepared::run` passes one whole input image, the output rows of
+        // this band and (dense) a scratch region of `dense_band_scratch` f32s.
+        unsafe {
+            match layer.m {
+                2 => go!(F2),
+                4 => go!(F4),
+                _ => go!(F6),
+            }
+        }
+    }
+}
+
 /// The most bands that run at once: scratch holds this many band regions, so `threads`
 /// above it use this many tasks (the scratch size must not depend on `threads`).
 const MAX_REGIONS: usize = 8;
 
 /// A dense band's scratch target: its transformed input and products (`a^2 (Cin + Cout)` f32
-/// per tile) should stay in the 1 MiB L2 next to a slice of the weights.
-const BAND_BYTES: usize = 512 * 1024;
+/// per tile) should stay in L2 next to a slice of the weights: half of this machine's L2
+/// ([`cache::Blocking::winograd_band_bytes`]; 512 KiB on a 1 MiB L2).
+fn band_bytes() -> usize {
+    cache::blocking().winograd_band_bytes
+}
 
 /// How one run is cut: geometry, tile rows per band, bands per image, scratch per band.
 struct Schedule {
@@ -254,7 +235,7 @@ struct Schedule {
     regions: usize,
 }
 
-impl WinogradPrepared {
+impl Layer {
     fn schedule(&self, in_dims: Dims) -> Result<Schedule> {
         let out_dims = self.spec.output_dims(in_dims)?;
         let (m, a) = (self.m, self.a);
@@ -270,12 +251,12 @@ impl WinogradPrepared {
             pad_left: self.spec.padding.left,
         };
         let (band_rows, region_len) = match &self.plan {
-            Plan::Dense(p, _) => {
+            Plan::Dense(p) => {
                 let per_tile = a * a * (p.cin + p.cout_pad) * 4;
-                let rows = (BAND_BYTES / per_tile / tiles_w).clamp(1, tiles_h);
+                let rows = (band_bytes() / per_tile / tiles_w).clamp(1, tiles_h);
                 (rows, body::dense_band_scratch(a, rows * tiles_w, p.cin, p.cout_pad))
             }
-            Plan::Dw(..) => (1, 0),
+            Plan::Dw(_) => (1, 0),
         };
         let bands_per_img = tiles_h.div_ceil(band_rows);
         let regions = if region_len == 0 { 0 } else { (in_dims.n * bands_per_img).min(MAX_REGIONS) };
@@ -283,15 +264,18 @@ impl WinogradPrepared {
     }
 }
 
-impl PreparedConv for WinogradPrepared {
+impl<S: Simd> PreparedConv for WinogradPrepared<S> {
     fn spec(&self) -> &ConvSpec {
-        &self.spec
+        &self.layer.spec
     }
     fn algorithm(&self) -> &'static str {
-        self.name
+        self.layer.name
+    }
+    fn level(&self) -> Isa {
+        S::LEVEL
     }
     fn scratch_len(&self, input: Dims) -> Result<usize> {
-        let s = self.schedule(input)?;
+        let s = self.layer.schedule(input)?;
         crate::error::checked_product("winograd scratch", &[s.regions, s.region_len])
     }
     fn run(
@@ -302,20 +286,18 @@ impl PreparedConv for WinogradPrepared {
         scratch: &mut [f32],
         threads: usize,
     ) -> Result<()> {
-        let s = self.schedule(in_dims)?;
+        let layer = &self.layer;
+        let s = layer.schedule(in_dims)?;
         let need = s.regions * s.region_len;
-        check_run(&self.spec, input, in_dims, output, scratch, need)?;
+        check_run(&layer.spec, input, in_dims, output, scratch, need)?;
         let in_img = in_dims.h * in_dims.w * in_dims.c;
-        let m = self.m;
-        let band = |gi: usize, out: &mut [f32], scr: &mut [f32]| {
+        let m = layer.m;
+        let band = |gi: usize, out: &mut [f32], scratch: &mut [f32]| {
             let (img, j) = (gi / s.bands_per_img, gi % s.bands_per_img);
             let ty0 = j * s.band_rows;
             let ty1 = (ty0 + s.band_rows).min(s.tiles_h);
-            let inp = &input[img * in_img..(img + 1) * in_img];
-            match &self.plan {
-                Plan::Dense(p, f) => f(p, &s.geo, inp, (ty0, ty1), out, scr),
-                Plan::Dw(p, f) => f(p, &s.geo, inp, (ty0, ty1), out),
-            }
+            let input = &input[img * in_img..(img + 1) * in_img];
+            self.s.vectorize(Band { layer, geo: &s.geo, input, rows: (ty0, ty1), out, scratch });
         };
         let row_len = s.out_dims.w * s.out_dims.c;
         let out_img = s.out_dims.h * row_len;

@@ -16,9 +16,9 @@
 //! why the filter transform runs in f64.
 
 /// One Winograd tile size: its matrices, padded to the largest (8 x 8) so that one generic
-/// body serves all three; loops run to [`Tile::A`] and [`Tile::M`], constants after
+/// body serves all three; loops run to [`Transform::A`] and [`Transform::M`], constants after
 /// monomorphisation, so LLVM unrolls them and folds the zero and +-1 entries away.
-pub trait Tile: Send + Sync + 'static {
+pub trait Transform: Send + Sync + 'static {
     /// Output tile side `m`.
     const M: usize;
     /// Input tile side `a = m + 2`.
@@ -51,7 +51,7 @@ const fn row<const N: usize>(r: [f32; N]) -> [f32; 8] {
     out
 }
 
-impl Tile for F2 {
+impl Transform for F2 {
     const M: usize = 2;
     const A: usize = 4;
     const BT: [[f32; 8]; 8] = [
@@ -77,7 +77,7 @@ impl Tile for F2 {
     ];
 }
 
-impl Tile for F4 {
+impl Transform for F4 {
     const M: usize = 4;
     const A: usize = 6;
     const BT: [[f32; 8]; 8] = [
@@ -110,7 +110,7 @@ impl Tile for F4 {
     ];
 }
 
-impl Tile for F6 {
+impl Transform for F6 {
     const M: usize = 6;
     const A: usize = 8;
     const BT: [[f32; 8]; 8] = [
@@ -145,7 +145,7 @@ impl Tile for F6 {
 
 /// `U = G g G^T` for one 3x3 filter `g` (row-major), in f64, rounded once to f32.
 /// Writes the `a x a` result row-major into `u[..a * a]`.
-pub fn filter_transform<T: Tile>(g: &[f32], u: &mut [f32]) {
+pub fn filter_transform<T: Transform>(g: &[f32], u: &mut [f32]) {
     let a = T::A;
     // t = G g  (a x 3)
     let mut t = [[0.0f64; 3]; 8];
@@ -168,7 +168,7 @@ mod tests {
 
     /// The 1-D identity `A^T [(G g) (.) (B^T d)] = correlate(d, g)`, in f64 on small
     /// integers: proves the matrices (a wrong sign or entry shows up as a large error).
-    fn identity_1d<T: Tile>() {
+    fn identity_1d<T: Transform>() {
         let (a, m) = (T::A, T::M);
         let d: Vec<f64> = (0..a).map(|i| (i as f64 * 1.7 - 3.1).sin() * 3.0).collect();
         let g = [0.7f64, -1.3, 2.1];
@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn unused_entries_are_zero() {
-        fn check<T: Tile>() {
+        fn check<T: Transform>() {
             for (i, r) in T::BT.iter().enumerate() {
                 for (j, &v) in r.iter().enumerate() {
                     assert!(i < T::A && j < T::A || v == 0.0);

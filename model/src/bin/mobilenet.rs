@@ -103,8 +103,29 @@ fn run(command: Command) -> Result<(), ModelError> {
     match command {
         Command::Info(m) => info(m.config()),
         Command::Kernels => {
+            let caches = kernels::cache::caches();
+            let b = kernels::cache::blocking();
+            println!("caches: {caches}");
+            println!(
+                "blocking: GEMM KC {} (from L1d), packed-B block {} KiB and Winograd band {} KiB (half of L2)",
+                b.kc,
+                b.b_block_bytes / 1024,
+                b.winograd_band_bytes / 1024
+            );
+            println!("ISA ceiling: {}", kernels::isa::ceiling()?);
+            println!("backends:");
+            for &backend in kernels::Backend::ALL {
+                let state = match backend.shape() {
+                    Ok(s) => {
+                        format!("runs at {} ({} f32 lanes, {} registers)", s.level, s.lanes, s.registers)
+                    }
+                    Err(e) => format!("unavailable: {e}"),
+                };
+                println!("  {:<7} {state}", backend.name());
+            }
+            println!("kernel sets:");
             for set in kernels::kernel_sets()? {
-                println!("{set}");
+                println!("  {set}");
             }
             Ok(())
         }

@@ -1,0 +1,552 @@
+//! One vector trait, implemented once per instruction set: the layer every kernel family
+//! (`gemm`, `im2col`, `direct`, `winograd`) is written over.
+//!
+//! - [`Simd`] is the vocabulary: `LANES` f32 lanes per vector, loads and stores (full and
+//!   partial), `fma`, `max`/`min` with one NaN rule, and [`Simd::vectorize`], which runs an
+//!   operation compiled for the implementation's target features. A value of an
+//!   implementation's type is a *token*: it exists only once the CPU is known to have the
+//!   instructions (and `KERNELS_ISA` allows them), so arithmetic on it is safe.
+//! - The implementations, one file each: [`scalar`] (plain `f32`), `avx2` (AVX2 + FMA),
+//!   `avx512` (AVX-512F), `neon`, and the portable crates as implementations of the *same*
+//!   trait: `pulp` (run-time dispatch to x86-64-v4 / v3 / NEON / scalar) and `wide`
+//!   (`f32x8`, fixed at compile time). "Portable SIMD against hand-written intrinsics" is
+//!   then one kernel body under two implementations.
+//! - [`Backend`] is the **one backend table**: the registry, the kernel-set flavours, the
+//!   ISA-ceiling checks and the error messages are all walked from it.
+//! - [`Element`] and [`Storage`] are the storage axis: how a narrower storage type is
+//!   widened to f32 lanes and narrowed back (f32 is the only storage type so far).
+//!
+//! # The contracts every implementation keeps
+//!
+//! - **NaN:** `max(x, lo)` returns `lo` when `x` is NaN (x86 `maxps` with `x` first, IEEE
+//!   `maxNum`, `f32::max`); `min(x, hi)` is only called with a non-NaN `x`. So the fused
+//!   clamp `min(max(x, lo), hi)` maps NaN to `lo`, as [`crate::Activation::apply`] does.
+//!   An implementation whose native `max` propagates NaN (NEON `fmax`, pulp's NEON level)
+//!   must not use it.
+//! - **FMA:** `fma(a, b, c) = a * b + c`, fused where the ISA has FMA. Where it has none
+//!   (`scalar`, `wide` on baseline x86-64, pulp's scalar level) it is a multiply and an add,
+//!   never a libm `fmaf` call (one function call per multiply-add).
+//! - **Tails:** `load_partial` / `store_partial` touch exactly `n < LANES` elements (masked
+//!   instructions or a stack buffer), never memory past them.
+//! - **Determinism:** an implementation computes the same bits on every run; the kernels'
+//!   results depend only on the kernel set and the thread count.
+
+use std::fmt;
+
+use crate::error::{KernelError, Result};
+use crate::isa::{self, Isa};
+use crate::spec::Activation;
+
+/// The widest vector of any implementation, in f32 lanes (AVX-512): sizes stack buffers
+/// and channel padding.
+pub const MAX_LANES: usize = 16;
+
+/// An operation written once over [`Simd`] and run by [`Simd::vectorize`] or
+/// [`Backend::dispatch`].
+pub trait SimdOp {
+    type Output;
+    /// Runs the operation with the token `s`. Implementations are `#[inline(always)]`, so the
+    /// body is compiled inside `s`'s target-feature context and the intrinsics inline.
+    fn run<S: Simd>(self, s: S) -> Self::Output;
+}
+
+/// A vector of `LANES` f32 lanes and the operations the kernel bodies use.
+///
+/// # Safety
+/// For implementors: a value of the type may exist only when the CPU can execute the
+/// instructions of [`Simd::LEVEL`] and `KERNELS_ISA` allows that level (construct it
+/// through [`Simd::new`]); the safe methods rely on it.
+pub unsafe trait Simd: Copy + Send + Sync + 'static {
+    /// One vector.
+    type V: Copy;
+    /// f32 lanes per vector; divides [`MAX_LANES`].
+    const LANES: usize;
+    /// Architectural vector registers (16 for AVX2, 32 for AVX-512 and NEON): the families
+    /// size their register tiles from it.
+    const REGISTERS: usize;
+    /// The instruction level the token's code executes at (for pulp, the level it dispatched
+    /// to; for `wide`, the level of the compile-time target).
+    const LEVEL: Isa;
+    /// The implementation's name in kernel names (`avx512`, `pulp`, ...).
+    const NAME: &'static str;
+
+    /// Makes a token without checking the CPU.
+    ///
+    /// # Safety
+    /// The CPU must have the instructions of [`Simd::LEVEL`], and `KERNELS_ISA` allow them.
+    unsafe fn assume() -> Self;
+
+    /// The token, if this CPU has [`Simd::LEVEL`] and `KERNELS_ISA` allows it.
+    fn new() -> Option<Self> {
+        // SAFETY: `isa::available` checked the CPU and the ceiling.
+        isa::available(Self::LEVEL).then(|| unsafe { Self::assume() })
+    }
+
+    /// Runs `op` inside a function compiled with this implementation's target features.
+    fn vectorize<Op: SimdOp>(self, op: Op) -> Op::Output;
+
+    fn splat(self, x: f32) -> Self::V;
+    #[inline(always)]
+    fn zero(self) -> Self::V {
+        self.splat(0.0)
+    }
+    fn add(self, a: Self::V, b: Self::V) -> Self::V;
+    fn sub(self, a: Self::V, b: Self::V) -> Self::V;
+    fn mul(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a * b + c`, fused where the ISA has FMA (see the module docs).
+    fn fma(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// `max(x, lo)`; a NaN `x` gives `lo` (see the module docs).
+    fn max(self, x: Self::V, lo: Self::V) -> Self::V;
+    /// `min(x, hi)` for a non-NaN `x`.
+    fn min(self, x: Self::V, hi: Self::V) -> Self::V;
+
+    /// Loads `LANES` f32s from `p` (no alignment needed).
+    ///
+    /// # Safety
+    /// `p` is valid for reading `LANES` f32s.
+    unsafe fn load(self, p: *const f32) -> Self::V;
+    /// Stores `LANES` f32s to `p` (no alignment needed).
+    ///
+    /// # Safety
+    /// `p` is valid for writing `LANES` f32s.
+    unsafe fn store(self, p: *mut f32, v: Self::V);
+
+    /// Loads `n <= LANES` f32s; the other lanes are zero; nothing past `p + n` is touched.
+    ///
+    /// # Safety
+    /// `p` is valid for reading `n` f32s.
+    #[inline(always)]
+    unsafe fn load_partial(self, p: *const f32, n: usize) -> Self::V {
+        let mut buf = [0.0f32; MAX_LANES];
+        // SAFETY: `p` holds `n <= LANES <= MAX_LANES` f32s; `buf` holds `LANES`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n.min(Self::LANES));
+            self.load(buf.as_ptr())
+        }
+    }
+    /// Stores the first `n <= LANES` lanes; nothing past `p + n` is touched.
+    ///
+    /// # Safety
+    /// `p` is valid for writing `n` f32s.
+    #[inline(always)]
+    unsafe fn store_partial(self, p: *mut f32, v: Self::V, n: usize) {
+        let mut buf = [0.0f32; MAX_LANES];
+        // SAFETY: `buf` holds `LANES` f32s; `p` holds `n <= LANES`.
+        unsafe {
+            self.store(buf.as_mut_ptr(), v);
+            std::ptr::copy_nonoverlapping(buf.as_ptr(), p, n.min(Self::LANES));
+        }
+    }
+
+    /// Whether the implementation has 32 architectural vector registers (AVX-512, NEON) rather
+    /// than 16: the families pick their register tiles with it. An associated constant, not
+    /// a comparison, so that `if S::REGISTERS_32` is decided when the body is instantiated
+    /// and only the taken branch is compiled.
+    const REGISTERS_32: bool = Self::REGISTERS >= 32;
+    /// Whether vectors have one lane (scalar), for the same reason.
+    const ONE_LANE: bool = Self::LANES == 1;
+
+    /// Whether any lane of `v` is NaN (rare-path checks; not for inner loops).
+    #[inline(always)]
+    fn any_nan(self, v: Self::V) -> bool {
+        let mut buf = [0.0f32; MAX_LANES];
+        // SAFETY: `buf` holds `MAX_LANES >= LANES` f32s.
+        unsafe { self.store(buf.as_mut_ptr(), v) };
+        buf[..Self::LANES].iter().any(|x| x.is_nan())
+    }
+}
+
+/// The fused activation of every family: `min(max(x, lo), hi)` when `on` (NaN -> `lo`, see
+/// the module docs); `on == false` (`Activation::None`) passes every value, NaN included.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clamp {
+    pub lo: f32,
+    pub hi: f32,
+    pub on: bool,
+}
+
+impl Clamp {
+    /// No clamp.
+    pub const OFF: Clamp = Clamp { lo: f32::NEG_INFINITY, hi: f32::INFINITY, on: false };
+
+    /// The clamp of a (validated) activation.
+    pub fn of(activation: Activation) -> Clamp {
+        let (lo, hi) = activation.bounds();
+        Clamp { lo, hi, on: activation != Activation::None }
+    }
+
+    /// This clamp if `last` (the store that finishes an output), else none.
+    pub fn if_last(self, last: bool) -> Clamp {
+        if last {
+            self
+        } else {
+            Clamp::OFF
+        }
+    }
+
+    /// The bounds as vectors, splatted once per call of a kernel.
+    #[inline(always)]
+    pub fn splat<S: Simd>(self, s: S) -> ClampV<S> {
+        ClampV { lo: s.splat(self.lo), hi: s.splat(self.hi), on: self.on }
+    }
+
+    /// The clamp of one value, with the same NaN rule.
+    #[inline(always)]
+    pub fn apply(self, x: f32) -> f32 {
+        if self.on {
+            x.max(self.lo).min(self.hi)
+        } else {
+            x
+        }
+    }
+}
+
+/// A [`Clamp`] with its bounds splatted for `S`.
+#[derive(Clone, Copy)]
+pub struct ClampV<S: Simd> {
+    lo: S::V,
+    hi: S::V,
+    on: bool,
+}
+
+impl<S: Simd> ClampV<S> {
+    #[inline(always)]
+    pub fn apply(self, s: S, v: S::V) -> S::V {
+        if self.on {
+            s.min(s.max(v, self.lo), self.hi)
+        } else {
+            v
+        }
+    }
+}
+
+/// A storage type of activations or weights, computed in f32 lanes.
+///
+/// f32 is the only one so far. A narrower type (f16, bf16 through `half`) implements this
+/// (the scalar conversion, the reference every test compares against) and [`Storage`] for
+/// each implementation that can widen it natively (F16C `vcvtph2ps`, NEON `fcvtl`); the
+/// kernel bodies then take `E: Element` and load through `S: Storage<E>`.
+pub trait Element: Copy + Default + Send + Sync + 'static {
+    /// `f32`, `f16`, `bf16`: the name in kernel names and `--precision`.
+    const NAME: &'static str;
+    fn to_f32(self) -> f32;
+    /// Rounds to nearest, ties to even.
+    fn from_f32(x: f32) -> Self;
+}
+
+impl Element for f32 {
+    const NAME: &'static str = "f32";
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn from_f32(x: f32) -> f32 {
+        x
+    }
+}
+
+/// How an implementation reads storage type `E` into f32 lanes and writes f32 lanes back.
+///
+/// # Safety
+/// For implementors: the pointer contracts of [`Simd::load`] and friends, counted in `E`s.
+pub unsafe trait Storage<E: Element>: Simd {
+    /// Loads `LANES` elements, widened to f32.
+    ///
+    /// # Safety
+    /// `p` is valid for reading `LANES` elements.
+    unsafe fn load_widened(self, p: *const E) -> Self::V;
+    /// Loads `n <= LANES` elements, widened; the other lanes are zero.
+    ///
+    /// # Safety
+    /// `p` is valid for reading `n` elements.
+    unsafe fn load_widened_partial(self, p: *const E, n: usize) -> Self::V;
+    /// Stores `LANES` lanes, narrowed to `E` (round to nearest even).
+    ///
+    /// # Safety
+    /// `p` is valid for writing `LANES` elements.
+    unsafe fn store_narrowed(self, p: *mut E, v: Self::V);
+    /// Stores the first `n <= LANES` lanes, narrowed.
+    ///
+    /// # Safety
+    /// `p` is valid for writing `n` elements.
+    unsafe fn store_narrowed_partial(self, p: *mut E, v: Self::V, n: usize);
+}
+
+// SAFETY: f32 storage is the implementation's own f32 loads and stores.
+unsafe impl<S: Simd> Storage<f32> for S {
+    #[inline(always)]
+    unsafe fn load_widened(self, p: *const f32) -> S::V {
+        // SAFETY: forwarded contract.
+        unsafe { self.load(p) }
+    }
+    #[inline(always)]
+    unsafe fn load_widened_partial(self, p: *const f32, n: usize) -> S::V {
+        // SAFETY: forwarded contract.
+        unsafe { self.load_partial(p, n) }
+    }
+    #[inline(always)]
+    unsafe fn store_narrowed(self, p: *mut f32, v: S::V) {
+        // SAFETY: forwarded contract.
+        unsafe { self.store(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn store_narrowed_partial(self, p: *mut f32, v: S::V, n: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { self.store_partial(p, v, n) }
+    }
+}
+
+/// A row of the backend table: how to run an operation on this implementation now.
+///
+/// Every [`Simd`] token is one (at its one level); pulp's row is a dispatcher that picks
+/// the best of its levels that `KERNELS_ISA` allows.
+pub trait Implementation {
+    /// The level [`Implementation::dispatch`] would run at now; `None` if it cannot run.
+    fn level() -> Option<Isa>;
+    /// What [`Implementation::dispatch`] would run with now: lanes, registers, level.
+    fn shape() -> Option<Shape> {
+        Self::dispatch(Describe)
+    }
+    /// Runs `op` at that level; `None` if the implementation cannot run here.
+    fn dispatch<Op: SimdOp>(op: Op) -> Option<Op::Output>;
+}
+
+impl<S: Simd> Implementation for S {
+    fn level() -> Option<Isa> {
+        S::new().map(|_| S::LEVEL)
+    }
+    fn dispatch<Op: SimdOp>(op: Op) -> Option<Op::Output> {
+        S::new().map(|s| s.vectorize(op))
+    }
+}
+
+/// The register shape of an implementation at the level it runs at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub lanes: usize,
+    pub registers: usize,
+    pub level: Isa,
+}
+
+/// The [`SimdOp`] that reports a token's [`Shape`].
+struct Describe;
+
+impl SimdOp for Describe {
+    type Output = Shape;
+    #[inline(always)]
+    fn run<S: Simd>(self, _: S) -> Shape {
+        Shape { lanes: S::LANES, registers: S::REGISTERS, level: S::LEVEL }
+    }
+}
+
+/// Declares the backend table: for each row, the enum variant, its implementation (a
+/// module of this folder and the type in it), its name, the lowest [`Isa`] level the CPU
+/// needs for it to run at all, and the `cfg` that compiles it in.
+macro_rules! backends {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident = $module:ident::$imp:ident, $name:literal, $isa:expr, cfg($($cfg:tt)*);
+    )*) => {
+        $( #[cfg($($cfg)*)] pub mod $module; )*
+
+        /// An implementation of [`Simd`]: a row of the backend table, best first.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Backend {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Backend {
+            /// Every row, compiled in or not, most preferred first.
+            pub const ALL: &'static [Backend] = &[$(Backend::$variant),*];
+
+            /// The name in kernel names (`gemm-avx2`), kernel sets and `KERNELS_ISA`-style
+            /// listings.
+            pub fn name(self) -> &'static str {
+                match self { $(Backend::$variant => $name,)* }
+            }
+
+            /// Whether this build compiled the implementation in (its cargo feature and
+            /// target architecture).
+            pub fn compiled(self) -> bool {
+                match self { $(Backend::$variant => cfg!($($cfg)*),)* }
+            }
+
+            /// The lowest instruction level the CPU (and `KERNELS_ISA`) must allow for this
+            /// implementation to run at all (pulp: scalar, it dispatches upwards from there).
+            pub fn isa(self) -> Isa {
+                match self { $(Backend::$variant => $isa,)* }
+            }
+
+            /// The level the implementation runs at now, `None` if it cannot run here.
+            pub fn level(self) -> Option<Isa> {
+                match self { $(
+                    Backend::$variant => {
+                        #[cfg($($cfg)*)]
+                        let level = <$module::$imp as Implementation>::level();
+                        #[cfg(not($($cfg)*))]
+                        let level = None;
+                        level
+                    }
+                )* }
+            }
+
+            /// Runs `op` on this implementation at the best level `KERNELS_ISA` allows.
+            /// Errors (never SIGILL) when it is not compiled in or cannot run here.
+            pub fn dispatch<Op: SimdOp>(self, op: Op) -> Result<Op::Output> {
+                let out = match self { $(
+                    Backend::$variant => {
+                        #[cfg($($cfg)*)]
+                        let out = <$module::$imp as Implementation>::dispatch(op);
+                        #[cfg(not($($cfg)*))]
+                        let out = { drop(op); None };
+                        out
+                    }
+                )* };
+                out.ok_or_else(|| self.unavailable())
+            }
+        }
+    };
+}
+
+backends! {
+    /// AVX-512F (+VL/BW/DQ): 16 lanes, 32 registers, masked tails.
+    Avx512 = avx512::Avx512, "avx512", Isa::Avx512, cfg(all(feature = "avx512", target_arch = "x86_64"));
+    /// AVX2 + FMA: 8 lanes, 16 registers, `vmaskmovps` tails.
+    Avx2 = avx2::Avx2, "avx2", Isa::Avx2, cfg(all(feature = "avx2", target_arch = "x86_64"));
+    /// aarch64 Advanced SIMD: 4 lanes, 32 registers.
+    Neon = neon::Neon, "neon", Isa::Neon, cfg(all(feature = "neon", target_arch = "aarch64"));
+    /// `pulp`: run-time dispatch to x86-64-v4, x86-64-v3, NEON or scalar.
+    Pulp = pulp::PulpBest, "pulp", Isa::Scalar, cfg(feature = "pulp");
+    /// `wide::f32x8`: fixed at compile time by the target features.
+    Wide = wide::Wide, "wide", Isa::TARGET, cfg(feature = "wide");
+    /// Plain `f32`: one lane, runs everywhere.
+    Scalar = scalar::Scalar, "scalar", Isa::Scalar, cfg(all());
+}
+
+pub use scalar::Scalar;
+
+impl Backend {
+    /// Every row compiled into this build, best first.
+    pub fn compiled_in() -> impl Iterator<Item = Backend> {
+        Backend::ALL.iter().copied().filter(|b| b.compiled())
+    }
+
+    /// Parses a backend name.
+    pub fn parse(name: &str) -> Option<Backend> {
+        Backend::ALL.iter().copied().find(|b| b.name() == name)
+    }
+
+    /// Whether it can run here now.
+    pub fn available(self) -> bool {
+        self.level().is_some()
+    }
+
+    /// Lanes, registers and level at which it runs now.
+    pub fn shape(self) -> Result<Shape> {
+        self.dispatch(Describe)
+    }
+
+    fn unavailable(self) -> KernelError {
+        KernelError::IsaUnavailable {
+            isa: self.isa(),
+            reason: if self.compiled() {
+                "the CPU or KERNELS_ISA does not allow this backend"
+            } else {
+                "this backend is not compiled into this build (cargo feature or target architecture)"
+            },
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checks the contracts of the module docs on the token `S`.
+    struct Contracts;
+
+    impl SimdOp for Contracts {
+        type Output = ();
+        #[inline(always)]
+        fn run<S: Simd>(self, s: S) {
+            let n = S::LANES;
+            assert!(MAX_LANES.is_multiple_of(n));
+            let src: Vec<f32> = (0..MAX_LANES).map(|i| i as f32 - 3.5).collect();
+            let mut dst = [7.0f32; MAX_LANES + 1];
+            // Partial loads and stores touch exactly `k` lanes.
+            for k in 0..=n {
+                // SAFETY: `src` holds k <= n f32s; `dst` holds n + 1.
+                unsafe {
+                    let v = s.load_partial(src.as_ptr(), k);
+                    let mut full = [1.0f32; MAX_LANES];
+                    s.store(full.as_mut_ptr(), v);
+                    for i in 0..n {
+                        assert_eq!(full[i], if i < k { src[i] } else { 0.0 }, "{} load_partial {k}", S::NAME);
+                    }
+                    dst.fill(7.0);
+                    s.store_partial(dst.as_mut_ptr(), s.load(src.as_ptr()), k);
+                    for (i, &d) in dst.iter().enumerate() {
+                        assert_eq!(d, if i < k { src[i] } else { 7.0 }, "{} store_partial {k}", S::NAME);
+                    }
+                }
+            }
+            // NaN rule of the clamp, per lane.
+            let mut x = [0.5f32; MAX_LANES];
+            x[0] = f32::NAN;
+            if n > 1 {
+                x[n - 1] = f32::INFINITY;
+            }
+            if n > 2 {
+                x[1] = f32::NEG_INFINITY;
+            }
+            let clamp = Clamp { lo: 0.0, hi: 6.0, on: true };
+            let mut out = [0.0f32; MAX_LANES];
+            // SAFETY: both arrays hold MAX_LANES >= n f32s.
+            unsafe { s.store(out.as_mut_ptr(), clamp.splat(s).apply(s, s.load(x.as_ptr()))) };
+            for i in 0..n {
+                assert_eq!(out[i].to_bits(), clamp.apply(x[i]).to_bits(), "{} clamp lane {i}", S::NAME);
+            }
+            // SAFETY: as above.
+            let v = unsafe { s.load(x.as_ptr()) };
+            assert!(s.any_nan(v));
+            assert!(!s.any_nan(s.splat(1.0)));
+            // fma is a*b+c (exact on these small integers whether fused or not).
+            let (a, b, c) = (s.splat(3.0), s.splat(-2.0), s.splat(1.0));
+            // SAFETY: as above.
+            unsafe { s.store(out.as_mut_ptr(), s.fma(a, b, c)) };
+            assert!(out[..n].iter().all(|&y| y == -5.0), "{} fma", S::NAME);
+        }
+    }
+
+    #[test]
+    fn every_available_backend_keeps_the_contracts() {
+        for b in Backend::compiled_in() {
+            match b.dispatch(Contracts) {
+                Ok(()) => {}
+                Err(e) => eprintln!("SKIPPED: backend {b}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_table_is_consistent() {
+        assert_eq!(Backend::ALL.last(), Some(&Backend::Scalar));
+        assert!(Backend::Scalar.available(), "scalar runs everywhere");
+        for &b in Backend::ALL {
+            assert_eq!(Backend::parse(b.name()), Some(b));
+            if let Ok(shape) = b.shape() {
+                assert!(shape.level.within(isa::ceiling().unwrap()), "{b} runs above the ceiling");
+                assert!(b.isa().within(shape.level), "{b} runs below its own lowest level");
+            } else {
+                assert!(!b.available());
+            }
+        }
+    }
+}
