@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use bench_harness::peak;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use kernels::gemm::{self, Flavour, PackedB, Tile};
+use kernels::gemm::{self, PackedB, Tile};
 use kernels::testing::random_values;
 use kernels::Activation;
+use kernels::Backend;
 
 /// (name, M = H*W, K = Cin, N = Cout), from DESIGN.md's table.
 const LAYERS: [(&str, usize, usize, usize); 13] = [
@@ -65,8 +66,9 @@ impl Data {
 /// What is benched: a name and how to prepare it for a layer (weights packed outside the
 /// timed closure, as at prepare time).
 enum Impl {
-    Tile(&'static Tile),
-    Flavour(&'static Flavour),
+    /// One microkernel of a backend, at the level the backend runs at here.
+    Tile(Backend, &'static Tile),
+    Backend(Backend),
     MatrixMultiply,
     GemmCrate,
 }
@@ -74,8 +76,8 @@ enum Impl {
 impl Impl {
     fn name(&self) -> String {
         match self {
-            Impl::Tile(t) => t.name.to_string(),
-            Impl::Flavour(f) => format!("gemm-{}", f.name),
+            Impl::Tile(_, t) => t.name(),
+            Impl::Backend(b) => format!("gemm-{b}"),
             Impl::MatrixMultiply => "matrixmultiply".into(),
             Impl::GemmCrate => "gemm-crate".into(),
         }
@@ -85,11 +87,11 @@ impl Impl {
     fn prepare<'a>(&'a self, d: &'a mut Data, threads: usize) -> Box<dyn FnMut() + 'a> {
         let (m, k, n) = (d.m, d.k, d.n);
         match self {
-            Impl::Tile(t) => {
+            Impl::Tile(_, t) => {
                 let b = d.b.clone();
                 let packed = PackedB::new(k, n, t.nr, move |p, j| b[p * n + j]).unwrap();
                 Box::new(move || {
-                    // SAFETY: only tiles of available flavours are listed (see `impls`).
+                    // SAFETY: only tiles of backends that run here are listed (see `impls`).
                     unsafe {
                         gemm::sgemm_tile(
                             t,
@@ -107,9 +109,11 @@ impl Impl {
                     .unwrap()
                 })
             }
-            Impl::Flavour(f) => {
+            Impl::Backend(f) => {
+                let f = *f;
                 let b = d.b.clone();
-                let packed = PackedB::new(k, n, f.nr_for(k, n), move |p, j| b[p * n + j]).unwrap();
+                let nr = gemm::nr_for(gemm::tiles(f).unwrap(), k, n);
+                let packed = PackedB::new(k, n, nr, move |p, j| b[p * n + j]).unwrap();
                 Box::new(move || {
                     gemm::sgemm(f, m, &d.a, k, &packed, &d.bias, Activation::Relu6, &mut d.c, n, threads)
                         .unwrap()
@@ -172,11 +176,7 @@ impl Impl {
     /// everything else against the best).
     fn peak(&self, avx2: f64, best: f64) -> f64 {
         let isa = match self {
-            Impl::Tile(t) => gemm::flavours()
-                .into_iter()
-                .find(|f| (f.tiles)().iter().any(|u| u.name == t.name))
-                .map(|f| f.isa),
-            Impl::Flavour(f) => Some(f.isa),
+            Impl::Tile(b, _) | Impl::Backend(b) => b.level(),
             _ => None,
         };
         if isa == Some(kernels::Isa::Avx2) && avx2 > 0.0 {
@@ -196,15 +196,14 @@ impl Impl {
 
 fn impls() -> Vec<Impl> {
     let mut v = Vec::new();
-    for f in gemm::flavours() {
-        if !f.available() {
-            eprintln!("SKIPPED: GEMM flavour {} cannot run on this CPU / under KERNELS_ISA", f.name);
+    for f in Backend::compiled_in() {
+        let Ok(tiles) = gemm::tiles(f) else {
+            eprintln!("SKIPPED: backend {f} cannot run on this CPU / under KERNELS_ISA");
             continue;
-        }
-        v.push(Impl::Flavour(f));
-        let tiles = (f.tiles)();
+        };
+        v.push(Impl::Backend(f));
         if tiles.len() > 1 {
-            v.extend(tiles.iter().map(Impl::Tile));
+            v.extend(tiles.iter().map(|t| Impl::Tile(f, t)));
         }
     }
     v.push(Impl::MatrixMultiply);

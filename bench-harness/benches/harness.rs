@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bench_harness::machine::Provenance;
 use bench_harness::peak;
-use bench_harness::report::{self, LayerResult, ModelResult, Report, Roofs};
+use bench_harness::report::{LayerResult, ModelResult, Report, Roofs};
 use criterion::{Criterion, SamplingMode};
 use kernels::testing::random_values;
 use kernels::{Activation, Dims, LayerKind};

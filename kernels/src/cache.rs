@@ -32,6 +32,9 @@ pub const KC_LIMIT: usize = 512;
 /// starts to show (it costs `MR*NR*2` memory ops against `MR*NR*KC/LANES` FMAs).
 const KC_MIN: usize = 128;
 
+/// Largest packed-B block (see [`Blocking::b_block_bytes`]).
+const B_BLOCK_LIMIT: usize = 512 * KIB;
+
 /// Most rows of an A micro-panel any GEMM microkernel keeps in L1d (the `MR` of the
 /// largest tile, rounded up).
 const MR_LIMIT: usize = 16;
@@ -324,8 +327,11 @@ pub struct Blocking {
     /// C shows, above 512 nothing is gained and stack buffers grow ([`KC_LIMIT`]).
     pub kc: usize,
     /// Bytes of L2 the packed B block (KC x NC f32) may fill: half of L2, leaving the rest
-    /// for A, C and prefetches. 1 MiB L2 -> 512 KiB (the old constant); 512 KiB (Zen 3) ->
-    /// 256 KiB, which measured a few percent faster there than 512 KiB; 2 MiB -> 1 MiB.
+    /// for A, C and prefetches, and at most 512 KiB. 1 MiB L2 -> 512 KiB (the old constant);
+    /// 512 KiB (Zen 3) -> 256 KiB, which measured a few percent faster there than 512 KiB;
+    /// 2 MiB (Emerald Rapids) -> 512 KiB: 1 MiB measured slower there in an interleaved A/B
+    /// (pw12 +9%, pw13 +5%, fc +25%, one thread; the B block is swept once per A panel and
+    /// the second core's traffic shares the L2 bandwidth, not its capacity).
     pub b_block_bytes: usize,
     /// Scratch target of one dense Winograd band (transformed input and products, which
     /// should stay in L2 beside a slice of the weights): half of L2, like the B block
@@ -341,14 +347,28 @@ impl Blocking {
         let l1d = c.l1d.clamp(*L1D_RANGE.start(), *L1D_RANGE.end());
         let l2 = c.l2.clamp(*L2_RANGE.start(), *L2_RANGE.end());
         let kc = (l1d / (2 * MR_LIMIT * std::mem::size_of::<f32>()) / 16 * 16).clamp(KC_MIN, KC_LIMIT);
-        Blocking { kc, b_block_bytes: l2 / 2, winograd_band_bytes: l2 / 2 }
+        Blocking { kc, b_block_bytes: (l2 / 2).min(B_BLOCK_LIMIT), winograd_band_bytes: l2 / 2 }
     }
 }
 
 /// The blocking for this machine's [`caches`], computed once.
+///
+/// For experiments, `KERNELS_KC` (elements, clamped to 16..=[`KC_LIMIT`]) and
+/// `KERNELS_B_BLOCK_KIB` override the derived K block and packed-B budget; unparsable values
+/// are ignored.
 pub fn blocking() -> Blocking {
     static BLOCKING: OnceLock<Blocking> = OnceLock::new();
-    *BLOCKING.get_or_init(|| Blocking::from_caches(&caches()))
+    *BLOCKING.get_or_init(|| {
+        let mut b = Blocking::from_caches(&caches());
+        let env = |name: &str| std::env::var(name).ok().and_then(|v| v.trim().parse::<usize>().ok());
+        if let Some(kc) = env("KERNELS_KC") {
+            b.kc = kc.clamp(16, KC_LIMIT);
+        }
+        if let Some(kib) = env("KERNELS_B_BLOCK_KIB") {
+            b.b_block_bytes = kib.max(1) * KIB;
+        }
+        b
+    })
 }
 
 #[cfg(test)]
@@ -457,7 +477,7 @@ mod tests {
         let b = Blocking::from_caches(&sizes(32 * KIB, MIB));
         assert_eq!(b, Blocking { kc: 256, b_block_bytes: 512 * KIB, winograd_band_bytes: 512 * KIB });
         let b = Blocking::from_caches(&sizes(48 * KIB, 2 * MIB));
-        assert_eq!(b, Blocking { kc: 384, b_block_bytes: MIB, winograd_band_bytes: MIB });
+        assert_eq!(b, Blocking { kc: 384, b_block_bytes: 512 * KIB, winograd_band_bytes: MIB });
         let b = Blocking::from_caches(&FALLBACK);
         assert_eq!(b, Blocking { kc: 256, b_block_bytes: 256 * KIB, winograd_band_bytes: 256 * KIB });
         // Clamps: tiny and huge L1d, absurd L2.

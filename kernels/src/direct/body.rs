@@ -42,7 +42,7 @@ pub(crate) unsafe fn rows<S: Simd, const K: usize, const R: usize>(
     first_row: usize,
     out: &mut [f32],
 ) {
-    // SAFETY (all calls below): forwarded from this function's contract.
+    // SAFETY: (all calls below) forwarded from this function's contract.
     unsafe {
         match (K, job.sh, job.sw) {
             (3, 1, 1) => rows_with::<S, 3, 1, R>(s, job, first_row, out),
@@ -91,9 +91,10 @@ unsafe fn rows_with<S: Simd, const K: usize, const ST: usize, const R: usize>(
         let dst_row = orow.as_mut_ptr();
         // Closures are not used for the pixel calls: a closure does not inherit the
         // caller's `#[target_feature]`s, so LLVM would not inline the intrinsics into it.
-        // SAFETY (both edge loops): `ox < ow`, rows ky0..ky1 are inside the image, the pixel
-        // path checks each column, and `dst_row` holds `ow * c` f32s.
+        // (Both edge loops) `ox < ow`, rows ky0..ky1 are inside the image, the pixel path
+        // checks each column, and `dst_row` holds `ow * c` f32s.
         for ox in 0..x0 {
+            // SAFETY: see the comment above the loop.
             unsafe {
                 pixel(s, job, in_ptr.add(img), iy0, ky0, ky1, ox, dst_row.add(ox * c), c_full, tail, clamp)
             }
@@ -105,7 +106,7 @@ unsafe fn rows_with<S: Simd, const K: usize, const ST: usize, const R: usize>(
             let w_row = ky0 * K * cpad;
             let kyn = ky1 - ky0;
             let mut ox = x0;
-            // SAFETY (the three loops): columns ox..ox+T are interior (< x1), so every tap
+            // SAFETY: (the three loops) columns ox..ox+T are interior (< x1), so every tap
             // of rows ky0..ky1 is inside the image; `dst_row` holds `ow * c` f32s.
             unsafe {
                 let at = |ox: usize| in_ptr.offset(src_row + (ox * ST * c) as isize);
@@ -143,6 +144,7 @@ unsafe fn rows_with<S: Simd, const K: usize, const ST: usize, const R: usize>(
             }
         }
         for ox in x1..ow {
+            // SAFETY: as the left edge loop.
             unsafe {
                 pixel(s, job, in_ptr.add(img), iy0, ky0, ky1, ox, dst_row.add(ox * c), c_full, tail, clamp)
             }

@@ -236,7 +236,7 @@ unsafe fn tile_body<S: Simd, const MR: usize, const NV: usize, const U: usize>(s
     let k = t.k;
     let mut accs = [[[s.zero(); NV]; MR]; U];
     let mut b = t.b;
-    // SAFETY (the K loop): A is readable at the offsets `k` names for MR rows, B holds
+    // SAFETY: (the K loop) A is readable at the offsets `k` names for MR rows, B holds
     // `k.total()` rows of NV * LANES f32s (the caller's contract).
     unsafe {
         for seg in 0..k.segs {
@@ -266,7 +266,7 @@ unsafe fn tile_body<S: Simd, const MR: usize, const NV: usize, const U: usize>(s
         }
     }
     let clamp = t.clamp.splat(s);
-    // SAFETY (both epilogues): C holds `mr` rows of `nr` f32s, the bias `nr` f32s.
+    // SAFETY: (both epilogues) C holds `mr` rows of `nr` f32s, the bias `nr` f32s.
     unsafe {
         if t.mr == MR && t.nr == NV * S::LANES {
             for (i, row) in acc.iter().enumerate() {

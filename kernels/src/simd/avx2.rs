@@ -42,7 +42,7 @@ unsafe impl Simd for Avx2 {
     }
     #[inline(always)]
     fn splat(self, x: f32) -> __m256 {
-        // SAFETY (this and every intrinsic below): the token proves AVX2 + FMA.
+        // SAFETY: (this and every intrinsic below) the token proves AVX2 + FMA.
         unsafe { _mm256_set1_ps(x) }
     }
     #[inline(always)]

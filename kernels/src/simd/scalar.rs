@@ -70,10 +70,10 @@ unsafe impl Simd for Scalar {
     }
     #[inline(always)]
     unsafe fn load_partial(self, p: *const f32, n: usize) -> f32 {
-        // SAFETY: `n` is 0 or 1 and `p` holds `n` f32s.
         if n == 0 {
             0.0
         } else {
+            // SAFETY: `n` is 1 and `p` holds `n` f32s.
             unsafe { p.read_unaligned() }
         }
     }

@@ -232,7 +232,10 @@ fn valid(t: usize, m: usize, len: usize) -> usize {
 /// Recomputes channels `[c0, c1)` of the valid outputs of the tile at `pos` as a direct 3x3
 /// convolution (the non-finite rare path, see the module docs): `cin` input channels, of
 /// which output channel `co` reads `ci_of(co)` (a range), with weight `w(co, ci, tap)`.
+/// Out of line and cold: the hot loop keeps only the test and the call.
 #[allow(clippy::too_many_arguments)]
+#[cold]
+#[inline(never)]
 fn direct_outputs(
     g: &Geometry,
     input: &[f32],
