@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bench_harness::peak;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use kernels::gemm::{self, PackedB, Tile};
+use kernels::gemm::{self, Operands, PackedB, Tile};
 use kernels::testing::random_values;
 use kernels::Activation;
 use kernels::Backend;
@@ -63,6 +63,11 @@ impl Data {
     }
 }
 
+/// The operands of `C = relu6(A B + bias)` with A `lda` and C `ldc` apart.
+fn relu6<'a>(a: &'a [f32], lda: usize, b: &'a PackedB, bias: &'a [f32], ldc: usize) -> Operands<'a> {
+    Operands { a, lda, b, bias, activation: Activation::Relu6, ldc }
+}
+
 /// What is benched: a name and how to prepare it for a layer (weights packed outside the
 /// timed closure, as at prepare time).
 enum Impl {
@@ -92,21 +97,8 @@ impl Impl {
                 let packed = PackedB::new(k, n, t.nr, move |p, j| b[p * n + j]).unwrap();
                 Box::new(move || {
                     // SAFETY: only tiles of backends that run here are listed (see `impls`).
-                    unsafe {
-                        gemm::sgemm_tile(
-                            t,
-                            m,
-                            &d.a,
-                            k,
-                            &packed,
-                            &d.bias,
-                            Activation::Relu6,
-                            &mut d.c,
-                            n,
-                            threads,
-                        )
-                    }
-                    .unwrap()
+                    unsafe { gemm::sgemm_tile(t, m, &relu6(&d.a, k, &packed, &d.bias, n), &mut d.c, threads) }
+                        .unwrap()
                 })
             }
             Impl::Backend(f) => {
@@ -115,8 +107,7 @@ impl Impl {
                 let nr = gemm::nr_for(gemm::tiles(f).unwrap(), k, n);
                 let packed = PackedB::new(k, n, nr, move |p, j| b[p * n + j]).unwrap();
                 Box::new(move || {
-                    gemm::sgemm(f, m, &d.a, k, &packed, &d.bias, Activation::Relu6, &mut d.c, n, threads)
-                        .unwrap()
+                    gemm::sgemm(f, m, &relu6(&d.a, k, &packed, &d.bias, n), &mut d.c, threads).unwrap()
                 })
             }
             Impl::MatrixMultiply => Box::new(move || {

@@ -4,7 +4,7 @@ use std::fmt;
 
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
-use crate::simd::Backend;
+use crate::simd::{Backend, Simd, SimdOp};
 use crate::spec::{Activation, ConvSpec, Dims};
 
 /// The layer kinds of a depthwise-separable network; a [`crate::KernelSet`] picks one
@@ -184,4 +184,69 @@ pub fn check_run(
 /// The bias as a dense vector (zeros when absent), so kernels need no `Option` in loops.
 pub fn bias_or_zeros(spec: &ConvSpec, bias: Option<&[f32]>) -> Vec<f32> {
     bias.map_or_else(|| vec![0.0; spec.out_channels], <[f32]>::to_vec)
+}
+
+/// A layer packed by a family whose body runs under a [`Simd`] token: what the family
+/// writes. [`Bind`] pairs it with the token of its backend into a [`PreparedConv`], so that
+/// every such family shares one prepared type ([`Bound`]).
+pub(crate) trait TokenLayer: Send + Sync + 'static {
+    fn spec(&self) -> &ConvSpec;
+    /// The algorithm's name.
+    fn name(&self) -> &'static str;
+    fn scratch_len(&self, _input: Dims) -> Result<usize> {
+        Ok(0)
+    }
+    /// [`PreparedConv::run`] with the token `s`.
+    fn run<S: Simd>(
+        &self,
+        s: S,
+        input: &[f32],
+        in_dims: Dims,
+        output: &mut [f32],
+        scratch: &mut [f32],
+        threads: usize,
+    ) -> Result<()>;
+}
+
+/// The [`SimdOp`] that binds a packed layer to the token it is dispatched with:
+/// `backend.dispatch(Bind(layer))` in a family's `prepare`.
+pub(crate) struct Bind<L>(pub L);
+
+impl<L: TokenLayer> SimdOp for Bind<L> {
+    type Output = Box<dyn PreparedConv>;
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> Box<dyn PreparedConv> {
+        Box::new(Bound { s, layer: self.0 })
+    }
+}
+
+/// A packed layer and the token (the proof of its ISA) of the implementation that runs it.
+struct Bound<S, L> {
+    s: S,
+    layer: L,
+}
+
+impl<S: Simd, L: TokenLayer> PreparedConv for Bound<S, L> {
+    fn spec(&self) -> &ConvSpec {
+        self.layer.spec()
+    }
+    fn algorithm(&self) -> &'static str {
+        self.layer.name()
+    }
+    fn level(&self) -> Isa {
+        S::LEVEL
+    }
+    fn scratch_len(&self, input: Dims) -> Result<usize> {
+        self.layer.scratch_len(input)
+    }
+    fn run(
+        &self,
+        input: &[f32],
+        in_dims: Dims,
+        output: &mut [f32],
+        scratch: &mut [f32],
+        threads: usize,
+    ) -> Result<()> {
+        self.layer.run(self.s, input, in_dims, output, scratch, threads)
+    }
 }

@@ -1,7 +1,7 @@
 //! The packed SGEMM against a plain f64 triple loop around every microkernel's tile, and the
 //! `gemm-*` / `im2col-*` algorithms against the naive oracle, every flavour in turn.
 
-use kernels::gemm::{self, PackedB, Tile};
+use kernels::gemm::{self, Operands, PackedB, Tile};
 use kernels::testing::{check, random_values, Case};
 use kernels::Backend;
 use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, Padding};
@@ -37,7 +37,6 @@ fn algos(family: &str) -> Vec<&'static dyn ConvAlgorithm> {
 
 /// Runs `tile` on a random `m x n x k` product with strides `lda >= k`, `ldc >= n` and
 /// checks every output (and that C's padding columns are untouched).
-#[allow(clippy::too_many_arguments)]
 fn check_tile(
     tile: &Tile,
     m: usize,
@@ -55,8 +54,9 @@ fn check_tile(
     let packed = PackedB::new(k, n, tile.nr, |p, j| bm[p * n + j]).unwrap();
     let sentinel = 1234.5;
     let mut c = vec![sentinel; m * ldc];
-    // SAFETY: `tiles()` only yields tiles of flavours available on this CPU.
-    unsafe { gemm::sgemm_tile(tile, m, &a, lda, &packed, &bias, act, &mut c, ldc, threads) }.unwrap();
+    let ops = Operands { a: &a, lda, b: &packed, bias: &bias, activation: act, ldc };
+    // SAFETY: `tiles()` only yields tiles of backends that run on this CPU.
+    unsafe { gemm::sgemm_tile(tile, m, &ops, &mut c, threads) }.unwrap();
     for i in 0..m {
         for j in 0..ldc {
             let got = c[i * ldc + j];
@@ -130,14 +130,15 @@ fn nan_and_bad_lengths() {
         let mut a = vec![1.0; 8];
         a[0] = f32::NAN;
         let mut c = vec![0.0; 6];
-        gemm::sgemm(f, 2, &a, 4, &packed, &[0.0; 3], Activation::Relu6, &mut c, 3, 1).unwrap();
+        let ops = |a, lda, bias, activation| Operands { a, lda, b: &packed, bias, activation, ldc: 3 };
+        gemm::sgemm(f, 2, &ops(&a, 4, &[0.0; 3], Activation::Relu6), &mut c, 1).unwrap();
         assert_eq!(&c, &[0.0, 0.0, 0.0, 4.0, 4.0, 4.0], "{f}: ReLU6 maps NaN to 0");
-        gemm::sgemm(f, 2, &a, 4, &packed, &[0.0; 3], Activation::None, &mut c, 3, 1).unwrap();
+        gemm::sgemm(f, 2, &ops(&a, 4, &[0.0; 3], Activation::None), &mut c, 1).unwrap();
         assert!(c[0].is_nan(), "{f}: no activation passes NaN through");
-        assert!(gemm::sgemm(f, 2, &a[..7], 4, &packed, &[0.0; 3], Activation::None, &mut c, 3, 1).is_err());
-        assert!(gemm::sgemm(f, 2, &a, 4, &packed, &[0.0; 3], Activation::None, &mut c[..5], 3, 1).is_err());
-        assert!(gemm::sgemm(f, 2, &a, 4, &packed, &[0.0; 2], Activation::None, &mut c, 3, 1).is_err());
-        assert!(gemm::sgemm(f, 2, &a, 3, &packed, &[0.0; 3], Activation::None, &mut c, 3, 1).is_err());
+        assert!(gemm::sgemm(f, 2, &ops(&a[..7], 4, &[0.0; 3], Activation::None), &mut c, 1).is_err());
+        assert!(gemm::sgemm(f, 2, &ops(&a, 4, &[0.0; 3], Activation::None), &mut c[..5], 1).is_err());
+        assert!(gemm::sgemm(f, 2, &ops(&a, 4, &[0.0; 2], Activation::None), &mut c, 1).is_err());
+        assert!(gemm::sgemm(f, 2, &ops(&a, 3, &[0.0; 3], Activation::None), &mut c, 1).is_err());
     }
 }
 

@@ -23,6 +23,23 @@ pub(crate) struct DwArgs<'a> {
     pub clamp: Clamp,
 }
 
+/// The strides the register tiles step by, in f32s: an input row (`row`), a pixel (`c`
+/// channels), a packed weight tap (`cpad`), and the kernel width `kw` (taps per weight row).
+#[derive(Clone, Copy)]
+struct Strides {
+    row: usize,
+    c: usize,
+    cpad: usize,
+    kw: usize,
+}
+
+impl DwArgs<'_> {
+    fn strides(&self) -> Strides {
+        let c = self.in_dims.c;
+        Strides { row: self.in_dims.w * c, c, cpad: self.cpad, kw: self.kw }
+    }
+}
+
 /// Computes output rows `first_row..first_row + out.len() / (ow * c)` (rows counted over
 /// the batch: row `g` is image `g / oh`, row `g % oh`) into `out`.
 ///
@@ -96,7 +113,17 @@ unsafe fn rows_with<S: Simd, const K: usize, const ST: usize, const R: usize>(
         for ox in 0..x0 {
             // SAFETY: see the comment above the loop.
             unsafe {
-                pixel(s, job, in_ptr.add(img), iy0, ky0, ky1, ox, dst_row.add(ox * c), c_full, tail, clamp)
+                pixel(
+                    s,
+                    job,
+                    in_ptr.add(img),
+                    iy0,
+                    (ky0, ky1),
+                    ox,
+                    dst_row.add(ox * c),
+                    (c_full, tail),
+                    clamp,
+                )
             }
         }
         if K != 0 {
@@ -121,8 +148,7 @@ unsafe fn rows_with<S: Simd, const K: usize, const ST: usize, const R: usize>(
                             b_ptr,
                             kyn,
                             dst_row.add($ox * c),
-                            c_full,
-                            tail,
+                            (c_full, tail),
                             clamp,
                         )
                     };
@@ -146,15 +172,28 @@ unsafe fn rows_with<S: Simd, const K: usize, const ST: usize, const R: usize>(
         for ox in x1..ow {
             // SAFETY: as the left edge loop.
             unsafe {
-                pixel(s, job, in_ptr.add(img), iy0, ky0, ky1, ox, dst_row.add(ox * c), c_full, tail, clamp)
+                pixel(
+                    s,
+                    job,
+                    in_ptr.add(img),
+                    iy0,
+                    (ky0, ky1),
+                    ox,
+                    dst_row.add(ox * c),
+                    (c_full, tail),
+                    clamp,
+                )
             }
         }
     }
 }
 
 /// `T` adjacent interior output pixels, every channel block.
+///
+/// # Safety
+/// Every tap of the `T` pixels in kernel rows `0..kyn` from `src` is inside the input; `dst`
+/// holds `T` pixels; `(c_full, tail)` split the channels into whole vectors and a tail.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn tile_channels<S: Simd, const K: usize, const ST: usize, const T: usize, const TB: usize>(
     s: S,
     job: &DwArgs,
@@ -163,12 +202,10 @@ unsafe fn tile_channels<S: Simd, const K: usize, const ST: usize, const T: usize
     bias: *const f32,
     kyn: usize,
     dst: *mut f32,
-    c_full: usize,
-    tail: usize,
+    (c_full, tail): (usize, usize),
     clamp: ClampV<S>,
 ) {
-    let c = job.in_dims.c;
-    let row_stride = job.in_dims.w * c;
+    let st = job.strides();
     let mut cb = 0;
     // One call shape, `B` channel blocks with or without the `TAIL` of `n` lanes, at `cb`.
     macro_rules! tile_at {
@@ -176,10 +213,8 @@ unsafe fn tile_channels<S: Simd, const K: usize, const ST: usize, const T: usize
             tile::<S, K, ST, T, $b, $tail>(
                 s,
                 src.add(cb),
-                row_stride,
-                c,
+                st,
                 w.add(cb),
-                job.cpad,
                 bias.add(cb),
                 kyn,
                 dst.add(cb),
@@ -213,15 +248,15 @@ unsafe fn tile_channels<S: Simd, const K: usize, const ST: usize, const T: usize
 /// independent accumulators), the `K` weights of a kernel row in registers, each input
 /// vector loaded once per kernel row (LLVM merges the repeated loads of the unrolled loops).
 /// `TAIL` (only with `B == 1`): `n < N` channels, masked or partial loads and stores.
+///
+/// # Safety
+/// As [`tile_channels`], for `B` channel blocks (`n` lanes of one with `TAIL`).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn tile<S: Simd, const K: usize, const ST: usize, const T: usize, const B: usize, const TAIL: bool>(
     s: S,
     src: *const f32,
-    row_stride: usize,
-    c: usize,
+    st: Strides,
     w: *const f32,
-    cpad: usize,
     bias: *const f32,
     kyn: usize,
     dst: *mut f32,
@@ -237,7 +272,8 @@ unsafe fn tile<S: Simd, const K: usize, const ST: usize, const T: usize, const B
             }
         }
         for ky in 0..kyn {
-            let row = src.add(ky * row_stride);
+            let (c, cpad) = (st.c, st.cpad);
+            let row = src.add(ky * st.row);
             let wr = w.add(ky * K * cpad);
             for j in 0..B {
                 let mut wv = [acc[0][0]; K];
@@ -256,7 +292,7 @@ unsafe fn tile<S: Simd, const K: usize, const ST: usize, const T: usize, const B
         for (r, a) in acc.iter().enumerate() {
             for (j, &v) in a.iter().enumerate() {
                 let v = clamp.apply(s, v);
-                let d = dst.add(r * c + j * S::LANES);
+                let d = dst.add(r * st.c + j * S::LANES);
                 if TAIL {
                     s.store_partial(d, v, n)
                 } else {
@@ -268,22 +304,24 @@ unsafe fn tile<S: Simd, const K: usize, const ST: usize, const T: usize, const B
 }
 
 /// One output pixel whose taps may cross the image edge: every tap is checked.
+///
+/// # Safety
+/// `img` is the pixel's image, kernel rows `ky0..ky1` from input row `iy0` are inside it,
+/// `ox` is an output column and `dst` holds its `c` channels.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn pixel<S: Simd>(
     s: S,
     job: &DwArgs,
     img: *const f32,
     iy0: isize,
-    ky0: usize,
-    ky1: usize,
+    (ky0, ky1): (usize, usize),
     ox: usize,
     dst: *mut f32,
-    c_full: usize,
-    tail: usize,
+    (c_full, tail): (usize, usize),
     clamp: ClampV<S>,
 ) {
     let Dims { w: iw, c, .. } = job.in_dims;
+    let st = job.strides();
     let (kw, cpad) = (job.kw, job.cpad);
     let ix0 = (ox * job.sw) as isize - job.pl as isize;
     let kx0 = (-ix0).max(0) as usize;
@@ -300,15 +338,10 @@ unsafe fn pixel<S: Simd>(
             pixel_block::<S, $b, $tail>(
                 s,
                 row0.wrapping_add(cb),
-                iw * c,
-                c,
+                st,
                 w0.add(cb),
-                kw,
-                cpad,
                 bias.add(cb),
-                ky1 - ky0,
-                kx0,
-                kx1,
+                (ky1 - ky0, kx0, kx1),
                 dst.add(cb),
                 $n,
                 clamp,
@@ -337,20 +370,17 @@ unsafe fn pixel<S: Simd>(
 /// `B` channel blocks of one checked pixel: taps `(0..kyn) x (kx0..kx1)` from `src` (tap
 /// (0, 0) of the block, possibly outside the image for skipped taps, never dereferenced).
 /// `TAIL` (only with `B == 1`): `n < N` channels.
+///
+/// # Safety
+/// Taps `(0..kyn) x (kx0..kx1)` from `src` are inside the input, `dst` holds the blocks.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn pixel_block<S: Simd, const B: usize, const TAIL: bool>(
     s: S,
     src: *const f32,
-    row_stride: usize,
-    c: usize,
+    st: Strides,
     w: *const f32,
-    kw: usize,
-    cpad: usize,
     bias: *const f32,
-    kyn: usize,
-    kx0: usize,
-    kx1: usize,
+    (kyn, kx0, kx1): (usize, usize, usize),
     dst: *mut f32,
     n: usize,
     clamp: ClampV<S>,
@@ -364,8 +394,8 @@ unsafe fn pixel_block<S: Simd, const B: usize, const TAIL: bool>(
         for ky in 0..kyn {
             for kx in kx0..kx1 {
                 for (j, a) in acc.iter_mut().enumerate() {
-                    let wv = s.load(w.add((ky * kw + kx) * cpad + j * S::LANES));
-                    let p = src.wrapping_add(ky * row_stride + kx * c + j * S::LANES);
+                    let wv = s.load(w.add((ky * st.kw + kx) * st.cpad + j * S::LANES));
+                    let p = src.wrapping_add(ky * st.row + kx * st.c + j * S::LANES);
                     let x = if TAIL { s.load_partial(p, n) } else { s.load(p) };
                     *a = s.fma(wv, x, *a);
                 }

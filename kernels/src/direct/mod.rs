@@ -31,9 +31,8 @@
 
 use rayon::prelude::*;
 
-use crate::algo::{check_prepare, check_run, ConvAlgorithm, PreparedConv};
+use crate::algo::{check_prepare, check_run, Bind, ConvAlgorithm, PreparedConv, TokenLayer};
 use crate::error::Result;
-use crate::isa::Isa;
 use crate::simd::{Backend, Clamp, Simd, SimdOp, MAX_LANES};
 use crate::spec::{Activation, ConvSpec, Dims};
 use crate::tensor::AlignedBuf;
@@ -105,7 +104,7 @@ impl ConvAlgorithm for Direct {
             bias: packed_bias,
             cpad,
         };
-        self.backend.dispatch(Prepare(layer))
+        self.backend.dispatch(Bind(layer))
     }
 }
 
@@ -117,23 +116,6 @@ struct Layer {
     weights: AlignedBuf,
     bias: AlignedBuf,
     cpad: usize,
-}
-
-/// Wraps a packed layer with the token of the implementation that runs it.
-struct Prepare(Layer);
-
-impl SimdOp for Prepare {
-    type Output = Box<dyn PreparedConv>;
-    #[inline(always)]
-    fn run<S: Simd>(self, s: S) -> Box<dyn PreparedConv> {
-        Box::new(DwPrepared { s, layer: self.0 })
-    }
-}
-
-/// A packed layer and the token (proof of the ISA) of the implementation that runs it.
-struct DwPrepared<S: Simd> {
-    s: S,
-    layer: Layer,
 }
 
 /// Packs OIHW depthwise weights `[C][1][kh][kw]` as `[kh*kw][cpad]` (zero-padded).
@@ -172,7 +154,7 @@ impl SimdOp for Rows<'_, '_> {
                 }
             };
         }
-        // SAFETY: `DwPrepared::run` builds `args` from its packed layer and `check_run`'s
+        // SAFETY: `Layer::run` builds `args` from its packed layer and `check_run`'s
         // dims (consistent as `body::rows` requires) and passes whole output rows.
         unsafe {
             match (args.kh, args.kw) {
@@ -184,51 +166,48 @@ impl SimdOp for Rows<'_, '_> {
     }
 }
 
-impl<S: Simd> PreparedConv for DwPrepared<S> {
+impl TokenLayer for Layer {
     fn spec(&self) -> &ConvSpec {
-        &self.layer.spec
+        &self.spec
     }
-    fn algorithm(&self) -> &'static str {
-        self.layer.name
+    fn name(&self) -> &'static str {
+        self.name
     }
-    fn level(&self) -> Isa {
-        S::LEVEL
-    }
-    fn run(
+    fn run<S: Simd>(
         &self,
+        s: S,
         input: &[f32],
         in_dims: Dims,
         output: &mut [f32],
         scratch: &mut [f32],
         threads: usize,
     ) -> Result<()> {
-        let l = &self.layer;
-        let out_dims = check_run(&l.spec, input, in_dims, output, scratch, 0)?;
+        let out_dims = check_run(&self.spec, input, in_dims, output, scratch, 0)?;
         let args = DwArgs {
             input,
             in_dims,
             out_dims,
-            weights: &l.weights,
-            bias: &l.bias,
-            cpad: l.cpad,
-            kh: l.spec.kernel_h,
-            kw: l.spec.kernel_w,
-            sh: l.spec.stride_h,
-            sw: l.spec.stride_w,
-            pt: l.spec.padding.top,
-            pl: l.spec.padding.left,
-            clamp: l.clamp,
+            weights: &self.weights,
+            bias: &self.bias,
+            cpad: self.cpad,
+            kh: self.spec.kernel_h,
+            kw: self.spec.kernel_w,
+            sh: self.spec.stride_h,
+            sw: self.spec.stride_w,
+            pt: self.spec.padding.top,
+            pl: self.spec.padding.left,
+            clamp: self.clamp,
         };
         let total_rows = out_dims.n * out_dims.h;
         let row_len = out_dims.w * out_dims.c;
         if threads <= 1 || total_rows < 2 {
-            self.s.vectorize(Rows { args: &args, first_row: 0, out: output });
+            s.vectorize(Rows { args: &args, first_row: 0, out: output });
         } else {
             // Two chunks per thread: rows cost the same, but the machine is shared and noisy,
             // so a little slack lets rayon rebalance.
             let chunk_rows = total_rows.div_ceil(2 * threads);
             output.par_chunks_mut(chunk_rows * row_len).enumerate().for_each(|(i, out)| {
-                self.s.vectorize(Rows { args: &args, first_row: i * chunk_rows, out });
+                s.vectorize(Rows { args: &args, first_row: i * chunk_rows, out });
             });
         }
         Ok(())

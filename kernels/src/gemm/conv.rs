@@ -1,7 +1,7 @@
 //! `gemm-<backend>`: a pointwise (1x1, stride 1) convolution or a fully connected layer as
 //! one SGEMM on NHWC data: `[N*H*W, Cin] x [Cin, Cout]`, weights packed at prepare.
 
-use super::{nr_for, sgemm_tile, tiles, PackedB, Tile};
+use super::{nr_for, sgemm_tile, tiles, Operands, PackedB, Tile};
 use crate::algo::{bias_or_zeros, check_prepare, check_run, ConvAlgorithm, PreparedConv};
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
@@ -90,21 +90,16 @@ impl PreparedConv for GemmPrepared {
             expected: format!("an NR of {}", self.name),
             actual: format!("NR = {}", self.b.nr()),
         })?;
+        let ops = Operands {
+            a: input,
+            lda: self.spec.in_channels,
+            b: &self.b,
+            bias: &self.bias,
+            activation: self.activation,
+            ldc: self.spec.out_channels,
+        };
         // SAFETY: `tiles` came from a token of this backend at prepare, so the CPU has
         // their level.
-        unsafe {
-            sgemm_tile(
-                tile,
-                m,
-                input,
-                self.spec.in_channels,
-                &self.b,
-                &self.bias,
-                self.activation,
-                output,
-                self.spec.out_channels,
-                threads,
-            )
-        }
+        unsafe { sgemm_tile(tile, m, &ops, output, threads) }
     }
 }

@@ -7,35 +7,36 @@ use crate::error::{KernelError, Result};
 use crate::simd::{Backend, Clamp};
 use crate::spec::Activation;
 
-/// `C = act(A B + bias)` with `backend`'s best tile for `m` (see [`sgemm_tile`]).
+/// The inputs of one SGEMM: `A[i][p] = a[i * lda + p]`, the packed `B`, the bias (one per
+/// column of C), the activation, and the row stride of C.
+#[derive(Clone, Copy)]
+pub struct Operands<'a> {
+    pub a: &'a [f32],
+    pub lda: usize,
+    pub b: &'a PackedB,
+    pub bias: &'a [f32],
+    pub activation: Activation,
+    pub ldc: usize,
+}
+
+/// `C = act(A B + bias)` for `m` rows with `backend`'s best tile for `m` (see
+/// [`sgemm_tile`]).
 ///
-/// Errors if the backend cannot run here or `b` was packed for a width it has no tile of.
-#[allow(clippy::too_many_arguments)]
-pub fn sgemm(
-    backend: Backend,
-    m: usize,
-    a: &[f32],
-    lda: usize,
-    b: &PackedB,
-    bias: &[f32],
-    activation: Activation,
-    c: &mut [f32],
-    ldc: usize,
-    threads: usize,
-) -> Result<()> {
+/// Errors if the backend cannot run here or `B` was packed for a width it has no tile of.
+pub fn sgemm(backend: Backend, m: usize, ops: &Operands, c: &mut [f32], threads: usize) -> Result<()> {
     let tiles = super::tiles(backend)?;
-    let tile = choose_tile(tiles, m, b.nr).ok_or_else(|| KernelError::ShapeMismatch {
+    let tile = choose_tile(tiles, m, ops.b.nr).ok_or_else(|| KernelError::ShapeMismatch {
         what: "packed B panel width",
         expected: format!("an NR of backend {backend}"),
-        actual: format!("NR = {}", b.nr),
+        actual: format!("NR = {}", ops.b.nr),
     })?;
     // SAFETY: the tile comes from the table of a backend that can run here (checked by
     // `tiles`).
-    unsafe { sgemm_tile(tile, m, a, lda, b, bias, activation, c, ldc, threads) }
+    unsafe { sgemm_tile(tile, m, ops, c, threads) }
 }
 
 /// `C[i][j] = act(bias[j] + sum_p A[i][p] B[p][j])` for `i < m`, `j < b.n()`, `p < b.k()`,
-/// with `A[i][p] = a[i * lda + p]` and `C[i][j] = c[i * ldc + j]`, using `tile`.
+/// with `C[i][j] = c[i * ldc + j]`, using `tile`.
 ///
 /// Checks every length (an error, never a panic or an out-of-bounds access). `m == 0` is a
 /// no-op. `threads > 1` runs rayon tasks on the current pool.
@@ -43,19 +44,8 @@ pub fn sgemm(
 /// # Safety
 /// The CPU must have `tile`'s level: a tile of [`super::tiles`] for a backend that can run
 /// here.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn sgemm_tile(
-    tile: &Tile,
-    m: usize,
-    a: &[f32],
-    lda: usize,
-    b: &PackedB,
-    bias: &[f32],
-    activation: Activation,
-    c: &mut [f32],
-    ldc: usize,
-    threads: usize,
-) -> Result<()> {
+pub unsafe fn sgemm_tile(tile: &Tile, m: usize, ops: &Operands, c: &mut [f32], threads: usize) -> Result<()> {
+    let Operands { a, lda, b, bias, activation, ldc } = *ops;
     let (k, n) = (b.k, b.n);
     if tile.nr != b.nr {
         return Err(KernelError::ShapeMismatch {

@@ -57,7 +57,7 @@ mod pack;
 mod tiles;
 
 pub use conv::Gemm;
-pub use driver::{sgemm, sgemm_tile};
+pub use driver::{sgemm, sgemm_tile, Operands};
 pub use pack::PackedB;
 pub use tiles::{choose_tile, nr_for, KSteps, KernelFn, Tile, TileArgs, MR_MAX, NR_MAX};
 

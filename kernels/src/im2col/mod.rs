@@ -24,7 +24,9 @@
 use crate::algo::{bias_or_zeros, check_prepare, check_run, ConvAlgorithm, PreparedConv};
 use crate::cache::KC_LIMIT;
 use crate::error::{checked_product, KernelError, Result};
-use crate::gemm::{choose_tile, nr_for, sgemm_tile, tiles, KSteps, PackedB, Tile, TileArgs, MR_MAX};
+use crate::gemm::{
+    choose_tile, nr_for, sgemm_tile, tiles, KSteps, Operands, PackedB, Tile, TileArgs, MR_MAX,
+};
 use crate::isa::Isa;
 use crate::simd::{Backend, Clamp};
 use crate::spec::{Activation, ConvSpec, Dims, Padding};
@@ -198,21 +200,16 @@ impl PreparedConv for Im2colPrepared {
                 fill_columns(s, input, in_dims, out, g, cols, threads);
                 (cols, k)
             };
+            let ops = Operands {
+                a,
+                lda,
+                b,
+                bias: &self.bias[g * opg..],
+                activation: self.activation,
+                ldc: s.out_channels,
+            };
             // SAFETY: the tiles came from a token of this backend at prepare.
-            unsafe {
-                sgemm_tile(
-                    tile,
-                    m,
-                    a,
-                    lda,
-                    b,
-                    &self.bias[g * opg..],
-                    self.activation,
-                    &mut output[g * opg..],
-                    s.out_channels,
-                    threads,
-                )
-            }?;
+            unsafe { sgemm_tile(tile, m, &ops, &mut output[g * opg..], threads) }?;
         }
         Ok(())
     }
@@ -348,7 +345,6 @@ impl Fused<'_> {
     /// # Safety
     /// `a` holds `tile.mr` readable rows (stride `lda`) at the offsets `steps` names; B rows
     /// from `b_off` plus `steps.total()` exist; the CPU has the tile's level.
-    #[allow(clippy::too_many_arguments)]
     unsafe fn call(
         &self,
         tile: &Tile,

@@ -18,10 +18,9 @@ pub use accuracy::{accuracy, accuracy_table, AccuracyRow};
 use body::{DensePlan, DwPlan, Geometry};
 use transforms::{filter_transform, Transform, F2, F4, F6};
 
-use crate::algo::{bias_or_zeros, check_prepare, check_run, ConvAlgorithm, PreparedConv};
+use crate::algo::{bias_or_zeros, check_prepare, check_run, Bind, ConvAlgorithm, PreparedConv, TokenLayer};
 use crate::cache;
 use crate::error::Result;
-use crate::isa::Isa;
 use crate::simd::{Backend, Clamp, Simd, SimdOp};
 use crate::spec::{Activation, ConvSpec, Dims};
 use crate::tensor::AlignedBuf;
@@ -106,7 +105,7 @@ impl Winograd {
             Plan::Dw(DwPlan { c, u, w: weights.to_vec(), bias, clamp })
         };
         let layer = Layer { spec: *spec, name: self.name, m: T::M, a: T::A, plan };
-        self.backend.dispatch(Prepare(layer))
+        self.backend.dispatch(Bind(layer))
     }
 }
 
@@ -161,23 +160,6 @@ struct Layer {
     plan: Plan,
 }
 
-/// Wraps a transformed layer with the token of the implementation that runs it.
-struct Prepare(Layer);
-
-impl SimdOp for Prepare {
-    type Output = Box<dyn PreparedConv>;
-    #[inline(always)]
-    fn run<S: Simd>(self, s: S) -> Box<dyn PreparedConv> {
-        Box::new(WinogradPrepared { s, layer: self.0 })
-    }
-}
-
-/// A transformed layer and the token (proof of the ISA) of the implementation that runs it.
-struct WinogradPrepared<S: Simd> {
-    s: S,
-    layer: Layer,
-}
-
 /// One band of output tile rows of one image, as a [`SimdOp`].
 struct Band<'a> {
     layer: &'a Layer,
@@ -201,7 +183,7 @@ impl SimdOp for Band<'_> {
                 }
             };
         }
-        // SAFETY: `WinogradPrepared::run` passes one whole input image, the output rows of
+        // SAFETY: `Layer::run` passes one whole input image, the output rows of
         // this band and (dense) a scratch region of `dense_band_scratch` f32s.
         unsafe {
             match layer.m {
@@ -264,40 +246,37 @@ impl Layer {
     }
 }
 
-impl<S: Simd> PreparedConv for WinogradPrepared<S> {
+impl TokenLayer for Layer {
     fn spec(&self) -> &ConvSpec {
-        &self.layer.spec
+        &self.spec
     }
-    fn algorithm(&self) -> &'static str {
-        self.layer.name
-    }
-    fn level(&self) -> Isa {
-        S::LEVEL
+    fn name(&self) -> &'static str {
+        self.name
     }
     fn scratch_len(&self, input: Dims) -> Result<usize> {
-        let s = self.layer.schedule(input)?;
+        let s = self.schedule(input)?;
         crate::error::checked_product("winograd scratch", &[s.regions, s.region_len])
     }
-    fn run(
+    fn run<T: Simd>(
         &self,
+        token: T,
         input: &[f32],
         in_dims: Dims,
         output: &mut [f32],
         scratch: &mut [f32],
         threads: usize,
     ) -> Result<()> {
-        let layer = &self.layer;
-        let s = layer.schedule(in_dims)?;
+        let s = self.schedule(in_dims)?;
         let need = s.regions * s.region_len;
-        check_run(&layer.spec, input, in_dims, output, scratch, need)?;
+        check_run(&self.spec, input, in_dims, output, scratch, need)?;
         let in_img = in_dims.h * in_dims.w * in_dims.c;
-        let m = layer.m;
+        let m = self.m;
         let band = |gi: usize, out: &mut [f32], scratch: &mut [f32]| {
             let (img, j) = (gi / s.bands_per_img, gi % s.bands_per_img);
             let ty0 = j * s.band_rows;
             let ty1 = (ty0 + s.band_rows).min(s.tiles_h);
             let input = &input[img * in_img..(img + 1) * in_img];
-            self.s.vectorize(Band { layer, geo: &s.geo, input, rows: (ty0, ty1), out, scratch });
+            token.vectorize(Band { layer: self, geo: &s.geo, input, rows: (ty0, ty1), out, scratch });
         };
         let row_len = s.out_dims.w * s.out_dims.c;
         let out_img = s.out_dims.h * row_len;
