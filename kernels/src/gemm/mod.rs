@@ -1,4 +1,4 @@
-//! Packed BLIS-style SGEMM with a fused epilogue, and the `gemm-<flavour>` pointwise backends.
+//! Packed BLIS-style SGEMM with a fused epilogue, and the `gemm-<backend>` pointwise algorithms.
 //!
 //! `C[m x n] = act(A[m x k] B[k x n] + bias[n])`, with `A` and `C` row-major (any row stride)
 //! and `B` packed once ([`PackedB`], the layer's weights at prepare time). An NHWC activation

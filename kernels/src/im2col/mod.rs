@@ -218,7 +218,7 @@ impl PreparedConv for Im2colPrepared {
 /// One run of the fused path (see the module docs), borrowed from the prepared layer.
 struct Fused<'a> {
     spec: &'a ConvSpec,
-    /// The interior tile (for the output width) and every tile of the flavour.
+    /// The interior tile (for the output width) and every tile of the backend.
     tile: &'static Tile,
     tiles: &'static [Tile],
     b: &'a PackedB,
