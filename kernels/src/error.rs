@@ -29,6 +29,8 @@ pub enum KernelError {
     UnknownKernelSet { name: String, available: Vec<String> },
     /// A fused activation with bounds that make no sense (`min > max` or NaN bounds).
     InvalidActivation { min: f32, max: f32 },
+    /// `--precision` (or a caller) named a precision that does not exist.
+    UnknownPrecision(String),
 }
 
 impl fmt::Display for KernelError {
@@ -63,6 +65,10 @@ impl fmt::Display for KernelError {
                 "unknown kernel set {name:?}; runnable here: {}",
                 available.join(", ")
             ),
+            Self::UnknownPrecision(s) => {
+                let names: Vec<&str> = crate::Precision::ALL.iter().map(|p| p.name()).collect();
+                write!(f, "unknown precision {s:?} (expected one of {})", names.join(", "))
+            }
             Self::InvalidActivation { min, max } => {
                 write!(f, "clamp bounds must satisfy min <= max and not be NaN (min = {min}, max = {max})")
             }
