@@ -1,10 +1,14 @@
 //! The algorithm interface: prepare once (pack weights), run many times without allocating.
 
 use std::fmt;
+use std::marker::PhantomData;
+
+use half::{bf16, f16};
 
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
-use crate::simd::{Backend, Simd, SimdOp};
+use crate::precision::Precision;
+use crate::simd::{Backend, Element, Simd, SimdOp};
 use crate::spec::{Activation, ConvSpec, Dims};
 
 /// The layer kinds of a depthwise-separable network; a [`crate::KernelSet`] picks one
@@ -86,6 +90,153 @@ pub trait ConvAlgorithm: Send + Sync {
         bias: Option<&[f32]>,
         activation: Activation,
     ) -> Result<Box<dyn PreparedConv>>;
+    /// As [`prepare`](Self::prepare) for f16 activations: weights and bias are rounded to
+    /// f16, products accumulate in f32, each output is rounded to f16 once. The default is
+    /// the f32 layer between a widening of the input and a narrowing of the output
+    /// ([`widened`]); families with a native f16 path override it.
+    fn prepare_f16(
+        &self,
+        spec: &ConvSpec,
+        weights_oihw: &[f32],
+        bias: Option<&[f32]>,
+        activation: Activation,
+    ) -> Result<Box<dyn PreparedConv<f16>>> {
+        widened(self, spec, weights_oihw, bias, activation)
+    }
+    /// As [`prepare_f16`](Self::prepare_f16) for bf16.
+    fn prepare_bf16(
+        &self,
+        spec: &ConvSpec,
+        weights_oihw: &[f32],
+        bias: Option<&[f32]>,
+        activation: Activation,
+    ) -> Result<Box<dyn PreparedConv<bf16>>> {
+        widened(self, spec, weights_oihw, bias, activation)
+    }
+}
+
+/// The storage types a layer can be prepared for: [`Stored::prepare`] calls the
+/// algorithm's `prepare`, `prepare_f16` or `prepare_bf16`, so code generic over the
+/// precision (the model, the tests) names one function.
+pub trait Stored: Element {
+    fn prepare(
+        algo: &dyn ConvAlgorithm,
+        spec: &ConvSpec,
+        weights_oihw: &[f32],
+        bias: Option<&[f32]>,
+        activation: Activation,
+    ) -> Result<Box<dyn PreparedConv<Self>>>;
+}
+
+impl Stored for f32 {
+    fn prepare(
+        algo: &dyn ConvAlgorithm,
+        spec: &ConvSpec,
+        w: &[f32],
+        b: Option<&[f32]>,
+        act: Activation,
+    ) -> Result<Box<dyn PreparedConv>> {
+        algo.prepare(spec, w, b, act)
+    }
+}
+
+impl Stored for f16 {
+    fn prepare(
+        algo: &dyn ConvAlgorithm,
+        spec: &ConvSpec,
+        w: &[f32],
+        b: Option<&[f32]>,
+        act: Activation,
+    ) -> Result<Box<dyn PreparedConv<f16>>> {
+        algo.prepare_f16(spec, w, b, act)
+    }
+}
+
+impl Stored for bf16 {
+    fn prepare(
+        algo: &dyn ConvAlgorithm,
+        spec: &ConvSpec,
+        w: &[f32],
+        b: Option<&[f32]>,
+        act: Activation,
+    ) -> Result<Box<dyn PreparedConv<bf16>>> {
+        algo.prepare_bf16(spec, w, b, act)
+    }
+}
+
+/// `values` rounded to `precision` (weights and biases of a reduced-precision layer).
+pub fn rounded(precision: Precision, values: &[f32]) -> Vec<f32> {
+    let mut v = values.to_vec();
+    precision.round_slice(&mut v);
+    v
+}
+
+/// The emulated path of every algorithm at storage type `E`: weights and bias rounded to
+/// `E`, then `algo`'s f32 layer run between a widening of the input into scratch and a
+/// narrowing of its f32 output. Exact in what it computes (the same f32 sums as the native
+/// paths), slower in what it moves (two extra passes over the activations).
+pub fn widened<E: Element>(
+    algo: &(impl ConvAlgorithm + ?Sized),
+    spec: &ConvSpec,
+    weights_oihw: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+) -> Result<Box<dyn PreparedConv<E>>> {
+    let p = E::PRECISION;
+    let w = rounded(p, weights_oihw);
+    let b = bias.map(|b| rounded(p, b));
+    let inner = algo.prepare(spec, &w, b.as_deref(), activation)?;
+    Ok(Box::new(Widened::<E> { inner, _element: PhantomData }))
+}
+
+/// See [`widened`].
+struct Widened<E> {
+    inner: Box<dyn PreparedConv>,
+    _element: PhantomData<fn() -> E>,
+}
+
+impl<E: Element> PreparedConv<E> for Widened<E> {
+    fn spec(&self) -> &ConvSpec {
+        self.inner.spec()
+    }
+    fn algorithm(&self) -> &'static str {
+        self.inner.algorithm()
+    }
+    fn level(&self) -> Isa {
+        self.inner.level()
+    }
+    fn storage(&self) -> &'static str {
+        "widened"
+    }
+    fn scratch_len(&self, input: Dims) -> Result<usize> {
+        let out = self.spec().output_dims(input)?;
+        let inner = self.inner.scratch_len(input)?;
+        [input.len()?, out.len()?, inner]
+            .into_iter()
+            .try_fold(0usize, |a, x| a.checked_add(x))
+            .ok_or(KernelError::Overflow { what: "widened scratch" })
+    }
+    fn run(
+        &self,
+        input: &[E],
+        in_dims: Dims,
+        output: &mut [E],
+        scratch: &mut [f32],
+        threads: usize,
+    ) -> Result<()> {
+        let needed = self.scratch_len(in_dims)?;
+        check_run(self.spec(), input, in_dims, output, scratch, needed)?;
+        let (wide_in, rest) = scratch.split_at_mut(input.len());
+        let (wide_out, inner) = rest.split_at_mut(output.len());
+        for (d, &x) in wide_in.iter_mut().zip(input) {
+            *d = x.to_f32();
+        }
+        self.inner.run(wide_in, in_dims, wide_out, inner, threads)?;
+        for (d, &x) in output.iter_mut().zip(wide_out.iter()) {
+            *d = E::from_f32(x);
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Debug for dyn ConvAlgorithm {
@@ -94,18 +245,24 @@ impl fmt::Debug for dyn ConvAlgorithm {
     }
 }
 
-/// A convolution with its weights packed, ready to run.
+/// A convolution with its weights packed, ready to run on activations stored as `E` (f32,
+/// or f16 / bf16 from [`ConvAlgorithm::prepare_f16`] / [`ConvAlgorithm::prepare_bf16`]).
 ///
 /// `run` does not allocate: the caller owns the input, the output and the scratch buffer
 /// (at least [`PreparedConv::scratch_len`] f32s). With `threads > 1` the work is split into
 /// rayon tasks that run on the current rayon pool (the caller's `ThreadPool::install`).
-pub trait PreparedConv: Send + Sync {
+pub trait PreparedConv<E: Element = f32>: Send + Sync {
     fn spec(&self) -> &ConvSpec;
     /// The name of the algorithm that prepared this layer.
     fn algorithm(&self) -> &'static str;
     /// The instruction level this layer's code executes at (for pulp, the level it
     /// dispatched to). Never above the `KERNELS_ISA` ceiling: tests check it.
     fn level(&self) -> Isa;
+    /// How the layer treats its storage type: `native` (the kernel reads and writes `E`),
+    /// or `widened` (an f32 kernel between conversions, see [`widened`]).
+    fn storage(&self) -> &'static str {
+        "native"
+    }
     /// Scratch f32s `run` needs for an input of `input` dims.
     fn scratch_len(&self, _input: Dims) -> Result<usize> {
         Ok(0)
@@ -113,9 +270,9 @@ pub trait PreparedConv: Send + Sync {
     /// Runs the convolution on an NHWC `input` of shape `in_dims`, writing the NHWC output.
     fn run(
         &self,
-        input: &[f32],
+        input: &[E],
         in_dims: Dims,
-        output: &mut [f32],
+        output: &mut [E],
         scratch: &mut [f32],
         threads: usize,
     ) -> Result<()>;
@@ -154,11 +311,11 @@ pub fn check_prepare(
 }
 
 /// Checks a run call's buffers against the spec and returns the output dims.
-pub fn check_run(
+pub fn check_run<E: Element>(
     spec: &ConvSpec,
-    input: &[f32],
+    input: &[E],
     in_dims: Dims,
-    output: &[f32],
+    output: &[E],
     scratch: &[f32],
     scratch_needed: usize,
 ) -> Result<Dims> {
@@ -189,7 +346,7 @@ pub fn bias_or_zeros(spec: &ConvSpec, bias: Option<&[f32]>) -> Vec<f32> {
 /// A layer packed by a family whose body runs under a [`Simd`] token: what the family
 /// writes. [`Bind`] pairs it with the token of its backend into a [`PreparedConv`], so that
 /// every such family shares one prepared type ([`Bound`]).
-pub(crate) trait TokenLayer: Send + Sync + 'static {
+pub(crate) trait TokenLayer<E: Element = f32>: Send + Sync + 'static {
     fn spec(&self) -> &ConvSpec;
     /// The algorithm's name.
     fn name(&self) -> &'static str;
@@ -200,33 +357,40 @@ pub(crate) trait TokenLayer: Send + Sync + 'static {
     fn run<S: Simd>(
         &self,
         s: S,
-        input: &[f32],
+        input: &[E],
         in_dims: Dims,
-        output: &mut [f32],
+        output: &mut [E],
         scratch: &mut [f32],
         threads: usize,
     ) -> Result<()>;
 }
 
 /// The [`SimdOp`] that binds a packed layer to the token it is dispatched with:
-/// `backend.dispatch(Bind(layer))` in a family's `prepare`.
-pub(crate) struct Bind<L>(pub L);
+/// `backend.dispatch(Bind::new(layer))` in a family's `prepare` (for storage type `E`).
+pub(crate) struct Bind<L, E = f32>(pub L, PhantomData<fn() -> E>);
 
-impl<L: TokenLayer> SimdOp for Bind<L> {
-    type Output = Box<dyn PreparedConv>;
+impl<L, E> Bind<L, E> {
+    pub(crate) fn new(layer: L) -> Self {
+        Bind(layer, PhantomData)
+    }
+}
+
+impl<E: Element, L: TokenLayer<E>> SimdOp for Bind<L, E> {
+    type Output = Box<dyn PreparedConv<E>>;
     #[inline(always)]
-    fn run<S: Simd>(self, s: S) -> Box<dyn PreparedConv> {
-        Box::new(Bound { s, layer: self.0 })
+    fn run<S: Simd>(self, s: S) -> Box<dyn PreparedConv<E>> {
+        Box::new(Bound { s, layer: self.0, _element: PhantomData })
     }
 }
 
 /// A packed layer and the token (the proof of its ISA) of the implementation that runs it.
-struct Bound<S, L> {
+struct Bound<S, L, E> {
     s: S,
     layer: L,
+    _element: PhantomData<fn() -> E>,
 }
 
-impl<S: Simd, L: TokenLayer> PreparedConv for Bound<S, L> {
+impl<S: Simd, E: Element, L: TokenLayer<E>> PreparedConv<E> for Bound<S, L, E> {
     fn spec(&self) -> &ConvSpec {
         self.layer.spec()
     }
@@ -241,9 +405,9 @@ impl<S: Simd, L: TokenLayer> PreparedConv for Bound<S, L> {
     }
     fn run(
         &self,
-        input: &[f32],
+        input: &[E],
         in_dims: Dims,
-        output: &mut [f32],
+        output: &mut [E],
         scratch: &mut [f32],
         threads: usize,
     ) -> Result<()> {

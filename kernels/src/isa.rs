@@ -1,7 +1,7 @@
 //! Instruction-set detection: done once, cached, and overridable with `KERNELS_ISA`.
 //!
 //! The *ceiling* is the highest ISA level algorithms may use. It is the best level this CPU
-//! has, or the level named by `KERNELS_ISA=scalar|avx2|avx512|neon` (for tests and benches
+//! has, or the level named by `KERNELS_ISA=scalar|avx2|avx512|avx512bf16|neon` (for tests and benches
 //! that force each path in turn). Forcing a level the CPU lacks is an error, never SIGILL:
 //! every `#[target_feature]` function in this crate is reachable only through an algorithm
 //! whose `supports()` first checks [`available`].
@@ -16,17 +16,21 @@ use crate::error::{KernelError, Result};
 pub enum Isa {
     /// Plain Rust, runs everywhere (the naive oracle, `wide` built for the baseline target).
     Scalar,
-    /// x86-64 AVX2 + FMA (x86-64-v3).
+    /// x86-64 AVX2 + FMA + F16C (x86-64-v3; every AVX2 CPU has F16C).
     Avx2,
     /// x86-64 AVX-512F (+VL/BW/DQ as x86-64-v4); implies AVX2.
     Avx512,
+    /// AVX-512 with AVX512_BF16 (`vdpbf16ps`, `vcvtneps2bf16`): Zen 4, Cooper Lake,
+    /// Sapphire and Emerald Rapids. Only the bf16 kernels use it; `KERNELS_ISA=avx512`
+    /// keeps them on the emulated path.
+    Avx512Bf16,
     /// aarch64 Advanced SIMD.
     Neon,
 }
 
 impl Isa {
     /// Every ISA, lowest first.
-    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon];
+    pub const ALL: [Isa; 5] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Bf16, Isa::Neon];
 
     /// The level the compile-time target features reach (what code that uses no run-time
     /// dispatch, such as `wide`, executes at): `Avx512` with `-C target-feature=+avx512f`
@@ -46,6 +50,7 @@ impl Isa {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
+            Isa::Avx512Bf16 => "avx512bf16",
             Isa::Neon => "neon",
         }
     }
@@ -63,7 +68,11 @@ impl Isa {
         match self {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            Isa::Avx2 => {
+                is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("f16c")
+            }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
                 Isa::Avx2.detected()
@@ -72,6 +81,8 @@ impl Isa {
                     && is_x86_feature_detected!("avx512bw")
                     && is_x86_feature_detected!("avx512dq")
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Bf16 => Isa::Avx512.detected() && is_x86_feature_detected!("avx512bf16"),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[allow(unreachable_patterns)]
@@ -98,7 +109,10 @@ impl fmt::Display for Isa {
 
 /// The best ISA this CPU has.
 pub fn best_detected() -> Isa {
-    [Isa::Avx512, Isa::Avx2, Isa::Neon].into_iter().find(|isa| isa.detected()).unwrap_or(Isa::Scalar)
+    [Isa::Avx512Bf16, Isa::Avx512, Isa::Avx2, Isa::Neon]
+        .into_iter()
+        .find(|isa| isa.detected())
+        .unwrap_or(Isa::Scalar)
 }
 
 fn ceiling_from(env: Option<&str>) -> Result<Isa> {

@@ -1,8 +1,10 @@
-//! 64-byte-aligned f32 storage and the NHWC tensor the model passes between layers.
+//! 64-byte-aligned storage and the NHWC tensor the model passes between layers.
 
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 
 use crate::error::{KernelError, Result};
+use crate::simd::Element;
 use crate::spec::Dims;
 
 /// One cache line of f32s; a `Vec` of these is 64-byte aligned by construction.
@@ -10,50 +12,53 @@ use crate::spec::Dims;
 #[repr(C, align(64))]
 struct Line([f32; 16]);
 
-/// A zero-initialised f32 buffer whose first element is 64-byte aligned, so that vector
-/// loads of a row start never split a cache line. Derefs to `[f32]`.
+/// A zero-initialised buffer of `E` (f32 unless named: f16 and bf16 activations use the
+/// same type) whose first element is 64-byte aligned, so that vector loads of a row start
+/// never split a cache line. Derefs to `[E]`.
 #[derive(Clone)]
-pub struct AlignedBuf {
+pub struct AlignedBuf<E: Element = f32> {
     lines: Vec<Line>,
     len: usize,
+    _element: PhantomData<E>,
 }
 
-impl AlignedBuf {
+impl<E: Element> AlignedBuf<E> {
     /// `len` zeros. Errors (instead of aborting) if the allocation size overflows.
     pub fn zeros(len: usize) -> Result<Self> {
-        let lines = len.div_ceil(16);
-        lines
-            .checked_mul(64)
-            .filter(|&bytes| bytes <= isize::MAX as usize)
-            .ok_or(KernelError::Overflow { what: "aligned buffer size" })?;
-        Ok(AlignedBuf { lines: vec![Line([0.0; 16]); lines], len })
+        let overflow = KernelError::Overflow { what: "aligned buffer size" };
+        let bytes = len.checked_mul(size_of::<E>()).ok_or(overflow.clone())?;
+        let lines = bytes.div_ceil(64);
+        lines.checked_mul(64).filter(|&b| b <= isize::MAX as usize).ok_or(overflow)?;
+        Ok(AlignedBuf { lines: vec![Line([0.0; 16]); lines], len, _element: PhantomData })
     }
 
     /// Copies `data` into a new aligned buffer.
-    pub fn from_slice(data: &[f32]) -> Result<Self> {
+    pub fn from_slice(data: &[E]) -> Result<Self> {
         let mut buf = Self::zeros(data.len())?;
         buf.copy_from_slice(data);
         Ok(buf)
     }
 }
 
-impl Deref for AlignedBuf {
-    type Target = [f32];
-    fn deref(&self) -> &[f32] {
+impl<E: Element> Deref for AlignedBuf<E> {
+    type Target = [E];
+    fn deref(&self) -> &[E] {
         // SAFETY: `Line` is `repr(C)` around `[f32; 16]` with no padding (64 bytes, align
-        // 64), so `lines` is `16 * lines.len() >= len` contiguous initialised f32s.
-        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<f32>(), self.len) }
+        // 64), so `lines` is `64 * lines.len() >= len * size_of::<E>()` contiguous
+        // initialised bytes, aligned for any `E`; every bit pattern is an `E` (`Element`'s
+        // contract).
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<E>(), self.len) }
     }
 }
 
-impl DerefMut for AlignedBuf {
-    fn deref_mut(&mut self) -> &mut [f32] {
+impl<E: Element> DerefMut for AlignedBuf<E> {
+    fn deref_mut(&mut self) -> &mut [E] {
         // SAFETY: as in `deref`; `&mut self` gives exclusive access.
-        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<f32>(), self.len) }
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<E>(), self.len) }
     }
 }
 
-impl std::fmt::Debug for AlignedBuf {
+impl<E: Element> std::fmt::Debug for AlignedBuf<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "AlignedBuf(len = {})", self.len)
     }
@@ -150,12 +155,17 @@ mod tests {
     #[test]
     fn aligned_and_zeroed() {
         for len in [0, 1, 15, 16, 17, 1000] {
-            let b = AlignedBuf::zeros(len).unwrap();
+            let b = AlignedBuf::<f32>::zeros(len).unwrap();
             assert_eq!(b.len(), len);
             assert_eq!(b.as_ptr() as usize % 64, 0);
             assert!(b.iter().all(|&x| x == 0.0));
+            let h = AlignedBuf::<half::f16>::zeros(len).unwrap();
+            assert_eq!(h.len(), len);
+            assert_eq!(h.as_ptr() as usize % 64, 0);
+            assert!(h.iter().all(|&x| x == half::f16::ZERO));
         }
-        assert!(AlignedBuf::zeros(usize::MAX).is_err());
+        assert!(AlignedBuf::<f32>::zeros(usize::MAX).is_err());
+        assert!(AlignedBuf::<half::bf16>::zeros(usize::MAX / 2 + 1).is_err());
     }
 
     #[test]

@@ -8,9 +8,10 @@
 //! error is proportional to, so one tolerance per algorithm holds for every shape, including
 //! outputs that cancel to near zero.
 
-use crate::algo::ConvAlgorithm;
+use crate::algo::{ConvAlgorithm, Stored};
 use crate::error::Result;
 use crate::naive;
+use crate::precision::Precision;
 use crate::spec::{Activation, ConvSpec, Dims};
 
 /// A convolution with random data.
@@ -89,6 +90,67 @@ impl Case {
         prepared.run(&self.input, self.in_dims, &mut got, &mut scratch, threads)?;
         Ok(got)
     }
+}
+
+impl Case {
+    /// The same case with input, weights and bias rounded to `precision`: the values a
+    /// reduced-precision layer actually computes with, and so the oracle's inputs for it.
+    pub fn rounded(&self, precision: Precision) -> Case {
+        let r = |v: &[f32]| crate::algo::rounded(precision, v);
+        Case { input: r(&self.input), weights: r(&self.weights), bias: r(&self.bias), ..self.clone() }
+    }
+
+    /// Runs `algo` prepared for storage type `E` (input rounded to `E` on the way in), and
+    /// returns the output widened to f32.
+    pub fn run_as<E: Stored>(&self, algo: &dyn ConvAlgorithm, threads: usize) -> Result<Vec<f32>> {
+        let prepared = E::prepare(algo, &self.spec, &self.weights, Some(&self.bias), self.activation)?;
+        let out_dims = self.spec.output_dims(self.in_dims)?;
+        let input: Vec<E> = self.input.iter().map(|&x| E::from_f32(x)).collect();
+        let mut got = vec![E::from_f32(f32::NAN); out_dims.len()?];
+        let mut scratch = vec![0.0; prepared.scratch_len(self.in_dims)?];
+        prepared.run(&input, self.in_dims, &mut got, &mut scratch, threads)?;
+        Ok(got.iter().map(|x| x.to_f32()).collect())
+    }
+}
+
+/// The tolerance of `algo` at storage type `precision`, relative to each output's scale:
+/// the algorithm's own f32 tolerance plus one rounding of the output to `precision`
+/// (`|round(y) - y| <= u |y| <= u scale`). The oracle is naive in f64 on the *rounded*
+/// inputs and weights ([`Case::rounded`]), so input rounding is not counted as error.
+pub fn precision_tolerance(algo: &dyn ConvAlgorithm, precision: Precision) -> f64 {
+    algo.tolerance() + precision.unit_roundoff()
+}
+
+/// [`check`] at storage type `E`: `algo` prepared with `prepare_f16` / `prepare_bf16`
+/// against the f64 oracle on the rounded case, within [`precision_tolerance`].
+pub fn check_as<E: Stored>(
+    algo: &dyn ConvAlgorithm,
+    case: &Case,
+    threads: usize,
+) -> Result<std::result::Result<Agreement, String>> {
+    let case = case.rounded(E::PRECISION);
+    let got = case.run_as::<E>(algo, threads)?;
+    let (want, scale) = case.reference()?;
+    let a = agreement(&got, &want, &scale);
+    let tol = precision_tolerance(algo, E::PRECISION);
+    if a.max_rel <= tol {
+        return Ok(Ok(a));
+    }
+    let i = a.worst;
+    Ok(Err(format!(
+        "{} at {} disagrees with naive on {} input {} act {:?} threads {threads}: \
+         max rel err {:.3e} > tol {:.1e} at output {i}: got {} want {} (scale {})",
+        algo.name(),
+        E::PRECISION,
+        case.spec,
+        case.in_dims,
+        case.activation,
+        a.max_rel,
+        tol,
+        got[i],
+        want[i],
+        scale[i]
+    )))
 }
 
 /// How far a result is from the oracle.

@@ -1,12 +1,14 @@
 //! The one body of every direct depthwise kernel, written over [`Simd`] (see the module
 //! docs of `direct` for how it works).
 
-use crate::simd::{Clamp, ClampV, Simd};
+use crate::simd::{Clamp, ClampV, Element, Simd};
 use crate::spec::Dims;
 
-/// Everything one run needs, borrowed from the prepared layer and the caller.
-pub(crate) struct DwArgs<'a> {
-    pub input: &'a [f32],
+/// Everything one run needs, borrowed from the prepared layer and the caller. Activations
+/// are stored as `E` (widened on load, narrowed on store); weights and bias are f32 (already
+/// rounded to `E`'s precision at prepare).
+pub(crate) struct DwArgs<'a, E> {
+    pub input: &'a [E],
     pub in_dims: Dims,
     pub out_dims: Dims,
     /// `[kh * kw][cpad]`.
@@ -33,7 +35,7 @@ struct Strides {
     kw: usize,
 }
 
-impl DwArgs<'_> {
+impl<E> DwArgs<'_, E> {
     fn strides(&self) -> Strides {
         let c = self.in_dims.c;
         Strides { row: self.in_dims.w * c, c, cpad: self.cpad, kw: self.kw }
@@ -53,20 +55,20 @@ impl DwArgs<'_> {
 /// `S::LANES` and `>= c`, `out_dims` the spec's output dims for `in_dims`, `K` either 0 or equal
 /// to `kh` and `kw`, and `out` a whole number of output rows that exist.
 #[inline(always)]
-pub(crate) unsafe fn rows<S: Simd, const K: usize, const R: usize>(
+pub(crate) unsafe fn rows<S: Simd, E: Element, const K: usize, const R: usize>(
     s: S,
-    job: &DwArgs,
+    job: &DwArgs<E>,
     first_row: usize,
-    out: &mut [f32],
+    out: &mut [E],
 ) {
     // SAFETY: (all calls below) forwarded from this function's contract.
     unsafe {
         match (K, job.sh, job.sw) {
-            (3, 1, 1) => rows_with::<S, 3, 1, R>(s, job, first_row, out),
-            (3, 2, 2) => rows_with::<S, 3, 2, R>(s, job, first_row, out),
-            (5, 1, 1) => rows_with::<S, 5, 1, R>(s, job, first_row, out),
-            (5, 2, 2) => rows_with::<S, 5, 2, R>(s, job, first_row, out),
-            _ => rows_with::<S, 0, 0, R>(s, job, first_row, out),
+            (3, 1, 1) => rows_with::<S, E, 3, 1, R>(s, job, first_row, out),
+            (3, 2, 2) => rows_with::<S, E, 3, 2, R>(s, job, first_row, out),
+            (5, 1, 1) => rows_with::<S, E, 5, 1, R>(s, job, first_row, out),
+            (5, 2, 2) => rows_with::<S, E, 5, 2, R>(s, job, first_row, out),
+            _ => rows_with::<S, E, 0, 0, R>(s, job, first_row, out),
         }
     }
 }
@@ -79,11 +81,11 @@ pub(crate) fn interior_columns(ow: usize, iw: usize, kw: usize, sw: usize, pl: u
 }
 
 #[inline(always)]
-unsafe fn rows_with<S: Simd, const K: usize, const ST: usize, const R: usize>(
+unsafe fn rows_with<S: Simd, E: Element, const K: usize, const ST: usize, const R: usize>(
     s: S,
-    job: &DwArgs,
+    job: &DwArgs<E>,
     first_row: usize,
-    out: &mut [f32],
+    out: &mut [E],
 ) {
     let Dims { h: ih, w: iw, c, .. } = job.in_dims;
     let Dims { h: oh, w: ow, .. } = job.out_dims;
@@ -140,7 +142,7 @@ unsafe fn rows_with<S: Simd, const K: usize, const ST: usize, const R: usize>(
                 // One call shape: a tile of `T` pixels x `TB` channel blocks at column `ox`.
                 macro_rules! tiles_at {
                     ($t:tt, $tb:tt, $ox:expr) => {
-                        tile_channels::<S, K, ST, $t, $tb>(
+                        tile_channels::<S, E, K, ST, $t, $tb>(
                             s,
                             job,
                             at($ox),
@@ -194,14 +196,21 @@ unsafe fn rows_with<S: Simd, const K: usize, const ST: usize, const R: usize>(
 /// Every tap of the `T` pixels in kernel rows `0..kyn` from `src` is inside the input; `dst`
 /// holds `T` pixels; `(c_full, tail)` split the channels into whole vectors and a tail.
 #[inline(always)]
-unsafe fn tile_channels<S: Simd, const K: usize, const ST: usize, const T: usize, const TB: usize>(
+unsafe fn tile_channels<
+    S: Simd,
+    E: Element,
+    const K: usize,
+    const ST: usize,
+    const T: usize,
+    const TB: usize,
+>(
     s: S,
-    job: &DwArgs,
-    src: *const f32,
+    job: &DwArgs<E>,
+    src: *const E,
     w: *const f32,
     bias: *const f32,
     kyn: usize,
-    dst: *mut f32,
+    dst: *mut E,
     (c_full, tail): (usize, usize),
     clamp: ClampV<S>,
 ) {
@@ -210,7 +219,7 @@ unsafe fn tile_channels<S: Simd, const K: usize, const ST: usize, const T: usize
     // One call shape, `B` channel blocks with or without the `TAIL` of `n` lanes, at `cb`.
     macro_rules! tile_at {
         ($b:tt, $tail:tt, $n:expr) => {
-            tile::<S, K, ST, T, $b, $tail>(
+            tile::<S, E, K, ST, T, $b, $tail>(
                 s,
                 src.add(cb),
                 st,
@@ -252,14 +261,22 @@ unsafe fn tile_channels<S: Simd, const K: usize, const ST: usize, const T: usize
 /// # Safety
 /// As [`tile_channels`], for `B` channel blocks (`n` lanes of one with `TAIL`).
 #[inline(always)]
-unsafe fn tile<S: Simd, const K: usize, const ST: usize, const T: usize, const B: usize, const TAIL: bool>(
+unsafe fn tile<
+    S: Simd,
+    E: Element,
+    const K: usize,
+    const ST: usize,
+    const T: usize,
+    const B: usize,
+    const TAIL: bool,
+>(
     s: S,
-    src: *const f32,
+    src: *const E,
     st: Strides,
     w: *const f32,
     bias: *const f32,
     kyn: usize,
-    dst: *mut f32,
+    dst: *mut E,
     n: usize,
     clamp: ClampV<S>,
 ) {
@@ -283,7 +300,7 @@ unsafe fn tile<S: Simd, const K: usize, const ST: usize, const T: usize, const B
                 for (r, a) in acc.iter_mut().enumerate() {
                     for (kx, &wk) in wv.iter().enumerate() {
                         let p = row.add((r * ST + kx) * c + j * S::LANES);
-                        let x = if TAIL { s.load_partial(p, n) } else { s.load(p) };
+                        let x = if TAIL { E::load_partial(s, p, n) } else { E::load(s, p) };
                         a[j] = s.fma(wk, x, a[j]);
                     }
                 }
@@ -294,9 +311,9 @@ unsafe fn tile<S: Simd, const K: usize, const ST: usize, const T: usize, const B
                 let v = clamp.apply(s, v);
                 let d = dst.add(r * st.c + j * S::LANES);
                 if TAIL {
-                    s.store_partial(d, v, n)
+                    E::store_partial(s, d, v, n)
                 } else {
-                    s.store(d, v)
+                    E::store(s, d, v)
                 }
             }
         }
@@ -309,14 +326,14 @@ unsafe fn tile<S: Simd, const K: usize, const ST: usize, const T: usize, const B
 /// `img` is the pixel's image, kernel rows `ky0..ky1` from input row `iy0` are inside it,
 /// `ox` is an output column and `dst` holds its `c` channels.
 #[inline(always)]
-unsafe fn pixel<S: Simd>(
+unsafe fn pixel<S: Simd, E: Element>(
     s: S,
-    job: &DwArgs,
-    img: *const f32,
+    job: &DwArgs<E>,
+    img: *const E,
     iy0: isize,
     (ky0, ky1): (usize, usize),
     ox: usize,
-    dst: *mut f32,
+    dst: *mut E,
     (c_full, tail): (usize, usize),
     clamp: ClampV<S>,
 ) {
@@ -335,7 +352,7 @@ unsafe fn pixel<S: Simd>(
     // One call shape, `B` channel blocks with or without the `TAIL` of `n` lanes, at `cb`.
     macro_rules! block_at {
         ($b:tt, $tail:tt, $n:expr) => {
-            pixel_block::<S, $b, $tail>(
+            pixel_block::<S, E, $b, $tail>(
                 s,
                 row0.wrapping_add(cb),
                 st,
@@ -374,14 +391,14 @@ unsafe fn pixel<S: Simd>(
 /// # Safety
 /// Taps `(0..kyn) x (kx0..kx1)` from `src` are inside the input, `dst` holds the blocks.
 #[inline(always)]
-unsafe fn pixel_block<S: Simd, const B: usize, const TAIL: bool>(
+unsafe fn pixel_block<S: Simd, E: Element, const B: usize, const TAIL: bool>(
     s: S,
-    src: *const f32,
+    src: *const E,
     st: Strides,
     w: *const f32,
     bias: *const f32,
     (kyn, kx0, kx1): (usize, usize, usize),
-    dst: *mut f32,
+    dst: *mut E,
     n: usize,
     clamp: ClampV<S>,
 ) {
@@ -396,7 +413,7 @@ unsafe fn pixel_block<S: Simd, const B: usize, const TAIL: bool>(
                 for (j, a) in acc.iter_mut().enumerate() {
                     let wv = s.load(w.add((ky * st.kw + kx) * st.cpad + j * S::LANES));
                     let p = src.wrapping_add(ky * st.row + kx * st.c + j * S::LANES);
-                    let x = if TAIL { s.load_partial(p, n) } else { s.load(p) };
+                    let x = if TAIL { E::load_partial(s, p, n) } else { E::load(s, p) };
                     *a = s.fma(wv, x, *a);
                 }
             }
@@ -404,9 +421,9 @@ unsafe fn pixel_block<S: Simd, const B: usize, const TAIL: bool>(
         for (j, &a) in acc.iter().enumerate() {
             let v = clamp.apply(s, a);
             if TAIL {
-                s.store_partial(dst.add(j * S::LANES), v, n)
+                E::store_partial(s, dst.add(j * S::LANES), v, n)
             } else {
-                s.store(dst.add(j * S::LANES), v)
+                E::store(s, dst.add(j * S::LANES), v)
             }
         }
     }

@@ -31,9 +31,11 @@
 
 use rayon::prelude::*;
 
-use crate::algo::{check_prepare, check_run, Bind, ConvAlgorithm, PreparedConv, TokenLayer};
+use half::{bf16, f16};
+
+use crate::algo::{check_prepare, check_run, rounded, Bind, ConvAlgorithm, PreparedConv, TokenLayer};
 use crate::error::Result;
-use crate::simd::{Backend, Clamp, Simd, SimdOp, MAX_LANES};
+use crate::simd::{Backend, Clamp, Element, Simd, SimdOp, MAX_LANES};
 use crate::spec::{Activation, ConvSpec, Dims};
 use crate::tensor::AlignedBuf;
 
@@ -90,21 +92,54 @@ impl ConvAlgorithm for Direct {
         bias: Option<&[f32]>,
         activation: Activation,
     ) -> Result<Box<dyn PreparedConv>> {
+        self.prepare_stored(spec, weights_oihw, bias, activation)
+    }
+    fn prepare_f16(
+        &self,
+        spec: &ConvSpec,
+        weights_oihw: &[f32],
+        bias: Option<&[f32]>,
+        activation: Activation,
+    ) -> Result<Box<dyn PreparedConv<f16>>> {
+        self.prepare_stored(spec, weights_oihw, bias, activation)
+    }
+    fn prepare_bf16(
+        &self,
+        spec: &ConvSpec,
+        weights_oihw: &[f32],
+        bias: Option<&[f32]>,
+        activation: Activation,
+    ) -> Result<Box<dyn PreparedConv<bf16>>> {
+        self.prepare_stored(spec, weights_oihw, bias, activation)
+    }
+}
+
+impl Direct {
+    /// The one prepare of every storage type: weights and bias rounded to `E`'s precision,
+    /// kept as f32 (a depthwise layer moves its activations, not its 9 taps per channel).
+    fn prepare_stored<E: Element>(
+        &self,
+        spec: &ConvSpec,
+        weights_oihw: &[f32],
+        bias: Option<&[f32]>,
+        activation: Activation,
+    ) -> Result<Box<dyn PreparedConv<E>>> {
         check_prepare(self, spec, weights_oihw, bias, activation)?;
+        let p = E::PRECISION;
         let cpad = spec.out_channels.div_ceil(CHANNEL_PAD) * CHANNEL_PAD;
         let mut packed_bias = AlignedBuf::zeros(cpad)?;
         if let Some(b) = bias {
-            packed_bias[..b.len()].copy_from_slice(b);
+            packed_bias[..b.len()].copy_from_slice(&rounded(p, b));
         }
         let layer = Layer {
             spec: *spec,
             name: self.name,
             clamp: Clamp::of(activation),
-            weights: pack_weights(spec, weights_oihw, cpad)?,
+            weights: pack_weights(spec, &rounded(p, weights_oihw), cpad)?,
             bias: packed_bias,
             cpad,
         };
-        self.backend.dispatch(Bind(layer))
+        self.backend.dispatch(Bind::<Layer, E>::new(layer))
     }
 }
 
@@ -132,13 +167,13 @@ fn pack_weights(spec: &ConvSpec, weights_oihw: &[f32], cpad: usize) -> Result<Al
 
 /// One chunk of output rows as a [`SimdOp`]: the kernel side picks the register-tiled body
 /// (3x3, 5x5) or the checked per-pixel one, the register count the tile width.
-struct Rows<'a, 'b> {
-    args: &'a DwArgs<'b>,
+struct Rows<'a, 'b, E> {
+    args: &'a DwArgs<'b, E>,
     first_row: usize,
-    out: &'a mut [f32],
+    out: &'a mut [E],
 }
 
-impl SimdOp for Rows<'_, '_> {
+impl<E: Element> SimdOp for Rows<'_, '_, E> {
     type Output = ();
     #[inline(always)]
     fn run<S: Simd>(self, s: S) {
@@ -148,9 +183,9 @@ impl SimdOp for Rows<'_, '_> {
         macro_rules! go {
             ($k:literal) => {
                 if S::REGISTERS_32 {
-                    body::rows::<S, $k, 8>(s, args, first_row, out)
+                    body::rows::<S, E, $k, 8>(s, args, first_row, out)
                 } else {
-                    body::rows::<S, $k, 4>(s, args, first_row, out)
+                    body::rows::<S, E, $k, 4>(s, args, first_row, out)
                 }
             };
         }
@@ -166,7 +201,7 @@ impl SimdOp for Rows<'_, '_> {
     }
 }
 
-impl TokenLayer for Layer {
+impl<E: Element> TokenLayer<E> for Layer {
     fn spec(&self) -> &ConvSpec {
         &self.spec
     }
@@ -176,9 +211,9 @@ impl TokenLayer for Layer {
     fn run<S: Simd>(
         &self,
         s: S,
-        input: &[f32],
+        input: &[E],
         in_dims: Dims,
-        output: &mut [f32],
+        output: &mut [E],
         scratch: &mut [f32],
         threads: usize,
     ) -> Result<()> {

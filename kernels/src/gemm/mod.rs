@@ -51,6 +51,8 @@
 //! `driver.rs` (the loop nest, threads, argument checks), `conv.rs` (the `gemm-*`
 //! algorithms).
 
+#[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+mod avx512_bf16;
 mod conv;
 mod driver;
 mod pack;

@@ -13,8 +13,8 @@
 //!   then one kernel body under two implementations.
 //! - [`Backend`] is the **one backend table**: the registry, the kernel-set flavours, the
 //!   ISA-ceiling checks and the error messages are all walked from it.
-//! - [`Element`] and [`Storage`] are the storage axis: how a narrower storage type is
-//!   widened to f32 lanes and narrowed back (f32 is the only storage type so far).
+//! - [`Element`] is the storage axis: f32, f16 and bf16 activations are widened to f32
+//!   lanes on load and narrowed on store, so one body serves every precision.
 //!
 //! # The contracts every implementation keeps
 //!
@@ -34,7 +34,10 @@
 use std::fmt;
 
 use crate::error::{KernelError, Result};
+use half::{bf16, f16};
+
 use crate::isa::{self, Isa};
+use crate::precision::Precision;
 use crate::spec::Activation;
 
 /// The widest vector of any implementation, in f32 lanes (AVX-512): sizes stack buffers
@@ -138,6 +141,43 @@ pub unsafe trait Simd: Copy + Send + Sync + 'static {
         }
     }
 
+    /// Loads `LANES` f16s, widened to f32 (default: lane by lane through `half`).
+    ///
+    /// # Safety
+    /// `p` is valid for reading `LANES` f16s.
+    #[inline(always)]
+    unsafe fn load_f16(self, p: *const f16) -> Self::V {
+        // SAFETY: forwarded contract.
+        unsafe { widen_lanes(self, p) }
+    }
+    /// Stores `LANES` lanes narrowed to f16, round to nearest even (default: through `half`).
+    ///
+    /// # Safety
+    /// `p` is valid for writing `LANES` f16s.
+    #[inline(always)]
+    unsafe fn store_f16(self, p: *mut f16, v: Self::V) {
+        // SAFETY: forwarded contract.
+        unsafe { narrow_lanes(self, p, v) }
+    }
+    /// Loads `LANES` bf16s, widened to f32 (exact: a 16-bit shift).
+    ///
+    /// # Safety
+    /// `p` is valid for reading `LANES` bf16s.
+    #[inline(always)]
+    unsafe fn load_bf16(self, p: *const bf16) -> Self::V {
+        // SAFETY: forwarded contract.
+        unsafe { widen_lanes(self, p) }
+    }
+    /// Stores `LANES` lanes narrowed to bf16, round to nearest even, NaN kept quiet.
+    ///
+    /// # Safety
+    /// `p` is valid for writing `LANES` bf16s.
+    #[inline(always)]
+    unsafe fn store_bf16(self, p: *mut bf16, v: Self::V) {
+        // SAFETY: forwarded contract.
+        unsafe { narrow_lanes(self, p, v) }
+    }
+
     /// Whether the implementation has 32 architectural vector registers (AVX-512, NEON) rather
     /// than 16: the families pick their register tiles with it. An associated constant, not
     /// a comparison, so that `if S::REGISTERS_32` is decided when the body is instantiated
@@ -220,22 +260,70 @@ impl<S: Simd> ClampV<S> {
     }
 }
 
-/// A storage type of activations or weights, computed in f32 lanes.
+/// A storage type of activations (and, rounded, of weights), computed in f32 lanes: `f32`,
+/// `half::f16`, `half::bf16` (see [`crate::Precision`]).
 ///
-/// f32 is the only one so far. A narrower type (f16, bf16 through `half`) implements this
-/// (the scalar conversion, the reference every test compares against) and [`Storage`] for
-/// each implementation that can widen it natively (F16C `vcvtph2ps`, NEON `fcvtl`); the
-/// kernel bodies then take `E: Element` and load through `S: Storage<E>`.
-pub trait Element: Copy + Default + Send + Sync + 'static {
-    /// `f32`, `f16`, `bf16`: the name in kernel names and `--precision`.
-    const NAME: &'static str;
+/// The kernel bodies are written once over `E: Element` and read and write their
+/// activations through [`Element::load`] / [`Element::store`], which widen to and narrow from
+/// f32 lanes with the implementation's converter: the hand-written x86 implementations
+/// use F16C (`vcvtph2ps` / `vcvtps2ph`) for f16 and integer shifts for bf16; the others
+/// ([`Simd::load_f16`]'s default) convert lane by lane through `half`, the reference.
+/// Narrowing rounds to nearest, ties to even; NaN stays NaN.
+///
+/// # Safety
+/// For implementors: every bit pattern is a valid value and the type is at most 4 bytes
+/// with alignment at most 4, so zeroed, 64-byte-aligned storage can be viewed as a slice of
+/// it ([`crate::tensor::AlignedBuf`]).
+pub unsafe trait Element: Copy + Default + PartialEq + fmt::Debug + Send + Sync + 'static {
+    /// The precision this type stores.
+    const PRECISION: Precision;
     fn to_f32(self) -> f32;
     /// Rounds to nearest, ties to even.
     fn from_f32(x: f32) -> Self;
+
+    /// Loads `LANES` elements from `p`, widened to f32.
+    ///
+    /// # Safety
+    /// `p` is valid for reading `S::LANES` elements.
+    unsafe fn load<S: Simd>(s: S, p: *const Self) -> S::V;
+    /// Stores `LANES` lanes to `p`, narrowed.
+    ///
+    /// # Safety
+    /// `p` is valid for writing `S::LANES` elements.
+    unsafe fn store<S: Simd>(s: S, p: *mut Self, v: S::V);
+
+    /// Loads `n <= LANES` elements, widened; the other lanes are zero; nothing past `p + n`
+    /// is touched.
+    ///
+    /// # Safety
+    /// `p` is valid for reading `n` elements.
+    #[inline(always)]
+    unsafe fn load_partial<S: Simd>(s: S, p: *const Self, n: usize) -> S::V {
+        let mut buf = [Self::default(); MAX_LANES];
+        // SAFETY: `p` holds `n <= LANES <= MAX_LANES` elements; `buf` holds `LANES`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n.min(S::LANES));
+            Self::load(s, buf.as_ptr())
+        }
+    }
+    /// Stores the first `n <= LANES` lanes, narrowed; nothing past `p + n` is touched.
+    ///
+    /// # Safety
+    /// `p` is valid for writing `n` elements.
+    #[inline(always)]
+    unsafe fn store_partial<S: Simd>(s: S, p: *mut Self, v: S::V, n: usize) {
+        let mut buf = [Self::default(); MAX_LANES];
+        // SAFETY: `buf` holds `LANES` elements; `p` holds `n <= LANES`.
+        unsafe {
+            Self::store(s, buf.as_mut_ptr(), v);
+            std::ptr::copy_nonoverlapping(buf.as_ptr(), p, n.min(S::LANES));
+        }
+    }
 }
 
-impl Element for f32 {
-    const NAME: &'static str = "f32";
+// SAFETY: f32 is 4 bytes, align 4, every bit pattern valid.
+unsafe impl Element for f32 {
+    const PRECISION: Precision = Precision::F32;
     #[inline(always)]
     fn to_f32(self) -> f32 {
         self
@@ -244,56 +332,103 @@ impl Element for f32 {
     fn from_f32(x: f32) -> f32 {
         x
     }
+    #[inline(always)]
+    unsafe fn load<S: Simd>(s: S, p: *const f32) -> S::V {
+        // SAFETY: forwarded contract.
+        unsafe { s.load(p) }
+    }
+    #[inline(always)]
+    unsafe fn store<S: Simd>(s: S, p: *mut f32, v: S::V) {
+        // SAFETY: forwarded contract.
+        unsafe { s.store(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn load_partial<S: Simd>(s: S, p: *const f32, n: usize) -> S::V {
+        // SAFETY: forwarded contract.
+        unsafe { s.load_partial(p, n) }
+    }
+    #[inline(always)]
+    unsafe fn store_partial<S: Simd>(s: S, p: *mut f32, v: S::V, n: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { s.store_partial(p, v, n) }
+    }
 }
 
-/// How an implementation reads storage type `E` into f32 lanes and writes f32 lanes back.
+// SAFETY: `f16` is `repr(transparent)` over u16: 2 bytes, align 2, every bit pattern valid.
+unsafe impl Element for f16 {
+    const PRECISION: Precision = Precision::F16;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+    #[inline(always)]
+    fn from_f32(x: f32) -> f16 {
+        f16::from_f32(x)
+    }
+    #[inline(always)]
+    unsafe fn load<S: Simd>(s: S, p: *const f16) -> S::V {
+        // SAFETY: forwarded contract.
+        unsafe { s.load_f16(p) }
+    }
+    #[inline(always)]
+    unsafe fn store<S: Simd>(s: S, p: *mut f16, v: S::V) {
+        // SAFETY: forwarded contract.
+        unsafe { s.store_f16(p, v) }
+    }
+}
+
+// SAFETY: `bf16` is `repr(transparent)` over u16: 2 bytes, align 2, every bit pattern valid.
+unsafe impl Element for bf16 {
+    const PRECISION: Precision = Precision::Bf16;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+    #[inline(always)]
+    fn from_f32(x: f32) -> bf16 {
+        bf16::from_f32(x)
+    }
+    #[inline(always)]
+    unsafe fn load<S: Simd>(s: S, p: *const bf16) -> S::V {
+        // SAFETY: forwarded contract.
+        unsafe { s.load_bf16(p) }
+    }
+    #[inline(always)]
+    unsafe fn store<S: Simd>(s: S, p: *mut bf16, v: S::V) {
+        // SAFETY: forwarded contract.
+        unsafe { s.store_bf16(p, v) }
+    }
+}
+
+/// Widens `LANES` elements lane by lane through a stack buffer: the default of
+/// [`Simd::load_f16`] and [`Simd::load_bf16`].
 ///
 /// # Safety
-/// For implementors: the pointer contracts of [`Simd::load`] and friends, counted in `E`s.
-pub unsafe trait Storage<E: Element>: Simd {
-    /// Loads `LANES` elements, widened to f32.
-    ///
-    /// # Safety
-    /// `p` is valid for reading `LANES` elements.
-    unsafe fn load_widened(self, p: *const E) -> Self::V;
-    /// Loads `n <= LANES` elements, widened; the other lanes are zero.
-    ///
-    /// # Safety
-    /// `p` is valid for reading `n` elements.
-    unsafe fn load_widened_partial(self, p: *const E, n: usize) -> Self::V;
-    /// Stores `LANES` lanes, narrowed to `E` (round to nearest even).
-    ///
-    /// # Safety
-    /// `p` is valid for writing `LANES` elements.
-    unsafe fn store_narrowed(self, p: *mut E, v: Self::V);
-    /// Stores the first `n <= LANES` lanes, narrowed.
-    ///
-    /// # Safety
-    /// `p` is valid for writing `n` elements.
-    unsafe fn store_narrowed_partial(self, p: *mut E, v: Self::V, n: usize);
+/// `p` is valid for reading `S::LANES` elements.
+#[inline(always)]
+unsafe fn widen_lanes<S: Simd, E: Element>(s: S, p: *const E) -> S::V {
+    let mut buf = [0.0f32; MAX_LANES];
+    for (i, b) in buf.iter_mut().enumerate().take(S::LANES) {
+        // SAFETY: `i < LANES` elements are readable.
+        *b = unsafe { p.add(i).read_unaligned() }.to_f32();
+    }
+    // SAFETY: `buf` holds `MAX_LANES >= LANES` f32s.
+    unsafe { s.load(buf.as_ptr()) }
 }
 
-// SAFETY: f32 storage is the implementation's own f32 loads and stores.
-unsafe impl<S: Simd> Storage<f32> for S {
-    #[inline(always)]
-    unsafe fn load_widened(self, p: *const f32) -> S::V {
-        // SAFETY: forwarded contract.
-        unsafe { self.load(p) }
-    }
-    #[inline(always)]
-    unsafe fn load_widened_partial(self, p: *const f32, n: usize) -> S::V {
-        // SAFETY: forwarded contract.
-        unsafe { self.load_partial(p, n) }
-    }
-    #[inline(always)]
-    unsafe fn store_narrowed(self, p: *mut f32, v: S::V) {
-        // SAFETY: forwarded contract.
-        unsafe { self.store(p, v) }
-    }
-    #[inline(always)]
-    unsafe fn store_narrowed_partial(self, p: *mut f32, v: S::V, n: usize) {
-        // SAFETY: forwarded contract.
-        unsafe { self.store_partial(p, v, n) }
+/// Narrows `LANES` lanes one by one through a stack buffer (the default stores).
+///
+/// # Safety
+/// `p` is valid for writing `S::LANES` elements.
+#[inline(always)]
+unsafe fn narrow_lanes<S: Simd, E: Element>(s: S, p: *mut E, v: S::V) {
+    let mut buf = [0.0f32; MAX_LANES];
+    // SAFETY: `buf` holds `MAX_LANES >= LANES` f32s; `p` holds `LANES` elements.
+    unsafe {
+        s.store(buf.as_mut_ptr(), v);
+        for (i, &b) in buf.iter().enumerate().take(S::LANES) {
+            p.add(i).write_unaligned(E::from_f32(b));
+        }
     }
 }
 

@@ -105,7 +105,7 @@ impl Winograd {
             Plan::Dw(DwPlan { c, u, w: weights.to_vec(), bias, clamp })
         };
         let layer = Layer { spec: *spec, name: self.name, m: T::M, a: T::A, plan };
-        self.backend.dispatch(Bind(layer))
+        self.backend.dispatch(Bind::new(layer))
     }
 }
 

@@ -1,0 +1,274 @@
+//! bf16 GEMM on AVX512_BF16: `C = act(A B + bias)` with `A` (the activations) and `C` stored
+//! as bf16, `B` (the weights) packed as bf16 pairs at prepare, f32 accumulation.
+//!
+//! `vdpbf16ps acc, a, b` adds `a[2i] * b[2i] + a[2i+1] * b[2i+1]` to f32 lane `i`: two
+//! multiply-adds per lane, twice the f32 FMA's, from operands half the size. So:
+//!
+//! - **B** is packed as `[N / 64 panels][K / 2 pairs][64 columns][2]`: one pair step of a
+//!   panel is four zmm loads, the pair `(B[k][j], B[k+1][j])` in each 32-bit lane. Columns
+//!   past `N` are zero; an odd `K` gets a zero second half in the last pair.
+//! - **A** needs no packing: an NHWC bf16 row holds `A[i][k], A[i][k+1]` next to each other,
+//!   so one 32-bit broadcast from the row (`vpbroadcastd`, a load µop) is the pair. With an
+//!   odd `K` the last step broadcasts `(A[i][K-1], 0)` instead, so nothing past the row is
+//!   read (a NaN there would otherwise meet a zero weight and give NaN).
+//! - **Tile**: 6 rows x 64 columns = 24 zmm accumulators, 4 B vectors and 1 broadcast in
+//!   registers (29 of 32); 24 `vdpbf16ps` per 4 B loads and 6 broadcasts. Each tile runs the
+//!   whole K, so bias, clamp and the narrowing to bf16 (`vcvtneps2bf16`, round to nearest
+//!   even) happen once, in registers.
+//! - **Blocking**: rows are taken in chunks whose A rows fill at most the L2 budget of
+//!   [`crate::cache::blocking`]; within a chunk each 64-column B panel (K x 128 bytes:
+//!   128 KiB at K = 1024, L2-resident) is swept over every 6-row block.
+//! - `vdpbf16ps` treats denormal inputs as zero and flushes denormal results (it ignores
+//!   MXCSR); with activations and weights of magnitude 1e-38 and less that differs from
+//!   the widened path, nowhere else.
+
+use std::arch::x86_64::*;
+
+use half::bf16;
+
+use crate::cache;
+use crate::error::{KernelError, Result};
+use crate::simd::Clamp;
+
+/// Columns per packed panel: 4 zmm of 16 f32 lanes.
+pub(crate) const NR: usize = 64;
+/// Rows per register tile.
+pub(crate) const MR: usize = 6;
+
+/// The weights of a bf16 GEMM, packed in pairs along K (see the module docs).
+pub(crate) struct PackedPairs {
+    pub k: usize,
+    pub n: usize,
+    /// `[panels][k.div_ceil(2)][NR][2]` bf16 bits.
+    data: Vec<u16>,
+    /// `[panels * NR]` f32, zero past `n`.
+    bias: Vec<f32>,
+}
+
+impl PackedPairs {
+    /// Packs `B[p][j] = b(p, j)` for `p < k`, `j < n`, rounded to bf16, and the bias.
+    pub fn new(k: usize, n: usize, bias: &[f32], b: impl Fn(usize, usize) -> f32) -> Result<Self> {
+        let panels = n.div_ceil(NR);
+        let pairs = k.div_ceil(2);
+        let len = crate::error::checked_product("packed bf16 weights", &[panels, pairs, NR, 2])?;
+        let mut data = vec![0u16; len];
+        for q in 0..panels {
+            for p2 in 0..pairs {
+                for c in 0..NR {
+                    let j = q * NR + c;
+                    if j >= n {
+                        continue;
+                    }
+                    let at = ((q * pairs + p2) * NR + c) * 2;
+                    for h in 0..2 {
+                        let p = 2 * p2 + h;
+                        if p < k {
+                            data[at + h] = bf16::from_f32(b(p, j)).to_bits();
+                        }
+                    }
+                }
+            }
+        }
+        let mut padded = vec![0.0; panels * NR];
+        padded[..n].copy_from_slice(&bias[..n]);
+        Ok(PackedPairs { k, n, data, bias: padded })
+    }
+}
+
+/// `C[i][j] = act(bias[j] + sum_p A[i][p] B[p][j])` for `i < m`, rows of A and C `lda` and
+/// `ldc` apart, on `threads` rayon tasks of the current pool.
+///
+/// # Safety
+/// The CPU must have AVX-512F/BW/VL and AVX512_BF16 (`isa::available(Isa::Avx512Bf16)`).
+pub(crate) unsafe fn gemm(
+    m: usize,
+    a: &[bf16],
+    lda: usize,
+    b: &PackedPairs,
+    clamp: Clamp,
+    c: &mut [bf16],
+    ldc: usize,
+    threads: usize,
+) -> Result<()> {
+    let (k, n) = (b.k, b.n);
+    if m == 0 {
+        return Ok(());
+    }
+    let need = |ld: usize, cols: usize, len: usize, what: &'static str| -> Result<()> {
+        let expected = (m - 1)
+            .checked_mul(ld)
+            .and_then(|x| x.checked_add(cols))
+            .ok_or(KernelError::Overflow { what })?;
+        if ld < cols || len < expected {
+            return Err(KernelError::BufferLength { what, expected, actual: len });
+        }
+        Ok(())
+    };
+    need(lda, k, a.len(), "A (bf16)")?;
+    need(ldc, n, c.len(), "C (bf16)")?;
+    let nest = Nest { a: a.as_ptr().cast(), lda, b, clamp, c: SharedOut(c.as_mut_ptr().cast()), ldc };
+    let (mp, np) = (m.div_ceil(MR), n.div_ceil(NR));
+    if threads <= 1 {
+        // SAFETY: lengths checked above; the caller guarantees the ISA.
+        unsafe { nest.run(0, m, 0, np) };
+        return Ok(());
+    }
+    use rayon::prelude::*;
+    let target = threads * 4;
+    let tm = mp.min(target);
+    let tn = np.min(target.div_ceil(tm));
+    (0..tm * tn).into_par_iter().for_each(|t| {
+        let (ti, tj) = (t / tn, t % tn);
+        let m0 = (mp * ti / tm * MR).min(m);
+        let m1 = (mp * (ti + 1) / tm * MR).min(m);
+        // SAFETY: the tasks' (rows, panels) rectangles are disjoint and inside C.
+        unsafe { nest.run(m0, m1, np * tj / tn, np * (tj + 1) / tn) };
+    });
+    Ok(())
+}
+
+/// A raw output pointer shared by tasks that write disjoint tiles.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut u16);
+// SAFETY: tasks write disjoint C rectangles (see `gemm`).
+unsafe impl Send for SharedOut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedOut {}
+
+struct Nest<'a> {
+    a: *const u16,
+    lda: usize,
+    b: &'a PackedPairs,
+    clamp: Clamp,
+    c: SharedOut,
+    ldc: usize,
+}
+
+// SAFETY: `a` is only read; `c` writes are disjoint per task.
+unsafe impl Sync for Nest<'_> {}
+
+impl Nest<'_> {
+    /// Rows `m0..m1`, panels `q0..q1`.
+    ///
+    /// # Safety
+    /// Bounds checked by `gemm`; the CPU has AVX512_BF16.
+    unsafe fn run(&self, m0: usize, m1: usize, q0: usize, q1: usize) {
+        let (k, n) = (self.b.k, self.b.n);
+        let pairs = k.div_ceil(2);
+        // Rows per chunk: their A rows (k bf16 each) fill at most the L2 budget.
+        let chunk = (cache::blocking().b_block_bytes / (2 * k).max(1) / MR * MR).max(MR);
+        let mut i0 = m0;
+        while i0 < m1 {
+            let i1 = (i0 + chunk).min(m1);
+            for q in q0..q1 {
+                let j = q * NR;
+                let nr = NR.min(n - j);
+                let mut i = i0;
+                while i < i1 {
+                    let mr = MR.min(i1 - i);
+                    // SAFETY: rows i..i+mr of A and C exist, the panel and its bias exist
+                    // (checked by `gemm`); the caller guarantees the ISA.
+                    unsafe {
+                        let args = TileArgs {
+                            a: self.a.add(i * self.lda),
+                            lda: self.lda,
+                            k,
+                            b: self.b.data.as_ptr().add(q * pairs * NR * 2),
+                            bias: self.b.bias.as_ptr().add(j),
+                            c: self.c.0.add(i * self.ldc + j),
+                            ldc: self.ldc,
+                            nr,
+                            clamp: self.clamp,
+                        };
+                        match mr {
+                            6 => tile::<6>(&args),
+                            5 => tile::<5>(&args),
+                            4 => tile::<4>(&args),
+                            3 => tile::<3>(&args),
+                            2 => tile::<2>(&args),
+                            _ => tile::<1>(&args),
+                        }
+                    }
+                    i += mr;
+                }
+            }
+            i0 = i1;
+        }
+    }
+}
+
+/// One `R x 64` tile over the whole of K.
+struct TileArgs {
+    a: *const u16,
+    lda: usize,
+    k: usize,
+    /// The panel: `[k.div_ceil(2)][NR][2]`.
+    b: *const u16,
+    /// `NR` f32s.
+    bias: *const f32,
+    c: *mut u16,
+    ldc: usize,
+    /// Valid columns, `1..=NR`.
+    nr: usize,
+    clamp: Clamp,
+}
+
+/// The lanes of column vector `z` (16 columns) that hold valid columns, as a mask.
+#[inline(always)]
+fn column_mask(nr: usize, z: usize) -> __mmask16 {
+    let lanes = nr.saturating_sub(16 * z).min(16);
+    ((1u32 << lanes) - 1) as __mmask16
+}
+
+/// # Safety
+/// `R` rows of A (`k` bf16 each), the panel, `NR` bias values and `R` rows of `nr` C values
+/// exist; the CPU has AVX-512F/BW/VL and AVX512_BF16.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+unsafe fn tile<const R: usize>(t: &TileArgs) {
+    // SAFETY: every pointer below stays inside the buffers the contract names: pair `p2 <
+    // k / 2` of a row is `A[i][2 p2..2 p2 + 2]`, the odd tail reads `A[i][k - 1]` alone,
+    // panel rows are `NR * 2` bf16s, and stores are masked to the `nr` valid columns.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); 4]; R];
+        for row in acc.iter_mut() {
+            for (z, v) in row.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(t.bias.add(16 * z));
+            }
+        }
+        let full = t.k / 2;
+        // One pair step: four B vectors, then for each row the broadcast pair `$pair(r)`.
+        // (A macro, not a closure: closures do not inherit `#[target_feature]`s.)
+        macro_rules! step {
+            ($p2:expr, $pair:expr) => {{
+                let bp = t.b.add($p2 * NR * 2);
+                let bv: [__m512bh; 4] = [
+                    std::mem::transmute(_mm512_loadu_si512(bp.cast())),
+                    std::mem::transmute(_mm512_loadu_si512(bp.add(32).cast())),
+                    std::mem::transmute(_mm512_loadu_si512(bp.add(64).cast())),
+                    std::mem::transmute(_mm512_loadu_si512(bp.add(96).cast())),
+                ];
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av: __m512bh = std::mem::transmute(_mm512_set1_epi32($pair(r)));
+                    for (z, v) in row.iter_mut().enumerate() {
+                        *v = _mm512_dpbf16_ps(*v, av, bv[z]);
+                    }
+                }
+            }};
+        }
+        for p2 in 0..full {
+            step!(p2, |r: usize| t.a.add(r * t.lda + 2 * p2).cast::<i32>().read_unaligned());
+        }
+        if t.k % 2 == 1 {
+            step!(full, |r: usize| i32::from(*t.a.add(r * t.lda + t.k - 1)));
+        }
+        let (lo, hi) = (_mm512_set1_ps(t.clamp.lo), _mm512_set1_ps(t.clamp.hi));
+        for (r, row) in acc.iter().enumerate() {
+            for (z, &v) in row.iter().enumerate() {
+                // `vmaxps` returns its second operand for a NaN first: NaN -> lo.
+                let v = if t.clamp.on { _mm512_min_ps(_mm512_max_ps(v, lo), hi) } else { v };
+                let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
+                _mm256_mask_storeu_epi16(t.c.add(r * t.ldc + 16 * z).cast(), column_mask(t.nr, z), h);
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Reduced precision (f16, bf16 storage): the converters of every backend against `half`,
+//! and every algorithm of the registry at every storage type against the f64 oracle on the
+//! rounded inputs, within its f32 tolerance plus one rounding of the output
+//! ([`kernels::testing::precision_tolerance`]): on MobileNetV1's shapes, on shapes around
+//! the register tiles, and on random shapes (proptest).
+
+use half::{bf16, f16};
+use kernels::algo::Stored;
+use kernels::simd::{Backend, Element, Simd, SimdOp, MAX_LANES};
+use kernels::testing::{check_as, Case};
+use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, Padding, Precision};
+use proptest::prelude::*;
+
+/// Widens every bit pattern of `E` and narrows a list of awkward f32s with the backend's
+/// vector converters; both must give `half`'s bits (any NaN for a NaN).
+struct Converters<E> {
+    /// Every bit pattern of `E`.
+    patterns: Vec<E>,
+    values: Vec<f32>,
+}
+
+impl<E: Element> SimdOp for Converters<E> {
+    type Output = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) {
+        let n = S::LANES;
+        let same = |a: f32, b: f32| (a.is_nan() && b.is_nan()) || a.to_bits() == b.to_bits();
+        let mut wide = [0.0f32; MAX_LANES];
+        for chunk in self.patterns.chunks_exact(n) {
+            // SAFETY: `chunk` holds LANES elements, `wide` MAX_LANES f32s.
+            unsafe { s.store(wide.as_mut_ptr(), E::load(s, chunk.as_ptr())) };
+            for (w, e) in wide.iter().zip(chunk) {
+                assert!(same(*w, e.to_f32()), "{} widen {:?}: {} vs {}", S::NAME, e, w, e.to_f32());
+            }
+        }
+        let mut narrow = [E::default(); MAX_LANES];
+        for chunk in self.values.chunks_exact(n) {
+            // SAFETY: as above.
+            unsafe { E::store(s, narrow.as_mut_ptr(), s.load(chunk.as_ptr())) };
+            for (x, e) in chunk.iter().zip(&narrow) {
+                assert!(same(e.to_f32(), E::from_f32(*x).to_f32()), "{} narrow {x:e}: {:?}", S::NAME, e);
+            }
+            // Partial stores touch exactly k elements.
+            for k in 0..n {
+                let mut dst = [E::from_f32(7.0); MAX_LANES];
+                // SAFETY: `dst` holds MAX_LANES >= k elements.
+                unsafe { E::store_partial(s, dst.as_mut_ptr(), s.load(chunk.as_ptr()), k) };
+                for (i, d) in dst.iter().enumerate() {
+                    let want = if i < k { E::from_f32(chunk[i]).to_f32() } else { 7.0 };
+                    assert!(same(d.to_f32(), want), "{} store_partial {k}", S::NAME);
+                }
+            }
+        }
+    }
+}
+
+fn awkward_f32s() -> Vec<f32> {
+    let mut v = vec![
+        0.0,
+        -0.0,
+        1.0,
+        f32::NAN,
+        -f32::NAN,
+        f32::from_bits(0x7F80_0001), // signalling NaN with only low payload bits
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MAX,
+        f32::MIN_POSITIVE,
+        1e-40,  // f32 subnormal
+        6.0e-8, // f16 subnormal range
+        65504.0,
+        65520.0, // rounds to f16 infinity
+        70000.0,
+        1.0 + 2f32.powi(-11), // f16 tie -> even
+        1.0 + 3.0 * 2f32.powi(-11),
+        1.0 + 2f32.powi(-8), // bf16 tie -> even
+        1.0 + 3.0 * 2f32.powi(-8),
+        -3.999_999_8,
+    ];
+    v.extend(kernels::testing::random_values(4000, 11).iter().map(|x| x * 1000.0));
+    v.extend(kernels::testing::random_values(4000, 12).iter().map(|x| x * 1e-3));
+    while !v.len().is_multiple_of(MAX_LANES) {
+        v.push(0.5);
+    }
+    v
+}
+
+#[test]
+fn every_backend_converts_f16_and_bf16_as_half_does() {
+    let values = awkward_f32s();
+    for b in Backend::compiled_in() {
+        let f16s = b.dispatch(Converters {
+            patterns: (0..=u16::MAX).map(f16::from_bits).collect(),
+            values: values.clone(),
+        });
+        let bf16s = b.dispatch(Converters {
+            patterns: (0..=u16::MAX).map(bf16::from_bits).collect(),
+            values: values.clone(),
+        });
+        if let (Err(e), _) | (_, Err(e)) = (f16s, bf16s) {
+            eprintln!("SKIPPED: backend {b}: {e}");
+        }
+    }
+}
+
+fn runnable() -> Vec<&'static dyn ConvAlgorithm> {
+    registry::algorithms().expect("KERNELS_ISA must be valid for the tests")
+}
+
+fn check_every_algorithm_as<E: Stored>(case: &Case) {
+    for algo in runnable() {
+        if !algo.supports(&case.spec) {
+            continue;
+        }
+        for threads in [1, 2] {
+            if let Err(msg) = check_as::<E>(algo, case, threads).expect("a valid case must run") {
+                panic!("{msg}");
+            }
+        }
+    }
+}
+
+fn check_every_precision(case: &Case) {
+    check_every_algorithm_as::<f16>(case);
+    check_every_algorithm_as::<bf16>(case);
+}
+
+/// MobileNetV1's layer kinds at reduced size, and shapes around the tiles: channel tails for
+/// 16, 8 and 4 lanes, rows that are not multiples of 6 (the bf16 tile), columns that are not
+/// multiples of 64 (its panel), odd K (its pairs).
+#[test]
+fn named_shapes_at_every_precision() {
+    let d = |n, h, w, c| Dims { n, h, w, c };
+    let cases = [
+        (ConvSpec::dense(3, 32, 3, 2, 1), d(1, 33, 31, 3)),
+        (ConvSpec::depthwise(37, 3, 1, 1), d(1, 13, 11, 37)),
+        (ConvSpec::depthwise(64, 3, 2, 1), d(2, 14, 14, 64)),
+        (ConvSpec::depthwise(21, 5, 1, 2), d(1, 9, 10, 21)),
+        (ConvSpec::depthwise(19, 3, 1, 1).with_padding(Padding::uniform(2)), d(1, 8, 9, 19)),
+        (ConvSpec::pointwise(32, 64), d(1, 12, 12, 32)),
+        (ConvSpec::pointwise(37, 45), d(2, 9, 7, 37)),
+        (ConvSpec::pointwise(1, 130), d(1, 5, 1, 1)),
+        (ConvSpec::pointwise(129, 65), d(1, 7, 7, 129)),
+        (ConvSpec::pointwise(1024, 1000), d(1, 1, 1, 1024)),
+        (ConvSpec::pointwise(512, 64), d(1, 13, 1, 512)),
+    ];
+    for (i, (spec, dims)) in cases.into_iter().enumerate() {
+        for act in [Activation::None, Activation::Relu6] {
+            let case = Case::random(spec, dims, act, 100 + i as u64).unwrap();
+            check_every_precision(&case);
+        }
+    }
+}
+
+/// Values far from 1: the relative tolerance must hold at any magnitude, and f16's range
+/// (65,504) is not exceeded by these products.
+#[test]
+fn scaled_values_keep_the_relative_tolerance() {
+    for scale in [1e-3f32, 30.0] {
+        let spec = ConvSpec::pointwise(96, 70);
+        let mut case = Case::random(spec, Dims { n: 1, h: 5, w: 5, c: 96 }, Activation::None, 5).unwrap();
+        case.input.iter_mut().for_each(|x| *x *= scale);
+        check_every_precision(&case);
+    }
+}
+
+#[test]
+fn precision_names_parse() {
+    for p in Precision::ALL {
+        assert_eq!(Precision::parse(p.name()).unwrap(), p);
+    }
+    assert_eq!(<f16 as Element>::PRECISION, Precision::F16);
+    assert_eq!(<bf16 as Element>::PRECISION, Precision::Bf16);
+}
+
+fn arb_case() -> impl Strategy<Value = Case> {
+    (1usize..=70, 1usize..=3, 1usize..=3, 1usize..=20, 1usize..=20, 0usize..3, any::<u64>()).prop_filter_map(
+        "kernel must fit",
+        |(c, mult, kind, h, w, act, seed)| {
+            let spec = match kind {
+                1 => ConvSpec::depthwise(c, 3, 1 + seed as usize % 2, 1),
+                2 => ConvSpec::pointwise(c, c * mult + seed as usize % 7),
+                _ => ConvSpec::dense(c.min(8), mult * 3, 3, 2, 1),
+            };
+            let dims = Dims { n: 1 + (seed >> 8) as usize % 2, h, w, c: spec.in_channels };
+            let act = [Activation::None, Activation::Relu, Activation::Relu6][act];
+            Case::random(spec, dims, act, seed).ok()
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #[test]
+    fn random_shapes_at_every_precision(case in arb_case()) {
+        check_every_precision(&case);
+    }
+}
