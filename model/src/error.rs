@@ -18,6 +18,8 @@ pub enum ModelError {
     Npy(String),
     /// An image that fails to decode.
     Image(String),
+    /// A class-names file that does not fit the model; `path` names the file.
+    Labels { path: String, problem: String },
 }
 
 impl fmt::Display for ModelError {
@@ -30,6 +32,7 @@ impl fmt::Display for ModelError {
             Self::Io { path, source } => write!(f, "{path}: {source}"),
             Self::Npy(s) => write!(f, "npy: {s}"),
             Self::Image(s) => write!(f, "image: {s}"),
+            Self::Labels { path, problem } => write!(f, "labels {path}: {problem}"),
         }
     }
 }

@@ -3,17 +3,20 @@
 //! - [`Config`]: width multiplier, resolution, classes; [`Config::layers`] is the layer table
 //!   with shapes and costs.
 //! - [`Weights`]: the PyTorch reference model's `state_dict` in safetensors, or a seeded init.
+//! - [`Labels`]: class names for the top-k lines (ImageNet-1k's built in).
 //! - [`MobileNet`]: batch norm folded into the convolutions, ReLU6 fused, every buffer
 //!   allocated at build time; `forward` allocates nothing.
 
 pub mod config;
 pub mod error;
 pub mod input;
+pub mod labels;
 pub mod net;
 pub mod npy;
 pub mod weights;
 
 pub use config::{Config, LayerInfo};
 pub use error::{ModelError, Result};
+pub use labels::Labels;
 pub use net::{softmax, top_k, MobileNet};
 pub use weights::Weights;

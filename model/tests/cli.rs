@@ -15,7 +15,7 @@ fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
     p
 }
 
-/// Runs `mobilenet run` on the fixture configuration with `args`; returns stderr.
+/// Runs `mobilenet` with `args`, which must fail with `needle` in stderr and no panic.
 fn fails(args: &[&str], needle: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_mobilenet")).args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -74,13 +74,16 @@ fn bad_weights_files() {
     let st = safetensors::SafeTensors::deserialize(&good).unwrap();
     let mut tensors: Vec<(String, safetensors::tensor::TensorView)> =
         st.tensors().into_iter().filter(|(k, _)| k != "linear.bias").collect();
-    let f64_bias = vec![0u8; 10 * 8];
+    let i32_bias = vec![0u8; 10 * 4];
     tensors.push((
         "linear.bias".into(),
-        safetensors::tensor::TensorView::new(safetensors::Dtype::F64, vec![10], &f64_bias).unwrap(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::I32, vec![10], &i32_bias).unwrap(),
     ));
     let wrong_dtype = tmp("dtype.safetensors", &safetensors::serialize(tensors, None).unwrap());
-    fails(&run_args(wrong_dtype.to_str().unwrap(), input), "linear.bias: dtype F64");
+    fails(
+        &run_args(wrong_dtype.to_str().unwrap(), input),
+        "linear.bias: dtype I32, expected one of F16, BF16, F32, F64",
+    );
     // Weights for another configuration: the first mismatching key and both shapes.
     let args =
         ["run", "--width", "0.5", "--resolution", "64", "--classes", "10", "--kernels", "naive", "--weights"];
@@ -131,4 +134,144 @@ fn a_png_image_runs() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("image 0: class "), "{stdout}");
+}
+
+/// Runs `mobilenet` with `args`, which must succeed; returns stdout.
+fn succeeds(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mobilenet")).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A one-image f32 `.npy` input at `resolution`, a smooth deterministic pattern.
+fn npy_input(name: &str, resolution: usize) -> PathBuf {
+    let data: Vec<f32> = (0..3 * resolution * resolution).map(|i| ((i % 97) as f32 / 48.0) - 1.0).collect();
+    tmp(name, &model::npy::to_bytes(&[1, 3, resolution, resolution], &data))
+}
+
+#[test]
+fn convert_to_f16_then_run_on_the_f16_file() {
+    let f32_weights = fixtures().join("weights.safetensors");
+    let f16_weights =
+        std::env::temp_dir().join(format!("mobilenet-cli-{}-f16.safetensors", std::process::id()));
+    let (w32, w16) = (f32_weights.to_str().unwrap(), f16_weights.to_str().unwrap());
+    let config = ["--width", "0.25", "--resolution", "64", "--classes", "10"];
+    let mut args = vec!["convert", "--weights", w32, "--precision", "f16", "--output", w16];
+    args.extend(config);
+    let line = succeeds(&args);
+    let before = std::fs::metadata(&f32_weights).unwrap().len();
+    let after = std::fs::metadata(&f16_weights).unwrap().len();
+    assert!(after < before * 6 / 10, "{before} -> {after} bytes");
+    let group = |n: u64| {
+        let s = n.to_string();
+        let mut out = String::new();
+        for (i, ch) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(ch);
+        }
+        out
+    };
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(
+        line.contains("164 tensors (f32)")
+            && line.contains("as f16")
+            && line.contains(&format!("{} -> {} bytes", group(before), group(after))),
+        "{line}"
+    );
+
+    let input = fixtures().join("input.npy");
+    let stdout = succeeds(&run_args(w16, input.to_str().unwrap()));
+    assert!(stdout.starts_with("image 0: class ") && stdout.contains("image 1: class "), "{stdout}");
+
+    // Converting the f16 file back to f32 reads the f16 tensors.
+    let back = std::env::temp_dir().join(format!("mobilenet-cli-{}-back.safetensors", std::process::id()));
+    let mut args =
+        vec!["convert", "--weights", w16, "--precision", "F32", "--output", back.to_str().unwrap()];
+    args.extend(config);
+    assert!(succeeds(&args).contains("164 tensors (f16)"));
+
+    // The keys are validated for the configuration given.
+    let mut args = vec!["convert", "--weights", w32, "--precision", "bf16", "--output", w16];
+    args.extend(["--width", "0.5", "--resolution", "64", "--classes", "10"]);
+    fails(&args, "first_conv.0.weight: shape [8, 3, 3, 3], expected [16, 3, 3, 3]");
+}
+
+#[test]
+fn convert_rejects_an_unknown_precision_in_one_line() {
+    let w = fixtures().join("weights.safetensors");
+    let out = Command::new(env!("CARGO_BIN_EXE_mobilenet"))
+        .args(["convert", "--weights", w.to_str().unwrap(), "--precision", "f8", "--output", "x.safetensors"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("error:")
+            && first.contains("unknown precision \"f8\" (expected one of f32, f16, bf16)"),
+        "{stderr}"
+    );
+    assert!(!std::path::Path::new("x.safetensors").exists());
+}
+
+#[test]
+fn run_labels_file_with_the_wrong_count_fails_naming_the_file() {
+    let labels = tmp("labels-short.txt", b"alpha\nbeta\ngamma\n\n");
+    let input = npy_input("labels-short.npy", 32);
+    let args = [
+        "run",
+        "--width",
+        "0.25",
+        "--resolution",
+        "32",
+        "--classes",
+        "4",
+        "--kernels",
+        "naive",
+        "--input",
+        input.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+    ];
+    fails(&args, &format!("labels {}: 3 class names, but the model has 4 classes", labels.display()));
+}
+
+#[test]
+fn run_prints_class_names_from_labels_or_imagenet() {
+    let input = npy_input("labels.npy", 32);
+    let input = input.to_str().unwrap();
+    let labels = tmp("labels.txt", b"alpha\nbeta\ngamma\ndelta\n\n");
+    let base = ["run", "--width", "0.25", "--resolution", "32", "--kernels", "naive", "--input", input];
+    let mut args = base.to_vec();
+    args.extend(["--classes", "4", "--top", "4", "--labels", labels.to_str().unwrap()]);
+    let stdout = succeeds(&args);
+    for (i, name) in ["alpha", "beta", "gamma", "delta"].iter().enumerate() {
+        assert!(stdout.contains(&format!("class {i} ({name}): ")), "{stdout}");
+    }
+
+    // 1000 classes and no --labels: the ImageNet-1k names.
+    let mut args = base.to_vec();
+    args.extend(["--classes", "1000", "--top", "3"]);
+    let stdout = succeeds(&args);
+    let imagenet: Vec<&str> = include_str!("../data/imagenet-1k.txt").lines().collect();
+    let named: Vec<(usize, &str)> = stdout
+        .split(", ")
+        .filter_map(|entry| {
+            let rest = entry.split("class ").nth(1)?;
+            let (index, rest) = rest.split_once(" (")?;
+            Some((index.parse().ok()?, rest.split_once("):")?.0))
+        })
+        .collect();
+    assert_eq!(named.len(), 3, "{stdout}");
+    for (index, name) in named {
+        assert_eq!(name, imagenet[index], "{stdout}");
+    }
+
+    // Other class counts without --labels: indices only.
+    let mut args = base.to_vec();
+    args.extend(["--classes", "4"]);
+    let stdout = succeeds(&args);
+    assert!(stdout.starts_with("image 0: class ") && !stdout.contains('('), "{stdout}");
 }

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use model::{input, npy, softmax, top_k, Config, MobileNet, ModelError, Weights};
+use kernels::Precision;
+use model::{input, npy, softmax, top_k, Config, Labels, MobileNet, ModelError, Weights};
 
 #[derive(Parser)]
 #[command(name = "mobilenet", version, about = "MobileNetV1 on hand-written CPU convolution kernels")]
@@ -66,6 +67,10 @@ enum Command {
         /// Seed of the random weights when --weights is absent.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Class names, one per line, as many as --classes (ImageNet-1k's are built in for
+        /// 1000 classes).
+        #[arg(long)]
+        labels: Option<PathBuf>,
     },
     /// Time every layer and the whole network (medians over --iters runs).
     Bench {
@@ -86,6 +91,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rewrite a weights file (F16, BF16, F32 or F64 tensors) with every tensor stored as
+    /// --precision, under the same names.
+    Convert {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Weights (safetensors) to read; checked against the configuration.
+        #[arg(long)]
+        weights: PathBuf,
+        /// Storage type of the output: f32, f16 or bf16.
+        #[arg(long, value_parser = parse_precision)]
+        precision: Precision,
+        /// The safetensors file to write.
+        #[arg(long)]
+        output: PathBuf,
+    },
+}
+
+fn parse_precision(s: &str) -> Result<Precision, String> {
+    Precision::parse(s).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -129,10 +153,11 @@ fn run(command: Command) -> Result<(), ModelError> {
             }
             Ok(())
         }
-        Command::Run { model, weights, input, output, logits, kernels, threads, top, seed } => {
+        Command::Run { model, weights, input, output, logits, kernels, threads, top, seed, labels } => {
             let config = model.config();
             config.validate()?;
             let set = kernels::kernel_set(&kernels)?;
+            let labels = Labels::for_run(labels.as_deref(), config.classes)?;
             let batch = input::load(&input, config.resolution)?;
             let w = match weights {
                 Some(p) => Weights::load(&p, &config)?,
@@ -142,8 +167,13 @@ fn run(command: Command) -> Result<(), ModelError> {
             let raw = net.forward(&batch.data)?.to_vec();
             let probs = softmax(&raw, config.classes);
             for (i, row) in probs.chunks_exact(config.classes).enumerate() {
-                let best: Vec<String> =
-                    top_k(row, top).iter().map(|(c, p)| format!("class {c}: {p:.4}")).collect();
+                let best: Vec<String> = top_k(row, top)
+                    .iter()
+                    .map(|&(c, p)| match labels.as_ref().and_then(|l| l.name(c)) {
+                        Some(name) => format!("class {c} ({name}): {p:.4}"),
+                        None => format!("class {c}: {p:.4}"),
+                    })
+                    .collect();
                 println!("image {i}: {}", best.join(", "));
             }
             if let Some(path) = output {
@@ -160,6 +190,24 @@ fn run(command: Command) -> Result<(), ModelError> {
                 None => Weights::random(&config, 0)?,
             };
             bench(config, &w, &kernels, threads, iters.max(1), batch, json)
+        }
+        Command::Convert { model, weights, precision, output } => {
+            let w = Weights::load(&weights, &model.config())?;
+            w.save_as(&output, precision)?;
+            let size = |p: &PathBuf| {
+                std::fs::metadata(p)
+                    .map(|m| m.len())
+                    .map_err(|source| ModelError::Io { path: p.display().to_string(), source })
+            };
+            println!(
+                "{}: {} -> {} as {precision}: {} -> {} bytes",
+                weights.display(),
+                w.summary(),
+                output.display(),
+                group(size(&weights)?),
+                group(size(&output)?)
+            );
+            Ok(())
         }
     }
 }
