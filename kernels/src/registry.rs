@@ -9,7 +9,7 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use crate::algo::{ConvAlgorithm, LayerKind, PreparedConv};
+use crate::algo::{ConvAlgorithm, LayerKind, PreparedConv, Stored};
 use crate::direct::Direct;
 use crate::error::{KernelError, Result};
 use crate::gemm::Gemm;
@@ -98,6 +98,19 @@ impl KernelSet {
         activation: Activation,
     ) -> Result<Box<dyn PreparedConv>> {
         self.choose(kind, spec).prepare(spec, weights_oihw, bias, activation)
+    }
+
+    /// Prepares `spec` with the chosen algorithm for activations stored as `E` (f32, f16,
+    /// bf16): the algorithm's native path where it has one, else its widened f32 path.
+    pub fn prepare_as<E: Stored>(
+        &self,
+        kind: LayerKind,
+        spec: &ConvSpec,
+        weights_oihw: &[f32],
+        bias: Option<&[f32]>,
+        activation: Activation,
+    ) -> Result<Box<dyn PreparedConv<E>>> {
+        E::prepare(self.choose(kind, spec), spec, weights_oihw, bias, activation)
     }
 }
 

@@ -18,5 +18,5 @@ pub mod weights;
 pub use config::{Config, LayerInfo};
 pub use error::{ModelError, Result};
 pub use labels::Labels;
-pub use net::{softmax, top_k, MobileNet};
+pub use net::{softmax, top_k, LayerRun, MobileNet};
 pub use weights::Weights;

@@ -4,19 +4,34 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kernels::tensor::nchw_to_nhwc;
-use kernels::{Activation, AlignedBuf, Dims, KernelSet, LayerKind, PreparedConv};
+use half::{bf16, f16};
+use kernels::algo::Stored;
+use kernels::simd::Element;
+use kernels::{Activation, AlignedBuf, Dims, Isa, KernelSet, LayerKind, Precision, PreparedConv};
 
 use crate::config::{Config, LayerInfo};
 use crate::error::{ModelError, Result};
 use crate::weights::{fold_batchnorm, Weights};
 
 /// One prepared layer and the NHWC shapes it runs on (the whole batch).
-struct Layer {
+struct Layer<E: Element> {
     info: LayerInfo,
-    conv: Box<dyn PreparedConv>,
+    conv: Box<dyn PreparedConv<E>>,
     in_dims: Dims,
     out_dims: Dims,
+}
+
+/// What the model reports about one prepared layer.
+#[derive(Debug, Clone)]
+pub struct LayerRun<'a> {
+    pub info: &'a LayerInfo,
+    /// The algorithm that runs it (`gemm-avx512`, ...).
+    pub algorithm: &'static str,
+    /// `native` or `widened` (an f32 kernel between conversions, see
+    /// `kernels::algo::widened`).
+    pub storage: &'static str,
+    /// The instruction level its code executes at.
+    pub level: Isa,
 }
 
 /// A ready-to-run MobileNetV1: `forward` allocates nothing.
@@ -24,24 +39,58 @@ struct Layer {
 /// The prepared layers (packed weights) are immutable and shared: [`MobileNet::session`]
 /// gives another handle with its own activation buffers, so several threads can run one
 /// prepared model at once without copying its weights.
+///
+/// # Precision
+///
+/// At [`Precision::F16`] or [`Precision::Bf16`] ([`MobileNet::with_precision`]) the
+/// activations between layers are stored in that type and every layer's weights and bias are
+/// rounded to it *after* batch-norm folding (folding is done in f64 on the widened file
+/// values, then rounded once). Every layer accumulates in f32 and rounds each output once.
+/// The input is rounded on the way in; the logits come back widened to f32.
 pub struct MobileNet {
     config: Config,
     batch: usize,
     threads: usize,
     kernel_set: String,
-    layers: Arc<Vec<Layer>>,
-    pool: Option<Arc<rayon::ThreadPool>>,
-    input: AlignedBuf,
-    ping: AlignedBuf,
-    pong: AlignedBuf,
-    scratch: AlignedBuf,
-    pooled: AlignedBuf,
+    precision: Precision,
+    engine: Engine,
+    /// The logits widened to f32 (what `forward` returns at every precision).
     logits: AlignedBuf,
+}
+
+/// The network at one storage type.
+enum Engine {
+    F32(Net<f32>),
+    F16(Net<f16>),
+    Bf16(Net<bf16>),
+}
+
+/// Dispatches `$body` with `$net` bound to the engine's `Net<E>`.
+macro_rules! with_net {
+    ($engine:expr, $net:ident => $body:expr) => {
+        match $engine {
+            Engine::F32($net) => $body,
+            Engine::F16($net) => $body,
+            Engine::Bf16($net) => $body,
+        }
+    };
+}
+
+/// The prepared layers and the activation buffers of one storage type.
+struct Net<E: Element> {
+    layers: Arc<Vec<Layer<E>>>,
+    pool: Option<Arc<rayon::ThreadPool>>,
+    input: AlignedBuf<E>,
+    ping: AlignedBuf<E>,
+    pong: AlignedBuf<E>,
+    scratch: AlignedBuf,
+    pooled: AlignedBuf<E>,
+    logits: AlignedBuf<E>,
 }
 
 impl MobileNet {
     /// Builds the network for `batch` images from `weights` with the algorithms of
-    /// `kernel_set`, running on `threads` threads (1 = no rayon at all).
+    /// `kernel_set`, running on `threads` threads (1 = no rayon at all), in f32.
     pub fn new(
         config: Config,
         weights: &Weights,
@@ -49,32 +98,25 @@ impl MobileNet {
         batch: usize,
         threads: usize,
     ) -> Result<Self> {
+        Self::with_precision(config, weights, kernel_set, batch, threads, Precision::F32)
+    }
+
+    /// As [`new`](Self::new), with activations and weights stored at `precision` (see the
+    /// type's docs).
+    pub fn with_precision(
+        config: Config,
+        weights: &Weights,
+        kernel_set: &KernelSet,
+        batch: usize,
+        threads: usize,
+        precision: Precision,
+    ) -> Result<Self> {
         config.validate()?;
         if batch == 0 || batch > 1 << 16 {
             return Err(ModelError::Config(format!("batch must be in 1..=65536, got {batch}")));
         }
         if threads == 0 || threads > 1024 {
             return Err(ModelError::Config(format!("threads must be in 1..=1024, got {threads}")));
-        }
-        let infos = config.layers()?;
-        let mut layers = Vec::with_capacity(infos.len());
-        for (idx, info) in infos.into_iter().enumerate() {
-            let (w, b, activation) = layer_weights(weights, idx, info.kind)?;
-            let conv = kernel_set.prepare(info.kind, &info.spec, &w, Some(&b), activation)?;
-            let (in_hw, out_hw) = if info.kind == LayerKind::FullyConnected {
-                ((1, 1), (1, 1))
-            } else {
-                (info.input_hw, info.output_hw)
-            };
-            let in_dims = Dims::new(batch, in_hw.0, in_hw.1, info.spec.in_channels);
-            let out_dims = Dims::new(batch, out_hw.0, out_hw.1, info.spec.out_channels);
-            layers.push(Layer { info, conv, in_dims, out_dims });
-        }
-        let mut act_len = 0;
-        let mut scratch_len = 0;
-        for l in &layers {
-            act_len = act_len.max(l.out_dims.len()?);
-            scratch_len = scratch_len.max(l.conv.scratch_len(l.in_dims)?);
         }
         let pool = if threads > 1 {
             Some(Arc::new(
@@ -86,40 +128,39 @@ impl MobileNet {
         } else {
             None
         };
-        let fc = &layers[layers.len() - 1];
+        let engine = match precision {
+            Precision::F32 => Engine::F32(Net::new(config, weights, kernel_set, batch, pool)?),
+            Precision::F16 => Engine::F16(Net::new(config, weights, kernel_set, batch, pool)?),
+            Precision::Bf16 => Engine::Bf16(Net::new(config, weights, kernel_set, batch, pool)?),
+        };
+        let logits = AlignedBuf::zeros(batch * config.classes)?;
         Ok(MobileNet {
             config,
             batch,
             threads,
             kernel_set: kernel_set.name().to_string(),
-            pooled: AlignedBuf::zeros(fc.in_dims.len()?)?,
-            logits: AlignedBuf::zeros(fc.out_dims.len()?)?,
-            input: AlignedBuf::zeros(layers[0].in_dims.len()?)?,
-            ping: AlignedBuf::zeros(act_len)?,
-            pong: AlignedBuf::zeros(act_len)?,
-            scratch: AlignedBuf::zeros(scratch_len)?,
-            layers: Arc::new(layers),
-            pool,
+            precision,
+            engine,
+            logits,
         })
     }
 
     /// Another handle on the same prepared layers (and thread pool) with its own buffers,
     /// for running the model from another thread. Allocates the buffers, shares the weights.
     pub fn session(&self) -> Result<Self> {
-        let zeros = |b: &AlignedBuf| AlignedBuf::zeros(b.len());
+        let engine = match &self.engine {
+            Engine::F32(n) => Engine::F32(n.session()?),
+            Engine::F16(n) => Engine::F16(n.session()?),
+            Engine::Bf16(n) => Engine::Bf16(n.session()?),
+        };
         Ok(MobileNet {
             config: self.config,
             batch: self.batch,
             threads: self.threads,
             kernel_set: self.kernel_set.clone(),
-            layers: Arc::clone(&self.layers),
-            pool: self.pool.clone(),
-            input: zeros(&self.input)?,
-            ping: zeros(&self.ping)?,
-            pong: zeros(&self.pong)?,
-            scratch: zeros(&self.scratch)?,
-            pooled: zeros(&self.pooled)?,
-            logits: zeros(&self.logits)?,
+            precision: self.precision,
+            engine,
+            logits: AlignedBuf::zeros(self.logits.len())?,
         })
     }
 
@@ -135,10 +176,23 @@ impl MobileNet {
     pub fn kernel_set(&self) -> &str {
         &self.kernel_set
     }
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
 
     /// The layer table with the algorithm that runs each layer.
-    pub fn layers(&self) -> impl Iterator<Item = (&LayerInfo, &'static str)> {
-        self.layers.iter().map(|l| (&l.info, l.conv.algorithm()))
+    pub fn layers(&self) -> Vec<(&LayerInfo, &'static str)> {
+        self.layer_runs().into_iter().map(|l| (l.info, l.algorithm)).collect()
+    }
+
+    /// The layer table with the algorithm, storage path and level of each layer.
+    pub fn layer_runs(&self) -> Vec<LayerRun<'_>> {
+        with_net!(&self.engine, n => n.layers.iter().map(|l| LayerRun {
+            info: &l.info,
+            algorithm: l.conv.algorithm(),
+            storage: l.conv.storage(),
+            level: l.conv.level(),
+        }).collect())
     }
 
     /// Runs the network on NCHW input `[batch, 3, r, r]`; returns the logits `[batch, classes]`.
@@ -149,17 +203,85 @@ impl MobileNet {
     /// As [`forward`](Self::forward), recording each layer's wall time into `times`
     /// (one entry per layer; the fc entry includes the global average pool).
     pub fn forward_profiled(&mut self, input_nchw: &[f32], times: &mut [Duration]) -> Result<&[f32]> {
-        if times.len() != self.layers.len() {
-            return Err(ModelError::Config(format!(
-                "need {} timing slots, got {}",
-                self.layers.len(),
-                times.len()
-            )));
+        let n_layers = with_net!(&self.engine, n => n.layers.len());
+        if times.len() != n_layers {
+            return Err(ModelError::Config(format!("need {n_layers} timing slots, got {}", times.len())));
         }
         self.forward_inner(input_nchw, Some(times))
     }
 
-    fn forward_inner(&mut self, input_nchw: &[f32], mut times: Option<&mut [Duration]>) -> Result<&[f32]> {
+    fn forward_inner(&mut self, input_nchw: &[f32], times: Option<&mut [Duration]>) -> Result<&[f32]> {
+        let threads = self.threads;
+        with_net!(&mut self.engine, n => {
+            let logits = n.forward(input_nchw, times, threads)?;
+            for (d, &x) in self.logits.iter_mut().zip(logits) {
+                *d = x.to_f32();
+            }
+        });
+        Ok(&self.logits)
+    }
+}
+
+impl<E: Stored> Net<E> {
+    fn new(
+        config: Config,
+        weights: &Weights,
+        kernel_set: &KernelSet,
+        batch: usize,
+        pool: Option<Arc<rayon::ThreadPool>>,
+    ) -> Result<Self> {
+        let infos = config.layers()?;
+        let mut layers = Vec::with_capacity(infos.len());
+        for (idx, info) in infos.into_iter().enumerate() {
+            let (w, b, activation) = layer_weights(weights, idx, info.kind)?;
+            let conv = kernel_set.prepare_as::<E>(info.kind, &info.spec, &w, Some(&b), activation)?;
+            let (in_hw, out_hw) = if info.kind == LayerKind::FullyConnected {
+                ((1, 1), (1, 1))
+            } else {
+                (info.input_hw, info.output_hw)
+            };
+            let in_dims = Dims::new(batch, in_hw.0, in_hw.1, info.spec.in_channels);
+            let out_dims = Dims::new(batch, out_hw.0, out_hw.1, info.spec.out_channels);
+            layers.push(Layer { info, conv, in_dims, out_dims });
+        }
+        let mut act_len = 0;
+        let mut scratch_len = 0;
+        for l in &layers {
+            act_len = act_len.max(l.out_dims.len()?);
+            scratch_len = scratch_len.max(l.conv.scratch_len(l.in_dims)?);
+        }
+        let fc = &layers[layers.len() - 1];
+        Ok(Net {
+            pooled: AlignedBuf::zeros(fc.in_dims.len()?)?,
+            logits: AlignedBuf::zeros(fc.out_dims.len()?)?,
+            input: AlignedBuf::zeros(layers[0].in_dims.len()?)?,
+            ping: AlignedBuf::zeros(act_len)?,
+            pong: AlignedBuf::zeros(act_len)?,
+            scratch: AlignedBuf::zeros(scratch_len)?,
+            layers: Arc::new(layers),
+            pool,
+        })
+    }
+
+    fn session(&self) -> Result<Self> {
+        Ok(Net {
+            layers: Arc::clone(&self.layers),
+            pool: self.pool.clone(),
+            input: AlignedBuf::zeros(self.input.len())?,
+            ping: AlignedBuf::zeros(self.ping.len())?,
+            pong: AlignedBuf::zeros(self.pong.len())?,
+            scratch: AlignedBuf::zeros(self.scratch.len())?,
+            pooled: AlignedBuf::zeros(self.pooled.len())?,
+            logits: AlignedBuf::zeros(self.logits.len())?,
+        })
+    }
+
+    fn forward(
+        &mut self,
+        input_nchw: &[f32],
+        mut times: Option<&mut [Duration]>,
+        threads: usize,
+    ) -> Result<&[E]> {
         let first = self.layers[0].in_dims;
         let expected = first.len()?;
         if input_nchw.len() != expected {
@@ -172,8 +294,7 @@ impl MobileNet {
                 first.w
             )));
         }
-        nchw_to_nhwc(input_nchw, &mut self.input, first);
-        let threads = self.threads;
+        nchw_to_nhwc_as(input_nchw, &mut self.input, first);
         let pool = self.pool.as_deref();
         let n_layers = self.layers.len();
         for (i, layer) in self.layers.iter().enumerate() {
@@ -205,11 +326,11 @@ impl MobileNet {
     }
 }
 
-fn run_on(
+fn run_on<E: Element>(
     pool: Option<&rayon::ThreadPool>,
-    layer: &Layer,
-    input: &[f32],
-    output: &mut [f32],
+    layer: &Layer<E>,
+    input: &[E],
+    output: &mut [E],
     scratch: &mut [f32],
     threads: usize,
 ) -> Result<()> {
@@ -221,19 +342,37 @@ fn run_on(
     Ok(())
 }
 
-/// Mean over every pixel of each image, per channel: `[N,H,W,C] -> [N,1,1,C]`.
-fn global_average_pool(input: &[f32], dims: Dims, out: &mut [f32]) {
+/// `dst[n][y][x][c] = round(src[n][c][y][x])` into storage type `E`.
+fn nchw_to_nhwc_as<E: Element>(src: &[f32], dst: &mut [E], dims: Dims) {
+    let Dims { n, h, w, c } = dims;
+    let hw = h * w;
+    for b in 0..n {
+        let s = &src[b * c * hw..(b + 1) * c * hw];
+        let d = &mut dst[b * c * hw..(b + 1) * c * hw];
+        for ch in 0..c {
+            for p in 0..hw {
+                d[p * c + ch] = E::from_f32(s[ch * hw + p]);
+            }
+        }
+    }
+}
+
+/// Mean over every pixel of each image, per channel: `[N,H,W,C] -> [N,1,1,C]`, summed in
+/// f32 and rounded once to `E`.
+fn global_average_pool<E: Element>(input: &[E], dims: Dims, out: &mut [E]) {
     let hw = dims.h * dims.w;
+    let mut sum = vec![0.0f32; dims.c];
     for b in 0..dims.n {
-        let dst = &mut out[b * dims.c..(b + 1) * dims.c];
-        dst.fill(0.0);
+        sum.fill(0.0);
         for px in input[b * hw * dims.c..(b + 1) * hw * dims.c].chunks_exact(dims.c) {
-            for (d, &v) in dst.iter_mut().zip(px) {
-                *d += v;
+            for (d, &v) in sum.iter_mut().zip(px) {
+                *d += v.to_f32();
             }
         }
         let inv = 1.0 / hw as f32;
-        dst.iter_mut().for_each(|d| *d *= inv);
+        for (d, &s) in out[b * dims.c..(b + 1) * dims.c].iter_mut().zip(&sum) {
+            *d = E::from_f32(s * inv);
+        }
     }
 }
 

@@ -71,6 +71,9 @@ enum Command {
         /// 1000 classes).
         #[arg(long)]
         labels: Option<PathBuf>,
+        /// Storage type of weights and activations: f32, f16 or bf16 (f32 accumulation).
+        #[arg(long, default_value = "f32", value_parser = parse_precision)]
+        precision: Precision,
     },
     /// Time every layer and the whole network (medians over --iters runs).
     Bench {
@@ -90,6 +93,9 @@ enum Command {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+        /// Storage type of weights and activations: f32, f16 or bf16 (f32 accumulation).
+        #[arg(long, default_value = "f32", value_parser = parse_precision)]
+        precision: Precision,
     },
     /// Rewrite a weights file (F16, BF16, F32 or F64 tensors) with every tensor stored as
     /// --precision, under the same names.
@@ -151,9 +157,29 @@ fn run(command: Command) -> Result<(), ModelError> {
             for set in kernels::kernel_sets()? {
                 println!("  {set}");
             }
+            println!("precisions (per layer kind of MobileNetV1: native, or widened around the f32 kernel):");
+            for set in kernels::kernel_sets()? {
+                let per: Vec<String> = [Precision::F16, Precision::Bf16]
+                    .iter()
+                    .map(|&p| Ok(format!("{p}: {}", precision_paths(&set, p)?)))
+                    .collect::<Result<_, ModelError>>()?;
+                println!("  {:<14} f32: native; {}", set.name(), per.join("; "));
+            }
             Ok(())
         }
-        Command::Run { model, weights, input, output, logits, kernels, threads, top, seed, labels } => {
+        Command::Run {
+            model,
+            weights,
+            input,
+            output,
+            logits,
+            kernels,
+            threads,
+            top,
+            seed,
+            labels,
+            precision,
+        } => {
             let config = model.config();
             config.validate()?;
             let set = kernels::kernel_set(&kernels)?;
@@ -163,7 +189,10 @@ fn run(command: Command) -> Result<(), ModelError> {
                 Some(p) => Weights::load(&p, &config)?,
                 None => Weights::random(&config, seed)?,
             };
-            let mut net = MobileNet::new(config, &w, &set, batch.n, threads)?;
+            let mut net = MobileNet::with_precision(config, &w, &set, batch.n, threads, precision)?;
+            if precision != Precision::F32 {
+                eprintln!("{}", storage_summary(&net));
+            }
             let raw = net.forward(&batch.data)?.to_vec();
             let probs = softmax(&raw, config.classes);
             for (i, row) in probs.chunks_exact(config.classes).enumerate() {
@@ -182,14 +211,14 @@ fn run(command: Command) -> Result<(), ModelError> {
             }
             Ok(())
         }
-        Command::Bench { model, kernels, threads, iters, batch, weights, json } => {
+        Command::Bench { model, kernels, threads, iters, batch, weights, json, precision } => {
             let config = model.config();
             config.validate()?;
             let w = match weights {
                 Some(p) => Weights::load(&p, &config)?,
                 None => Weights::random(&config, 0)?,
             };
-            bench(config, &w, &kernels, threads, iters.max(1), batch, json)
+            bench(config, &w, &kernels, Run { threads, iters: iters.max(1), batch, precision }, json)
         }
         Command::Convert { model, weights, precision, output } => {
             let w = Weights::load(&weights, &model.config())?;
@@ -210,6 +239,21 @@ fn run(command: Command) -> Result<(), ModelError> {
             Ok(())
         }
     }
+}
+
+/// How `set` runs each layer kind of MobileNetV1 at `precision`: `kind=native|widened`,
+/// found by preparing the first layer of each kind of a small model.
+fn precision_paths(set: &kernels::KernelSet, precision: Precision) -> Result<String, ModelError> {
+    let config = Config { width: 0.25, resolution: 32, classes: 16 };
+    let net = MobileNet::with_precision(config, &Weights::random(&config, 0)?, set, 1, 1, precision)?;
+    let mut seen = Vec::new();
+    for l in net.layer_runs() {
+        if !seen.iter().any(|(k, _)| *k == l.info.kind) {
+            let level = if l.storage == "native" { format!(" at {}", l.level) } else { String::new() };
+            seen.push((l.info.kind, format!("{}={}{level}", l.info.kind, l.storage)));
+        }
+    }
+    Ok(seen.into_iter().map(|(_, s)| s).collect::<Vec<_>>().join(" "))
 }
 
 fn info(config: Config) -> Result<(), ModelError> {
@@ -252,17 +296,36 @@ fn info(config: Config) -> Result<(), ModelError> {
     Ok(())
 }
 
-fn bench(
-    config: Config,
-    weights: &Weights,
-    set: &str,
+/// How `bench` runs the model.
+struct Run {
     threads: usize,
     iters: usize,
     batch: usize,
-    json: bool,
-) -> Result<(), ModelError> {
+    precision: Precision,
+}
+
+/// One line on how a reduced-precision model runs: how many layers read and write the
+/// storage type natively, and which are widened to f32 around an f32 kernel.
+fn storage_summary(net: &MobileNet) -> String {
+    let runs = net.layer_runs();
+    let widened: Vec<String> = runs
+        .iter()
+        .filter(|l| l.storage != "native")
+        .map(|l| format!("{} ({})", l.info.name, l.algorithm))
+        .collect();
+    format!(
+        "precision {}: {} of {} layers native, widened: {}",
+        net.precision(),
+        runs.len() - widened.len(),
+        runs.len(),
+        if widened.is_empty() { "none".to_string() } else { widened.join(", ") }
+    )
+}
+
+fn bench(config: Config, weights: &Weights, set: &str, run: Run, json: bool) -> Result<(), ModelError> {
+    let Run { threads, iters, batch, precision } = run;
     let set = kernels::kernel_set(set)?;
-    let mut net = MobileNet::new(config, weights, &set, batch, threads)?;
+    let mut net = MobileNet::with_precision(config, weights, &set, batch, threads, precision)?;
     let input = vec![0.5f32; batch * 3 * config.resolution * config.resolution];
     let n_layers = config.layers()?.len();
     let mut times = vec![Duration::ZERO; n_layers];
@@ -279,38 +342,40 @@ fn bench(
             acc.push(t.as_secs_f64() * 1e3);
         }
     }
-    let layers: Vec<_> = net.layers().map(|(info, algo)| (info.clone(), algo)).collect();
     let median_total = median(&mut totals);
-    let rows: Vec<(String, &str, f64, f64)> = layers
+    let rows: Vec<(String, String, &str, f64, f64)> = net
+        .layer_runs()
         .iter()
         .zip(per_layer.iter_mut())
-        .map(|((info, algo), ts)| {
+        .map(|(l, ts)| {
             let ms = median(ts);
-            let gflops = info.cost.flops as f64 * batch as f64 / (ms * 1e-3) / 1e9;
-            (info.name.clone(), *algo, ms, gflops)
+            let gflops = l.info.cost.flops as f64 * batch as f64 / (ms * 1e-3) / 1e9;
+            (l.info.name.clone(), l.algorithm.to_string(), l.storage, ms, gflops)
         })
         .collect();
     if json {
         let layers_json: Vec<serde_json::Value> = rows
             .iter()
-            .map(|(name, algo, ms, gf)| serde_json::json!({"name": name, "algorithm": algo, "median_ms": ms, "gflops": gf}))
+            .map(|(name, algo, storage, ms, gf)| {
+                serde_json::json!({"name": name, "algorithm": algo, "storage": storage, "median_ms": ms, "gflops": gf})
+            })
             .collect();
         let obj = serde_json::json!({
-            "kernels": set.name(), "threads": threads, "iters": iters, "batch": batch,
-            "median_ms": median_total, "layers": layers_json,
+            "kernels": set.name(), "precision": precision.name(), "threads": threads, "iters": iters,
+            "batch": batch, "median_ms": median_total, "layers": layers_json,
         });
         println!("{obj}");
     } else {
         println!(
-            "kernel set {}, {} thread(s), batch {}, {} iterations (medians)\n",
+            "kernel set {}, precision {precision}, {} thread(s), batch {}, {} iterations (medians)\n",
             set.name(),
             threads,
             batch,
             iters
         );
-        println!("{:<6} {:<16} {:>10} {:>9}", "layer", "algorithm", "ms", "GFLOP/s");
-        for (name, algo, ms, gf) in &rows {
-            println!("{name:<6} {algo:<16} {ms:>10.4} {gf:>9.2}");
+        println!("{:<6} {:<16} {:<8} {:>10} {:>9}", "layer", "algorithm", "storage", "ms", "GFLOP/s");
+        for (name, algo, storage, ms, gf) in &rows {
+            println!("{name:<6} {algo:<16} {storage:<8} {ms:>10.4} {gf:>9.2}");
         }
         let flops = config.total_cost()?.flops as f64 * batch as f64;
         println!(
