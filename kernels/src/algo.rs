@@ -8,7 +8,7 @@ use half::{bf16, f16};
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
 use crate::precision::Precision;
-use crate::simd::{Backend, Element, Simd, SimdOp};
+use crate::simd::{Backend, Convert, ConvertOp, Element, Simd, SimdOp};
 use crate::spec::{Activation, ConvSpec, Dims};
 
 /// The layer kinds of a depthwise-separable network; a [`crate::KernelSet`] picks one
@@ -186,13 +186,15 @@ pub fn widened<E: Element>(
     let w = rounded(p, weights_oihw);
     let b = bias.map(|b| rounded(p, b));
     let inner = algo.prepare(spec, &w, b.as_deref(), activation)?;
-    Ok(Box::new(Widened::<E> { inner, _element: PhantomData }))
+    // The algorithm's own backend converts (vector F16C / shifts where it has them).
+    let convert = algo.backend().dispatch(ConvertOp::<E>::new())?;
+    Ok(Box::new(Widened::<E> { inner, convert }))
 }
 
 /// See [`widened`].
 struct Widened<E> {
     inner: Box<dyn PreparedConv>,
-    _element: PhantomData<fn() -> E>,
+    convert: Convert<E>,
 }
 
 impl<E: Element> PreparedConv<E> for Widened<E> {
@@ -228,13 +230,12 @@ impl<E: Element> PreparedConv<E> for Widened<E> {
         check_run(self.spec(), input, in_dims, output, scratch, needed)?;
         let (wide_in, rest) = scratch.split_at_mut(input.len());
         let (wide_out, inner) = rest.split_at_mut(output.len());
-        for (d, &x) in wide_in.iter_mut().zip(input) {
-            *d = x.to_f32();
-        }
+        // SAFETY: `convert` came from a token of the algorithm's backend at prepare; the
+        // slices hold the lengths passed (split from checked buffers).
+        unsafe { (self.convert.widen)(input.as_ptr(), wide_in.as_mut_ptr(), input.len()) };
         self.inner.run(wide_in, in_dims, wide_out, inner, threads)?;
-        for (d, &x) in output.iter_mut().zip(wide_out.iter()) {
-            *d = E::from_f32(x);
-        }
+        // SAFETY: as above.
+        unsafe { (self.convert.narrow)(wide_out.as_ptr(), output.as_mut_ptr(), output.len()) };
         Ok(())
     }
 }

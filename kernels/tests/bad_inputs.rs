@@ -41,7 +41,7 @@ fn overflowing_sizes_are_errors_not_aborts() {
             assert!(p.scratch_len(dims).is_err() || p.scratch_len(dims).is_ok(), "no panic");
         }
     }
-    assert!(kernels::AlignedBuf::zeros(usize::MAX / 2).is_err());
+    assert!(kernels::AlignedBuf::<f32>::zeros(usize::MAX / 2).is_err());
 }
 
 #[test]

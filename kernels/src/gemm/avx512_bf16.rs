@@ -213,6 +213,20 @@ struct TileArgs {
     clamp: Clamp,
 }
 
+/// 32 bf16s from their bits (the intrinsics have no cast between the two types).
+#[inline(always)]
+fn as_bh(v: __m512i) -> __m512bh {
+    // SAFETY: both are 64-byte plain vectors; every bit pattern is valid in each.
+    unsafe { std::mem::transmute::<__m512i, __m512bh>(v) }
+}
+
+/// The bits of 16 bf16s.
+#[inline(always)]
+fn from_bh(v: __m256bh) -> __m256i {
+    // SAFETY: both are 32-byte plain vectors; every bit pattern is valid in each.
+    unsafe { std::mem::transmute::<__m256bh, __m256i>(v) }
+}
+
 /// The lanes of column vector `z` (16 columns) that hold valid columns, as a mask.
 #[inline(always)]
 fn column_mask(nr: usize, z: usize) -> __mmask16 {
@@ -242,13 +256,13 @@ unsafe fn tile<const R: usize>(t: &TileArgs) {
             ($p2:expr, $pair:expr) => {{
                 let bp = t.b.add($p2 * NR * 2);
                 let bv: [__m512bh; 4] = [
-                    std::mem::transmute(_mm512_loadu_si512(bp.cast())),
-                    std::mem::transmute(_mm512_loadu_si512(bp.add(32).cast())),
-                    std::mem::transmute(_mm512_loadu_si512(bp.add(64).cast())),
-                    std::mem::transmute(_mm512_loadu_si512(bp.add(96).cast())),
+                    as_bh(_mm512_loadu_si512(bp.cast())),
+                    as_bh(_mm512_loadu_si512(bp.add(32).cast())),
+                    as_bh(_mm512_loadu_si512(bp.add(64).cast())),
+                    as_bh(_mm512_loadu_si512(bp.add(96).cast())),
                 ];
                 for (r, row) in acc.iter_mut().enumerate() {
-                    let av: __m512bh = std::mem::transmute(_mm512_set1_epi32($pair(r)));
+                    let av = as_bh(_mm512_set1_epi32($pair(r)));
                     for (z, v) in row.iter_mut().enumerate() {
                         *v = _mm512_dpbf16_ps(*v, av, bv[z]);
                     }
@@ -266,9 +280,80 @@ unsafe fn tile<const R: usize>(t: &TileArgs) {
             for (z, &v) in row.iter().enumerate() {
                 // `vmaxps` returns its second operand for a NaN first: NaN -> lo.
                 let v = if t.clamp.on { _mm512_min_ps(_mm512_max_ps(v, lo), hi) } else { v };
-                let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
+                let h = from_bh(_mm512_cvtneps_pbh(v));
                 _mm256_mask_storeu_epi16(t.c.add(r * t.ldc + 16 * z).cast(), column_mask(t.nr, z), h);
             }
         }
     }
+}
+
+/// The rows above which `vdpbf16ps` loses to the f32 FMA path on a core where its FLOP rate
+/// is lower ([`dot_vs_fma`] < 1): below it a layer streams its weights (FC at batch 1: 1 row,
+/// 0.31 ms on bf16 pairs against 0.54 ms on f32 panels, Xeon model 207), above it it is
+/// compute-bound (pw12/pw13, 49 rows: 0.68 / 1.45 ms on pairs against 0.63 / 1.35 on f32).
+pub(crate) const DOT_MAX_ROWS_WHEN_SLOWER: usize = 16;
+
+/// The FLOP rate of `vdpbf16ps` over that of `vfmadd231ps` on this core (both on zmm, 12
+/// independent accumulators: more than latency x throughput for either), measured once per
+/// process in about 0.1 ms (best of 5). Emerald Rapids (Xeon model 207, KVM) issues
+/// `vdpbf16ps` at a quarter of the FMA rate: 1.74 against 6.9 G instructions/s, so 0.51x
+/// the FLOPs; Zen 4 is documented at one per cycle like its FMA, 2x the FLOPs.
+/// `KERNELS_BF16_DOT=1` or `0` skips the measurement (always / never prefer the pairs).
+///
+/// # Safety
+/// The CPU must have AVX-512F and AVX512_BF16.
+pub(crate) unsafe fn dot_vs_fma() -> f64 {
+    use std::sync::OnceLock;
+    static RATIO: OnceLock<f64> = OnceLock::new();
+    *RATIO.get_or_init(|| match std::env::var("KERNELS_BF16_DOT").as_deref().map(str::trim) {
+        Ok("1") => 2.0,
+        Ok("0") => 0.0,
+        _ => {
+            let best = |f: unsafe fn(usize) -> f32| {
+                (0..5)
+                    .map(|_| {
+                        let t = std::time::Instant::now();
+                        // SAFETY: the caller guarantees the ISA.
+                        std::hint::black_box(unsafe { f(2000) });
+                        t.elapsed().as_secs_f64()
+                    })
+                    .fold(f64::INFINITY, f64::min)
+            };
+            // Each dot instruction does twice the FLOPs of an FMA.
+            2.0 * best(fma_loop) / best(dot_loop)
+        }
+    })
+}
+
+/// Applies `$step` to each of the 12 accumulators of `$acc`, written out: a loop over the
+/// array made LLVM keep some of them in memory.
+macro_rules! twelve {
+    ($step:expr, $acc:ident) => {{
+        let [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11] = &mut $acc;
+        for a in [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11] {
+            *a = $step(*a);
+        }
+    }};
+}
+
+/// `n` rounds of 12 independent `vdpbf16ps`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+unsafe fn dot_loop(n: usize) -> f32 {
+    let mut acc = [_mm512_setzero_ps(); 12];
+    let a = as_bh(_mm512_set1_epi32(std::hint::black_box(0x3F80_3F80)));
+    for _ in 0..n {
+        twelve!(|x| _mm512_dpbf16_ps(x, a, a), acc);
+    }
+    acc.iter().fold(0.0, |s, &x| s + _mm512_reduce_add_ps(x))
+}
+
+/// `n` rounds of 12 independent `vfmadd231ps`.
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn fma_loop(n: usize) -> f32 {
+    let mut acc = [_mm512_setzero_ps(); 12];
+    let a = _mm512_set1_ps(std::hint::black_box(1e-3));
+    for _ in 0..n {
+        twelve!(|x| _mm512_fmadd_ps(a, a, x), acc);
+    }
+    acc.iter().fold(0.0, |s, &x| s + _mm512_reduce_add_ps(x))
 }

@@ -1,13 +1,15 @@
 //! `gemm-<backend>`: a pointwise (1x1, stride 1) convolution or a fully connected layer as
 //! one SGEMM on NHWC data: `[N*H*W, Cin] x [Cin, Cout]`, weights packed at prepare.
 
-use half::bf16;
+use half::{bf16, f16};
 
-use super::{nr_for, sgemm_tile, tiles, Operands, PackedB, Tile};
-use crate::algo::{bias_or_zeros, check_prepare, check_run, widened, ConvAlgorithm, PreparedConv};
+use super::driver::{acc_len, gemm_stored, Stored};
+use super::{nr_for, tiles, PackedB, Tile};
+use crate::algo::{bias_or_zeros, check_prepare, check_run, rounded, ConvAlgorithm, PreparedConv};
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
-use crate::simd::{Backend, Clamp};
+use crate::precision::Precision;
+use crate::simd::{Backend, Clamp, ConvertOp, Element};
 use crate::spec::{Activation, ConvSpec, Dims};
 
 /// The pointwise GEMM algorithm on one backend (registered once per backend).
@@ -20,6 +22,7 @@ pub struct Gemm {
 struct GemmPrepared {
     spec: ConvSpec,
     name: &'static str,
+    backend: Backend,
     /// The backend's tiles at the level it ran at when prepared (a token existed then).
     tiles: &'static [Tile],
     level: Isa,
@@ -48,22 +51,16 @@ impl ConvAlgorithm for Gemm {
         bias: Option<&[f32]>,
         activation: Activation,
     ) -> Result<Box<dyn PreparedConv>> {
-        check_prepare(self, spec, weights_oihw, bias, activation)?;
-        let (tiles, level) = (tiles(self.backend)?, self.backend.shape()?.level);
-        let cin = spec.in_channels;
-        // OIHW of a 1x1 conv is [Cout][Cin]: B[p][j] = w[j][p].
-        let b = PackedB::new(cin, spec.out_channels, nr_for(tiles, cin, spec.out_channels), |p, j| {
-            weights_oihw[j * cin + p]
-        })?;
-        Ok(Box::new(GemmPrepared {
-            spec: *spec,
-            name: self.name,
-            tiles,
-            level,
-            activation,
-            b,
-            bias: bias_or_zeros(spec, bias),
-        }))
+        Ok(Box::new(self.pack(spec, weights_oihw, bias, activation, Precision::F32)?))
+    }
+    fn prepare_f16(
+        &self,
+        spec: &ConvSpec,
+        weights_oihw: &[f32],
+        bias: Option<&[f32]>,
+        activation: Activation,
+    ) -> Result<Box<dyn PreparedConv<f16>>> {
+        Ok(Box::new(self.pack(spec, weights_oihw, bias, activation, Precision::F16)?))
     }
     fn prepare_bf16(
         &self,
@@ -76,7 +73,38 @@ impl ConvAlgorithm for Gemm {
         if let Some(native) = self.prepare_bf16_dot(spec, weights_oihw, bias, activation)? {
             return Ok(native);
         }
-        widened(self, spec, weights_oihw, bias, activation)
+        Ok(Box::new(self.pack(spec, weights_oihw, bias, activation, Precision::Bf16)?))
+    }
+}
+
+impl Gemm {
+    /// Packs the layer for f32 microkernels, with weights and bias rounded to `precision`
+    /// (the storage type of the model; the packed values stay f32).
+    fn pack(
+        &self,
+        spec: &ConvSpec,
+        weights_oihw: &[f32],
+        bias: Option<&[f32]>,
+        activation: Activation,
+        precision: Precision,
+    ) -> Result<GemmPrepared> {
+        check_prepare(self, spec, weights_oihw, bias, activation)?;
+        let (tiles, level) = (tiles(self.backend)?, self.backend.shape()?.level);
+        let cin = spec.in_channels;
+        // OIHW of a 1x1 conv is [Cout][Cin]: B[p][j] = w[j][p].
+        let b = PackedB::new(cin, spec.out_channels, nr_for(tiles, cin, spec.out_channels), |p, j| {
+            precision.round(weights_oihw[j * cin + p])
+        })?;
+        Ok(GemmPrepared {
+            spec: *spec,
+            name: self.name,
+            backend: self.backend,
+            tiles,
+            level,
+            activation,
+            b,
+            bias: rounded(precision, &bias_or_zeros(spec, bias)),
+        })
     }
 }
 
@@ -91,38 +119,49 @@ impl Gemm {
         bias: Option<&[f32]>,
         activation: Activation,
     ) -> Result<Option<Box<dyn PreparedConv<bf16>>>> {
+        use super::avx512_bf16::{dot_vs_fma, PackedPairs, DOT_MAX_ROWS_WHEN_SLOWER};
         if self.backend != Backend::Avx512 || !crate::isa::available(Isa::Avx512Bf16) {
             return Ok(None);
         }
-        check_prepare(self, spec, weights_oihw, bias, activation)?;
-        let bias = crate::algo::rounded(crate::Precision::Bf16, &bias_or_zeros(spec, bias));
+        // SAFETY: AVX512_BF16 is available (checked above).
+        let ratio = unsafe { dot_vs_fma() };
+        if ratio == 0.0 {
+            return Ok(None);
+        }
+        let fma = self.pack(spec, weights_oihw, bias, activation, Precision::Bf16)?;
+        let bias = rounded(Precision::Bf16, &bias_or_zeros(spec, bias));
         let cin = spec.in_channels;
-        let b = super::avx512_bf16::PackedPairs::new(cin, spec.out_channels, &bias, |p, j| {
-            weights_oihw[j * cin + p]
-        })?;
-        Ok(Some(Box::new(Bf16Dot { spec: *spec, name: self.name, clamp: Clamp::of(activation), b })))
+        let b = PackedPairs::new(cin, spec.out_channels, &bias, |p, j| weights_oihw[j * cin + p])?;
+        // Where the pairs are slower per FLOP, keep the f32 panels for compute-bound calls.
+        let max_rows = if ratio >= 1.0 { usize::MAX } else { DOT_MAX_ROWS_WHEN_SLOWER };
+        Ok(Some(Box::new(Bf16Dot { name: self.name, clamp: Clamp::of(activation), b, fma, max_rows })))
     }
 }
 
-/// A pointwise layer on `vdpbf16ps` (see `avx512_bf16.rs`).
+/// A bf16 pointwise layer on `vdpbf16ps` (see `avx512_bf16.rs`), with the f32-panel path
+/// for calls of more than `max_rows` rows.
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
 struct Bf16Dot {
-    spec: ConvSpec,
     name: &'static str,
     clamp: Clamp,
     b: super::avx512_bf16::PackedPairs,
+    fma: GemmPrepared,
+    max_rows: usize,
 }
 
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
 impl PreparedConv<bf16> for Bf16Dot {
     fn spec(&self) -> &ConvSpec {
-        &self.spec
+        &self.fma.spec
     }
     fn algorithm(&self) -> &'static str {
         self.name
     }
     fn level(&self) -> Isa {
         Isa::Avx512Bf16
+    }
+    fn scratch_len(&self, input: Dims) -> Result<usize> {
+        PreparedConv::<bf16>::scratch_len(&self.fma, input)
     }
     fn run(
         &self,
@@ -132,15 +171,19 @@ impl PreparedConv<bf16> for Bf16Dot {
         scratch: &mut [f32],
         threads: usize,
     ) -> Result<()> {
-        let out = check_run(&self.spec, input, in_dims, output, scratch, 0)?;
+        let out = self.fma.spec.output_dims(in_dims)?;
         let m = out.n * out.h * out.w;
-        let (k, n) = (self.spec.in_channels, self.spec.out_channels);
+        if m > self.max_rows {
+            return self.fma.run(input, in_dims, output, scratch, threads);
+        }
+        check_run(&self.fma.spec, input, in_dims, output, scratch, 0)?;
+        let (k, n) = (self.fma.spec.in_channels, self.fma.spec.out_channels);
         // SAFETY: prepared only where `isa::available(Isa::Avx512Bf16)`.
         unsafe { super::avx512_bf16::gemm(m, input, k, &self.b, self.clamp, output, n, threads) }
     }
 }
 
-impl PreparedConv for GemmPrepared {
+impl<E: Element> PreparedConv<E> for GemmPrepared {
     fn spec(&self) -> &ConvSpec {
         &self.spec
     }
@@ -150,31 +193,36 @@ impl PreparedConv for GemmPrepared {
     fn level(&self) -> Isa {
         self.level
     }
+    fn scratch_len(&self, input: Dims) -> Result<usize> {
+        let out = self.spec.output_dims(input)?;
+        acc_len::<E>(out.n * out.h * out.w, &self.b)
+    }
     fn run(
         &self,
-        input: &[f32],
+        input: &[E],
         in_dims: Dims,
-        output: &mut [f32],
+        output: &mut [E],
         scratch: &mut [f32],
         threads: usize,
     ) -> Result<()> {
-        let out = check_run(&self.spec, input, in_dims, output, scratch, 0)?;
+        let needed = PreparedConv::<E>::scratch_len(self, in_dims)?;
+        let out = check_run(&self.spec, input, in_dims, output, scratch, needed)?;
         let m = out.n * out.h * out.w;
         let tile = super::choose_tile(self.tiles, m, self.b.nr()).ok_or(KernelError::ShapeMismatch {
             what: "packed B panel width",
             expected: format!("an NR of {}", self.name),
             actual: format!("NR = {}", self.b.nr()),
         })?;
-        let ops = Operands {
+        let io = Stored {
             a: input,
             lda: self.spec.in_channels,
-            b: &self.b,
-            bias: &self.bias,
-            activation: self.activation,
+            c: output,
             ldc: self.spec.out_channels,
+            acc: scratch,
+            convert: self.backend.dispatch(ConvertOp::new())?,
         };
         // SAFETY: `tiles` came from a token of this backend at prepare, so the CPU has
         // their level.
-        unsafe { sgemm_tile(tile, m, &ops, output, threads) }
+        unsafe { gemm_stored(tile, m, io, &self.b, &self.bias, self.activation, threads) }
     }
 }

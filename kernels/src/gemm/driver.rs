@@ -1,10 +1,11 @@
 //! The loop nest around the microkernels: argument checks, blocking, threads.
 
 use super::pack::PackedB;
-use super::tiles::{choose_tile, KSteps, Tile, TileArgs, MR_MAX};
+use super::tiles::{choose_tile, KSteps, Tile, TileArgs, MR_MAX, NR_MAX};
 use crate::cache::KC_LIMIT;
 use crate::error::{KernelError, Result};
-use crate::simd::{Backend, Clamp};
+use crate::precision::Precision;
+use crate::simd::{Backend, Clamp, Convert, Element};
 use crate::spec::Activation;
 
 /// The inputs of one SGEMM: `A[i][p] = a[i * lda + p]`, the packed `B`, the bias (one per
@@ -46,6 +47,53 @@ pub fn sgemm(backend: Backend, m: usize, ops: &Operands, c: &mut [f32], threads:
 /// here.
 pub unsafe fn sgemm_tile(tile: &Tile, m: usize, ops: &Operands, c: &mut [f32], threads: usize) -> Result<()> {
     let Operands { a, lda, b, bias, activation, ldc } = *ops;
+    // SAFETY: forwarded contract; f32 C needs no accumulation buffer.
+    let convert = Convert { widen: |_, _, _| {}, narrow: |_, _, _| {} };
+    let io = Stored { a, lda, c, ldc, acc: &mut [], convert };
+    // SAFETY: forwarded contract; f32 A and C are never converted.
+    unsafe { gemm_stored(tile, m, io, b, bias, activation, threads) }
+}
+
+/// The activations of a GEMM whose A and C are stored as `E` (f32, f16 or bf16), and the f32
+/// accumulation buffer a narrower C needs when K takes more than one block.
+pub(crate) struct Stored<'a, E> {
+    pub a: &'a [E],
+    pub lda: usize,
+    pub c: &'a mut [E],
+    pub ldc: usize,
+    /// At least [`acc_len`] f32s.
+    pub acc: &'a mut [f32],
+    /// The converters of the tile's implementation (unused for f32).
+    pub convert: Convert<E>,
+}
+
+/// The f32s of accumulation buffer a GEMM of `m` rows with A and C stored as `E` needs: none
+/// for f32 or a single K block (the tile is narrowed from a stack buffer), else `m x n`
+/// (partial sums of the K blocks stay in f32 and are narrowed once, after the last).
+pub(crate) fn acc_len<E: Element>(m: usize, b: &PackedB) -> Result<usize> {
+    if E::PRECISION == Precision::F32 || b.kc >= b.k {
+        Ok(0)
+    } else {
+        m.checked_mul(b.n).ok_or(KernelError::Overflow { what: "GEMM accumulation buffer" })
+    }
+}
+
+/// [`sgemm_tile`] on A and C stored as `E`: every A micro-panel is widened into a stack
+/// buffer (once per NC block: A is read about `n / NC` times, 1-2 for MobileNetV1), the
+/// f32 microkernel runs unchanged, and each finished C tile is narrowed once.
+///
+/// # Safety
+/// As [`sgemm_tile`].
+pub(crate) unsafe fn gemm_stored<E: Element>(
+    tile: &Tile,
+    m: usize,
+    io: Stored<'_, E>,
+    b: &PackedB,
+    bias: &[f32],
+    activation: Activation,
+    threads: usize,
+) -> Result<()> {
+    let Stored { a, lda, c, ldc, acc, convert } = io;
     let (k, n) = (b.k, b.n);
     if tile.nr != b.nr {
         return Err(KernelError::ShapeMismatch {
@@ -69,7 +117,13 @@ pub unsafe fn sgemm_tile(tile: &Tile, m: usize, ops: &Operands, c: &mut [f32], t
     };
     let a_len = need(m, lda, k, "A")?;
     let c_len = need(m, ldc, n, "C")?;
-    for (what, expected, actual) in [("A", a_len, a.len()), ("C", c_len, c.len()), ("bias", n, bias.len())] {
+    let acc_len = acc_len::<E>(m, b)?;
+    for (what, expected, actual) in [
+        ("A", a_len, a.len()),
+        ("C", c_len, c.len()),
+        ("bias", n, bias.len()),
+        ("GEMM accumulation buffer", acc_len, acc.len()),
+    ] {
         if actual < expected {
             return Err(KernelError::BufferLength { what, expected, actual });
         }
@@ -84,6 +138,8 @@ pub unsafe fn sgemm_tile(tile: &Tile, m: usize, ops: &Operands, c: &mut [f32], t
         clamp: Clamp::of(activation),
         c: SharedOut(c.as_mut_ptr()),
         ldc,
+        acc: SharedOut(acc.as_mut_ptr()),
+        convert,
     };
     let (mp, np) = (m.div_ceil(tile.mr), n.div_ceil(tile.nr));
     if threads <= 1 {
@@ -108,30 +164,40 @@ pub unsafe fn sgemm_tile(tile: &Tile, m: usize, ops: &Operands, c: &mut [f32], t
 }
 
 /// A raw output pointer shared by tasks that write disjoint tiles.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: tasks write disjoint C rectangles (see `sgemm_tile`), so sharing the base pointer
+struct SharedOut<T>(*mut T);
+impl<T> Clone for SharedOut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SharedOut<T> {}
+// SAFETY: tasks write disjoint C rectangles (see `gemm_stored`), so sharing the base pointer
 // across threads creates no data race.
-unsafe impl Send for SharedOut {}
+unsafe impl<T> Send for SharedOut<T> {}
 // SAFETY: as above.
-unsafe impl Sync for SharedOut {}
+unsafe impl<T> Sync for SharedOut<T> {}
 
-/// One checked SGEMM call: the operands of the loop nest.
-struct Nest<'a> {
+/// One checked GEMM call: the operands of the loop nest.
+struct Nest<'a, E> {
     tile: &'a Tile,
-    a: *const f32,
+    a: *const E,
     lda: usize,
     b: &'a PackedB,
     bias: *const f32,
     clamp: Clamp,
-    c: SharedOut,
+    c: SharedOut<E>,
     ldc: usize,
+    /// The f32 accumulation buffer (`m x n`, row stride `n`) when E is narrower than f32
+    /// and K has more than one block; unused otherwise.
+    acc: SharedOut<f32>,
+    convert: Convert<E>,
 }
 
-// SAFETY: `a`, `bias` are only read; `c` writes are disjoint per task (see `SharedOut`).
-unsafe impl Sync for Nest<'_> {}
+// SAFETY: `a`, `bias` are only read; `c` and `acc` writes are disjoint per task (see
+// `SharedOut`).
+unsafe impl<E> Sync for Nest<'_, E> {}
 
-impl Nest<'_> {
+impl<E: Element> Nest<'_, E> {
     /// The loop nest over rows `m0..m1` and columns `n0..n1` (`n0` a multiple of NR).
     ///
     /// # Safety
@@ -141,6 +207,10 @@ impl Nest<'_> {
         let (mr_t, nr_t) = (tile.mr, tile.nr);
         let (k, n, kc, nc) = (b.k, b.n, b.kc, b.nc);
         let mut edge = [0.0f32; MR_MAX * KC_LIMIT];
+        let mut c_tile = [0.0f32; MR_MAX * NR_MAX];
+        // f32 C is written in place; a narrower one through an f32 stage (see `gemm_stored`).
+        let wide = E::PRECISION == Precision::F32;
+        let k_blocks = k.div_ceil(kc);
         let mut j0 = n0 / nc * nc;
         while j0 < n1 {
             let ncb = nc.min(n - j0);
@@ -150,47 +220,74 @@ impl Nest<'_> {
             let q1 = (n1 - j0).min(ncb).div_ceil(nr_t);
             for p0 in (0..k).step_by(kc) {
                 let kcb = kc.min(k - p0);
+                let last = p0 + kcb == k;
                 let block = j0 * k + p0 * np * nr_t;
                 let mut i = m0;
                 while i < m1 {
                     let mr = mr_t.min(m1 - i);
-                    // SAFETY: rows i..i+mr of A exist (checked by sgemm_tile); a partial
-                    // micro-panel is copied into the zero-padded `edge` (kcb <= KC_LIMIT).
+                    // SAFETY: rows i..i+mr of A exist (checked by gemm_stored); a partial or
+                    // narrower micro-panel is copied (widened) into the zero-padded `edge`
+                    // (kcb <= KC_LIMIT).
                     let (a_ptr, lda) = unsafe {
                         let src = self.a.add(i * self.lda + p0);
-                        if mr == mr_t {
-                            (src, self.lda)
+                        if mr == mr_t && wide {
+                            (src.cast::<f32>(), self.lda)
                         } else {
                             edge[..mr_t * kcb].fill(0.0);
                             for r in 0..mr {
-                                std::ptr::copy_nonoverlapping(
-                                    src.add(r * self.lda),
-                                    edge.as_mut_ptr().add(r * kcb),
-                                    kcb,
-                                );
+                                let (row, to) = (src.add(r * self.lda), edge.as_mut_ptr().add(r * kcb));
+                                if wide {
+                                    std::ptr::copy_nonoverlapping(row.cast::<f32>(), to, kcb);
+                                } else {
+                                    (self.convert.widen)(row, to, kcb);
+                                }
                             }
                             (edge.as_ptr(), kcb)
                         }
                     };
                     for q in q0..q1 {
                         let j = j0 + q * nr_t;
-                        // SAFETY: the panel lies inside packed B, the C tile inside C, the
+                        let nr = nr_t.min(n - j);
+                        // Where the microkernel writes: C itself (f32), the stack tile (one
+                        // K block), or the accumulation buffer (several).
+                        // SAFETY: the panel lies inside packed B, the C tile
+                        // inside C (and the accumulation buffer, `m x n`, when used), the
                         // bias holds `n` f32s; the caller guarantees the level.
+                        let (c_ptr, ldc) = unsafe {
+                            if wide {
+                                (self.c.0.add(i * self.ldc + j).cast::<f32>(), self.ldc)
+                            } else if k_blocks == 1 {
+                                (c_tile.as_mut_ptr(), nr_t)
+                            } else {
+                                (self.acc.0.add(i * n + j), n)
+                            }
+                        };
+                        // SAFETY: as above; a narrowed tile has `mr` rows of `nr` f32s at
+                        // `c_ptr` and of `nr` elements in C.
                         unsafe {
                             (tile.kernel)(&TileArgs {
                                 k: KSteps::contiguous(kcb),
                                 a: a_ptr,
                                 lda,
                                 b: b.data.as_ptr().add(block + q * kcb * nr_t),
-                                c: self.c.0.add(i * self.ldc + j),
-                                ldc: self.ldc,
+                                c: c_ptr,
+                                ldc,
                                 mr,
-                                nr: nr_t.min(n - j),
+                                nr,
                                 bias: self.bias.add(j),
                                 accumulate: p0 != 0,
-                                clamp: self.clamp.if_last(p0 + kcb == k),
-                            })
-                        };
+                                clamp: self.clamp.if_last(last),
+                            });
+                            if !wide && last {
+                                for r in 0..mr {
+                                    (self.convert.narrow)(
+                                        c_ptr.add(r * ldc),
+                                        self.c.0.add((i + r) * self.ldc + j),
+                                        nr,
+                                    );
+                                }
+                            }
+                        }
                     }
                     i += mr;
                 }

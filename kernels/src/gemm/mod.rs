@@ -59,6 +59,17 @@ mod pack;
 mod tiles;
 
 pub use conv::Gemm;
+
+/// The FLOP rate of `vdpbf16ps` over the f32 FMA's on this core (measured once, see
+/// `avx512_bf16.rs`), or `None` where AVX512_BF16 cannot run (CPU, ceiling or build).
+pub fn bf16_dot_vs_fma() -> Option<f64> {
+    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+    if crate::isa::available(crate::Isa::Avx512Bf16) {
+        // SAFETY: AVX512_BF16 is available (checked above).
+        return Some(unsafe { avx512_bf16::dot_vs_fma() });
+    }
+    None
+}
 pub use driver::{sgemm, sgemm_tile, Operands};
 pub use pack::PackedB;
 pub use tiles::{choose_tile, nr_for, KSteps, KernelFn, Tile, TileArgs, MR_MAX, NR_MAX};

@@ -400,6 +400,98 @@ unsafe impl Element for bf16 {
     }
 }
 
+/// Row converters of one implementation for storage type `E`: what code outside a
+/// [`SimdOp`] (the GEMM loop nest, which calls microkernels through function pointers)
+/// uses to widen A rows and narrow C tiles with the implementation's vector converters.
+pub struct Convert<E> {
+    /// `dst[..n] = src[..n]` widened.
+    pub widen: unsafe fn(src: *const E, dst: *mut f32, n: usize),
+    /// `dst[..n] = src[..n]` narrowed (round to nearest even).
+    pub narrow: unsafe fn(src: *const f32, dst: *mut E, n: usize),
+}
+
+impl<E> Clone for Convert<E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<E> Copy for Convert<E> {}
+
+/// The [`SimdOp`] that returns an implementation's [`Convert`]:
+/// `backend.dispatch(ConvertOp::<E>::new())`.
+pub struct ConvertOp<E>(std::marker::PhantomData<fn() -> E>);
+
+impl<E> ConvertOp<E> {
+    pub fn new() -> Self {
+        ConvertOp(std::marker::PhantomData)
+    }
+}
+
+impl<E> Default for ConvertOp<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<E: Element> SimdOp for ConvertOp<E> {
+    type Output = Convert<E>;
+    #[inline(always)]
+    fn run<S: Simd>(self, _: S) -> Convert<E> {
+        Convert { widen: widen_row::<S, E>, narrow: narrow_row::<S, E> }
+    }
+}
+
+/// # Safety
+/// `src` holds `n` readable elements, `dst` `n` writable f32s, and the CPU has `S`'s level
+/// (the function pointer came from [`ConvertOp`] run with a token of `S`).
+unsafe fn widen_row<S: Simd, E: Element>(src: *const E, dst: *mut f32, n: usize) {
+    struct Row<E>(*const E, *mut f32, usize);
+    impl<E: Element> SimdOp for Row<E> {
+        type Output = ();
+        #[inline(always)]
+        fn run<S: Simd>(self, s: S) {
+            let Row(src, dst, n) = self;
+            let full = n - n % S::LANES;
+            // SAFETY: `i + LANES <= full <= n` elements on both sides; the tail is partial.
+            unsafe {
+                for i in (0..full).step_by(S::LANES) {
+                    s.store(dst.add(i), E::load(s, src.add(i)));
+                }
+                if full < n {
+                    s.store_partial(dst.add(full), E::load_partial(s, src.add(full), n - full), n - full);
+                }
+            }
+        }
+    }
+    // SAFETY: the caller guarantees the level (a token of `S` existed).
+    unsafe { S::assume() }.vectorize(Row(src, dst, n))
+}
+
+/// # Safety
+/// As [`widen_row`], with `src` f32s and `dst` elements.
+unsafe fn narrow_row<S: Simd, E: Element>(src: *const f32, dst: *mut E, n: usize) {
+    struct Row<E>(*const f32, *mut E, usize);
+    impl<E: Element> SimdOp for Row<E> {
+        type Output = ();
+        #[inline(always)]
+        fn run<S: Simd>(self, s: S) {
+            let Row(src, dst, n) = self;
+            let full = n - n % S::LANES;
+            // SAFETY: as in `widen_row`.
+            unsafe {
+                for i in (0..full).step_by(S::LANES) {
+                    E::store(s, dst.add(i), s.load(src.add(i)));
+                }
+                if full < n {
+                    E::store_partial(s, dst.add(full), s.load_partial(src.add(full), n - full), n - full);
+                }
+            }
+        }
+    }
+    // SAFETY: the caller guarantees the level (a token of `S` existed).
+    unsafe { S::assume() }.vectorize(Row(src, dst, n))
+}
+
 /// Widens `LANES` elements lane by lane through a stack buffer: the default of
 /// [`Simd::load_f16`] and [`Simd::load_bf16`].
 ///

@@ -143,6 +143,12 @@ fn run(command: Command) -> Result<(), ModelError> {
                 b.winograd_band_bytes / 1024
             );
             println!("ISA ceiling: {}", kernels::isa::ceiling()?);
+            if let Some(r) = kernels::gemm::bf16_dot_vs_fma() {
+                println!(
+                    "bf16 GEMM: vdpbf16ps runs at {r:.2}x the f32 FMA's FLOP rate on this core (measured); {}",
+                    if r >= 1.0 { "used for every pointwise layer" } else { "used for layers of at most 16 rows (weight-bound)" }
+                );
+            }
             println!("backends:");
             for &backend in kernels::Backend::ALL {
                 let state = match backend.shape() {
