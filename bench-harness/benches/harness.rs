@@ -116,7 +116,7 @@ fn main() {
     let peak_avx2 = peak::fma_peak_avx2_gflops();
     let peak_avx512 = peak::fma_peak_avx512_gflops();
     let peak_gflops = match kernels::isa::ceiling() {
-        Ok(kernels::Isa::Avx512 | kernels::Isa::Avx512Bf16) => peak_avx512.or(peak_avx2),
+        Ok(kernels::Isa::Avx512 | kernels::Isa::Avx512Bf16 | kernels::Isa::Amx) => peak_avx512.or(peak_avx2),
         Ok(kernels::Isa::Avx2) => peak_avx2,
         _ => None,
     };

@@ -1,7 +1,7 @@
 //! Instruction-set detection: done once, cached, and overridable with `KERNELS_ISA`.
 //!
 //! The *ceiling* is the highest ISA level algorithms may use. It is the best level this CPU
-//! has, or the level named by `KERNELS_ISA=scalar|avx2|avx512|avx512bf16|neon` (for tests and benches
+//! has, or the level named by `KERNELS_ISA=scalar|avx2|avx512|avx512bf16|amx|neon` (for tests and benches
 //! that force each path in turn). Forcing a level the CPU lacks is an error, never SIGILL:
 //! every `#[target_feature]` function in this crate is reachable only through an algorithm
 //! whose `supports()` first checks [`available`].
@@ -24,13 +24,17 @@ pub enum Isa {
     /// Sapphire and Emerald Rapids. Only the bf16 kernels use it; `KERNELS_ISA=avx512`
     /// keeps them on the emulated path.
     Avx512Bf16,
+    /// AMX-BF16 tiles (`tdpbf16ps`: 16x16 f32 += 16x32 bf16 x 32x16 bf16) on Sapphire and
+    /// Emerald Rapids, with the Linux permission (`arch_prctl(ARCH_REQ_XCOMP_PERM)`)
+    /// granted; implies AVX512_BF16 here (the tiles' epilogue uses it).
+    Amx,
     /// aarch64 Advanced SIMD.
     Neon,
 }
 
 impl Isa {
     /// Every ISA, lowest first.
-    pub const ALL: [Isa; 5] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Bf16, Isa::Neon];
+    pub const ALL: [Isa; 6] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Bf16, Isa::Amx, Isa::Neon];
 
     /// The level the compile-time target features reach (what code that uses no run-time
     /// dispatch, such as `wide`, executes at): `Avx512` with `-C target-feature=+avx512f`
@@ -51,6 +55,7 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
             Isa::Avx512Bf16 => "avx512bf16",
+            Isa::Amx => "amx",
             Isa::Neon => "neon",
         }
     }
@@ -83,6 +88,8 @@ impl Isa {
             }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Bf16 => Isa::Avx512.detected() && is_x86_feature_detected!("avx512bf16"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Amx => Isa::Avx512Bf16.detected() && amx_permitted(),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[allow(unreachable_patterns)]
@@ -107,9 +114,51 @@ impl fmt::Display for Isa {
     }
 }
 
+/// Whether the CPU has AMX-TILE and AMX-BF16 (CPUID leaf 7: EDX bits 24 and 22) and Linux
+/// grants this process the tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM,
+/// XFEATURE_XTILEDATA)`; without it the first tile instruction faults). Asked once; a
+/// refusal (an older kernel, a hypervisor that hides the state) means no AMX, never a fault.
+#[cfg(target_arch = "x86_64")]
+fn amx_permitted() -> bool {
+    static PERMITTED: OnceLock<bool> = OnceLock::new();
+    *PERMITTED.get_or_init(|| {
+        let leaf7 = std::arch::x86_64::__cpuid_count(7, 0);
+        let cpu = (leaf7.edx >> 24) & 1 == 1 && (leaf7.edx >> 22) & 1 == 1;
+        cpu && request_tile_data()
+    })
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn request_tile_data() -> bool {
+    const SYS_ARCH_PRCTL: i64 = 158;
+    const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+    const XFEATURE_XTILEDATA: i64 = 18;
+    let ret: i64;
+    // SAFETY: the arch_prctl system call with a permission request only changes this
+    // process's permitted XSAVE features; it reads and writes no memory of ours. `syscall`
+    // clobbers rcx and r11.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") SYS_ARCH_PRCTL => ret,
+            in("rdi") ARCH_REQ_XCOMP_PERM,
+            in("rsi") XFEATURE_XTILEDATA,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack)
+        );
+    }
+    ret == 0
+}
+
+#[cfg(all(target_arch = "x86_64", not(target_os = "linux")))]
+fn request_tile_data() -> bool {
+    false
+}
+
 /// The best ISA this CPU has.
 pub fn best_detected() -> Isa {
-    [Isa::Avx512Bf16, Isa::Avx512, Isa::Avx2, Isa::Neon]
+    [Isa::Amx, Isa::Avx512Bf16, Isa::Avx512, Isa::Avx2, Isa::Neon]
         .into_iter()
         .find(|isa| isa.detected())
         .unwrap_or(Isa::Scalar)

@@ -126,8 +126,10 @@ fn check_every_precision(case: &Case) {
 }
 
 /// MobileNetV1's layer kinds at reduced size, and shapes around the tiles: channel tails for
-/// 16, 8 and 4 lanes, rows that are not multiples of 6 (the bf16 tile), columns that are not
-/// multiples of 64 (its panel), odd K (its pairs).
+/// 16, 8 and 4 lanes, rows that are not multiples of 6 (the `vdpbf16ps` tile) or 16 (the AMX
+/// tile), columns that are not multiples of 64 (the pair panel), odd K (the pairs). Run
+/// under `KERNELS_ISA=avx512bf16` (and `KERNELS_BF16_DOT=1`) too, so that every bf16 path
+/// is covered on a CPU with AMX.
 #[test]
 fn named_shapes_at_every_precision() {
     let d = |n, h, w, c| Dims { n, h, w, c };
@@ -143,6 +145,10 @@ fn named_shapes_at_every_precision() {
         (ConvSpec::pointwise(129, 65), d(1, 7, 7, 129)),
         (ConvSpec::pointwise(1024, 1000), d(1, 1, 1, 1024)),
         (ConvSpec::pointwise(512, 64), d(1, 13, 1, 512)),
+        // AMX: 49 rows = a 32-row block, a 16-row block and 1 row left to AVX-512; 96
+        // columns = one full and one half 64-column panel.
+        (ConvSpec::pointwise(64, 96), d(1, 7, 7, 64)),
+        (ConvSpec::pointwise(256, 32), d(2, 6, 5, 256)),
     ];
     for (i, (spec, dims)) in cases.into_iter().enumerate() {
         for act in [Activation::None, Activation::Relu6] {

@@ -73,6 +73,16 @@ impl PackedPairs {
         padded[..n].copy_from_slice(&bias[..n]);
         Ok(PackedPairs { k, n, data, bias: padded })
     }
+
+    /// The packed pairs, `[panels][k.div_ceil(2)][NR][2]` bf16 bits.
+    pub(crate) fn data_ptr(&self) -> *const u16 {
+        self.data.as_ptr()
+    }
+
+    /// The bias, `panels * NR` f32s.
+    pub(crate) fn bias_ptr(&self) -> *const f32 {
+        self.bias.as_ptr()
+    }
 }
 
 /// `C[i][j] = act(bias[j] + sum_p A[i][p] B[p][j])` for `i < m`, rows of A and C `lda` and

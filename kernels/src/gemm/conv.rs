@@ -134,12 +134,23 @@ impl Gemm {
         let b = PackedPairs::new(cin, spec.out_channels, &bias, |p, j| weights_oihw[j * cin + p])?;
         // Where the pairs are slower per FLOP, keep the f32 panels for compute-bound calls.
         let max_rows = if ratio >= 1.0 { usize::MAX } else { DOT_MAX_ROWS_WHEN_SLOWER };
-        Ok(Some(Box::new(Bf16Dot { name: self.name, clamp: Clamp::of(activation), b, fma, max_rows })))
+        let amx = crate::isa::available(Isa::Amx) && super::amx_bf16::fits(cin, spec.out_channels);
+        let level = if amx { Isa::Amx } else { Isa::Avx512Bf16 };
+        Ok(Some(Box::new(Bf16Dot {
+            name: self.name,
+            clamp: Clamp::of(activation),
+            b,
+            fma,
+            max_rows,
+            amx,
+            level,
+        })))
     }
 }
 
-/// A bf16 pointwise layer on `vdpbf16ps` (see `avx512_bf16.rs`), with the f32-panel path
-/// for calls of more than `max_rows` rows.
+/// A bf16 pointwise layer on the bf16 instructions: AMX tiles for whole 16-row blocks where
+/// the CPU has them (`amx_bf16.rs`), then `vdpbf16ps` pairs (`avx512_bf16.rs`) for the
+/// rest, or the f32-panel path when that is more than `max_rows` rows.
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
 struct Bf16Dot {
     name: &'static str,
@@ -147,6 +158,8 @@ struct Bf16Dot {
     b: super::avx512_bf16::PackedPairs,
     fma: GemmPrepared,
     max_rows: usize,
+    amx: bool,
+    level: Isa,
 }
 
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
@@ -158,7 +171,7 @@ impl PreparedConv<bf16> for Bf16Dot {
         self.name
     }
     fn level(&self) -> Isa {
-        Isa::Avx512Bf16
+        self.level
     }
     fn scratch_len(&self, input: Dims) -> Result<usize> {
         PreparedConv::<bf16>::scratch_len(&self.fma, input)
@@ -171,15 +184,26 @@ impl PreparedConv<bf16> for Bf16Dot {
         scratch: &mut [f32],
         threads: usize,
     ) -> Result<()> {
-        let out = self.fma.spec.output_dims(in_dims)?;
+        let needed = PreparedConv::<bf16>::scratch_len(self, in_dims)?;
+        let out = check_run(&self.fma.spec, input, in_dims, output, scratch, needed)?;
         let m = out.n * out.h * out.w;
-        if m > self.max_rows {
-            return self.fma.run(input, in_dims, output, scratch, threads);
-        }
-        check_run(&self.fma.spec, input, in_dims, output, scratch, 0)?;
         let (k, n) = (self.fma.spec.in_channels, self.fma.spec.out_channels);
-        // SAFETY: prepared only where `isa::available(Isa::Avx512Bf16)`.
-        unsafe { super::avx512_bf16::gemm(m, input, k, &self.b, self.clamp, output, n, threads) }
+        let done = if self.amx {
+            // SAFETY: `amx` is set only where `isa::available(Isa::Amx)` and the shape fits;
+            // `check_run` checked the buffers.
+            unsafe { super::amx_bf16::gemm(m, input, k, &self.b, self.clamp, output, n, threads) }
+        } else {
+            0
+        };
+        let (rest, a, c) = (m - done, &input[done * k..], &mut output[done * n..]);
+        if rest == 0 {
+            Ok(())
+        } else if rest > self.max_rows {
+            self.fma.gemm_rows(rest, a, c, scratch, threads)
+        } else {
+            // SAFETY: prepared only where `isa::available(Isa::Avx512Bf16)`.
+            unsafe { super::avx512_bf16::gemm(rest, a, k, &self.b, self.clamp, c, n, threads) }
+        }
     }
 }
 
@@ -207,7 +231,20 @@ impl<E: Element> PreparedConv<E> for GemmPrepared {
     ) -> Result<()> {
         let needed = PreparedConv::<E>::scratch_len(self, in_dims)?;
         let out = check_run(&self.spec, input, in_dims, output, scratch, needed)?;
-        let m = out.n * out.h * out.w;
+        self.gemm_rows(out.n * out.h * out.w, input, output, scratch, threads)
+    }
+}
+
+impl GemmPrepared {
+    /// The GEMM of `m` rows of `input` into `output` (checked by [`gemm_stored`]).
+    fn gemm_rows<E: Element>(
+        &self,
+        m: usize,
+        input: &[E],
+        output: &mut [E],
+        scratch: &mut [f32],
+        threads: usize,
+    ) -> Result<()> {
         let tile = super::choose_tile(self.tiles, m, self.b.nr()).ok_or(KernelError::ShapeMismatch {
             what: "packed B panel width",
             expected: format!("an NR of {}", self.name),

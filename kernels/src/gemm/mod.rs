@@ -52,6 +52,8 @@
 //! algorithms).
 
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+mod amx_bf16;
+#[cfg(all(feature = "avx512", target_arch = "x86_64"))]
 mod avx512_bf16;
 mod conv;
 mod driver;

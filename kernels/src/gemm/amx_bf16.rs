@@ -1,0 +1,203 @@
+//! bf16 GEMM on AMX tiles (Sapphire and Emerald Rapids): `C = act(A B + bias)` with A and C
+//! stored as bf16, B packed in bf16 pairs (the [`PackedPairs`] of `avx512_bf16.rs`), f32
+//! accumulation in the tiles.
+//!
+//! `tdpbf16ps tC, tA, tB` adds a 16 x 32 bf16 tile of A times a 32 x 16 tile of B (stored
+//! as 16 rows of 16 column pairs) into a 16 x 16 f32 tile: 8,192 multiply-adds per
+//! instruction, 16 times an AVX-512 FMA's 512 per two ports.
+//!
+//! - **Tiles**: tmm0..3 hold a 32 x 32 block of C (2 x 2 tiles), tmm4/5 the two 16-row A
+//!   tiles of a 32-wide K step, tmm6/7 the two 16-column B tiles. Per K step: 4 loads, 4
+//!   `tdpbf16ps`.
+//! - **A** is loaded straight from the NHWC bf16 rows (`tileloadd` takes a row stride), so
+//!   no packing; **B** tiles are 16 consecutive pairs of a [`PackedPairs`] panel (row
+//!   stride 256 bytes: 64 columns x 2 bf16).
+//! - **Shapes**: K and N must be multiples of 32 (every MobileNetV1 pointwise layer);
+//!   rows go in blocks of 32, then one of 16; the last `m % 16` rows are left to the
+//!   caller's AVX-512 path ([`gemm`] returns how many it did).
+//! - **Epilogue**: the C block is stored to a 4 KiB stack buffer, then bias, clamp and the
+//!   narrowing to bf16 (`vcvtneps2bf16`) run on AVX-512.
+//! - **State**: the tile configuration is per thread: each task loads it first and
+//!   releases the tiles last (`ldtilecfg` / `tilerelease`). The process asked Linux for the
+//!   tile state once ([`crate::isa::Isa::Amx`]).
+
+use std::arch::asm;
+use std::arch::x86_64::*;
+
+use half::bf16;
+
+use super::avx512_bf16::{PackedPairs, NR};
+use crate::simd::Clamp;
+
+/// The K and N granularity of the tiles.
+pub(crate) const STEP: usize = 32;
+
+/// The 64-byte tile configuration (palette 1): eight tiles of 16 rows x 64 bytes.
+#[repr(C, align(64))]
+struct TileConfig {
+    palette: u8,
+    start_row: u8,
+    reserved: [u8; 14],
+    colsb: [u16; 16],
+    rows: [u8; 16],
+}
+
+const CONFIG: TileConfig = TileConfig {
+    palette: 1,
+    start_row: 0,
+    reserved: [0; 14],
+    colsb: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
+    rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
+};
+
+/// Whether [`gemm`] can run a `k x n` B: both multiples of [`STEP`].
+pub(crate) fn fits(k: usize, n: usize) -> bool {
+    k.is_multiple_of(STEP) && n.is_multiple_of(STEP) && k > 0 && n > 0
+}
+
+/// The raw A and C pointers shared by tasks that read A and write disjoint blocks of C.
+#[derive(Clone, Copy)]
+struct Shared(*const u16, *mut u16);
+// SAFETY: tasks only read A and write disjoint C blocks (see `gemm`).
+unsafe impl Send for Shared {}
+// SAFETY: as above.
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// The pointers (a method, so that closures capture the whole `Shared`, not its fields).
+    fn get(&self) -> (*const u16, *mut u16) {
+        (self.0, self.1)
+    }
+}
+
+/// Rows `0..done` of `C = act(A B + bias)`, `done = m / 16 * 16`; returns `done`.
+///
+/// # Safety
+/// The CPU has AMX-BF16 with the tile state granted and AVX512_BF16
+/// (`isa::available(Isa::Amx)`); `fits(b.k, b.n)`; A holds `m` rows of `b.k` bf16s `lda`
+/// apart and C `m` rows of `b.n` `ldc` apart.
+pub(crate) unsafe fn gemm(
+    m: usize,
+    a: &[bf16],
+    lda: usize,
+    b: &PackedPairs,
+    clamp: Clamp,
+    c: &mut [bf16],
+    ldc: usize,
+    threads: usize,
+) -> usize {
+    let done = m / 16 * 16;
+    let blocks = done.div_ceil(32);
+    let groups = b.n / STEP;
+    let shared = Shared(a.as_ptr().cast::<u16>(), c.as_mut_ptr().cast::<u16>());
+    let task = |rb0: usize, rb1: usize, g0: usize, g1: usize| {
+        let (a_ptr, c_out) = shared.get();
+        // SAFETY: the caller guarantees the ISA and the buffers; blocks are inside `done`
+        // rows and `n` columns, each task writes its own (rows, columns) rectangle.
+        unsafe {
+            asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly));
+            for g in g0..g1 {
+                for rb in rb0..rb1 {
+                    let i = rb * 32;
+                    let rows = (done - i).min(32);
+                    block(a_ptr.add(i * lda), lda, b, g * STEP, rows, clamp, c_out.add(i * ldc), ldc);
+                }
+            }
+            asm!("tilerelease", options(nostack, nomem));
+        }
+    };
+    if threads <= 1 || blocks * groups < 2 {
+        task(0, blocks, 0, groups);
+    } else {
+        use rayon::prelude::*;
+        let target = threads * 4;
+        let tm = blocks.min(target);
+        let tn = groups.min(target.div_ceil(tm));
+        (0..tm * tn).into_par_iter().for_each(|t| {
+            let (ti, tj) = (t / tn, t % tn);
+            task(blocks * ti / tm, blocks * (ti + 1) / tm, groups * tj / tn, groups * (tj + 1) / tn);
+        });
+    }
+    done
+}
+
+/// One block of 32 (or 16) rows x 32 columns starting at column `j`, over the whole K.
+///
+/// # Safety
+/// As [`gemm`], with the tile configuration loaded on this thread; `rows` is 16 or 32.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn block(
+    a: *const u16,
+    lda: usize,
+    b: &PackedPairs,
+    j: usize,
+    rows: usize,
+    clamp: Clamp,
+    c: *mut u16,
+    ldc: usize,
+) {
+    let pairs = b.k / 2;
+    let (q, z) = (j / NR, (j % NR) / 16);
+    let panel = b.data_ptr().add(q * pairs * NR * 2 + z * 16 * 2);
+    let (a_stride, b_stride) = (lda * 2, NR * 2 * 2);
+    let two = rows == 32;
+    // SAFETY: (whole body) A tile rows are `rows` rows of 32 bf16 at K offset `s`, inside
+    // A; B tiles are 16 pairs x 16 columns inside the panel; the stack buffer holds the
+    // 32 x 32 f32 block; C stores are 16 bf16 inside the `n` columns of each row.
+    unsafe {
+        asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+        for s in (0..b.k).step_by(STEP) {
+            let ap = a.add(s);
+            let bp = panel.add((s / 2) * NR * 2);
+            asm!(
+                "tileloadd tmm4, [{a} + {sa}*1]",
+                "tileloadd tmm6, [{b} + {sb}*1]",
+                "tileloadd tmm7, [{b2} + {sb}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                a = in(reg) ap,
+                sa = in(reg) a_stride,
+                b = in(reg) bp,
+                b2 = in(reg) bp.add(32),
+                sb = in(reg) b_stride,
+                options(nostack, readonly)
+            );
+            if two {
+                asm!(
+                    "tileloadd tmm5, [{a} + {sa}*1]",
+                    "tdpbf16ps tmm2, tmm5, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm7",
+                    a = in(reg) ap.add(16 * lda),
+                    sa = in(reg) a_stride,
+                    options(nostack, readonly)
+                );
+            }
+        }
+        let mut out = [0.0f32; 32 * 32];
+        let o = out.as_mut_ptr();
+        asm!(
+            "tilestored [{o} + {s}*1], tmm0",
+            "tilestored [{o1} + {s}*1], tmm1",
+            "tilestored [{o2} + {s}*1], tmm2",
+            "tilestored [{o3} + {s}*1], tmm3",
+            o = in(reg) o,
+            o1 = in(reg) o.add(16),
+            o2 = in(reg) o.add(16 * 32),
+            o3 = in(reg) o.add(16 * 32 + 16),
+            s = in(reg) 32usize * 4,
+            options(nostack)
+        );
+        let (lo, hi) = (_mm512_set1_ps(clamp.lo), _mm512_set1_ps(clamp.hi));
+        let bias = [_mm512_loadu_ps(b.bias_ptr().add(j)), _mm512_loadu_ps(b.bias_ptr().add(j + 16))];
+        for r in 0..rows {
+            for (h, &bv) in bias.iter().enumerate() {
+                let v = _mm512_add_ps(_mm512_loadu_ps(o.add(r * 32 + h * 16)), bv);
+                // `vmaxps` returns its second operand for a NaN first: NaN -> lo.
+                let v = if clamp.on { _mm512_min_ps(_mm512_max_ps(v, lo), hi) } else { v };
+                let n16 = std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v));
+                _mm256_storeu_si256(c.add(r * ldc + j + h * 16).cast(), n16);
+            }
+        }
+    }
+}
