@@ -9,7 +9,7 @@ use crate::algo::{bias_or_zeros, check_prepare, check_run, rounded, ConvAlgorith
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
 use crate::precision::Precision;
-use crate::simd::{Backend, Clamp, ConvertOp, Element};
+use crate::simd::{Backend, ConvertOp, Element};
 use crate::spec::{Activation, ConvSpec, Dims};
 
 /// The pointwise GEMM algorithm on one backend (registered once per backend).
@@ -138,7 +138,7 @@ impl Gemm {
         let level = if amx { Isa::Amx } else { Isa::Avx512Bf16 };
         Ok(Some(Box::new(Bf16Dot {
             name: self.name,
-            clamp: Clamp::of(activation),
+            clamp: crate::simd::Clamp::of(activation),
             b,
             fma,
             max_rows,
@@ -154,7 +154,7 @@ impl Gemm {
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
 struct Bf16Dot {
     name: &'static str,
-    clamp: Clamp,
+    clamp: crate::simd::Clamp,
     b: super::avx512_bf16::PackedPairs,
     fma: GemmPrepared,
     max_rows: usize,
