@@ -53,6 +53,9 @@ impl Provenance {
             "avx512dq",
             "avx512_bf16",
             "avx512_vnni",
+            "avx512_fp16",
+            "amx_tile",
+            "amx_bf16",
             "asimd",
             "neon",
         ];
