@@ -202,3 +202,56 @@ proptest! {
         check_every_precision(&case);
     }
 }
+
+/// NaN and infinities at reduced precision: wherever the oracle (naive, widened) gives a
+/// NaN or an infinity, every algorithm gives the same class of value, on the shapes that
+/// reach AMX, the `vdpbf16ps` pairs, the f32 panels and the depthwise kernels.
+#[test]
+fn nan_and_inf_give_what_naive_gives_at_every_precision() {
+    fn poisoned(spec: ConvSpec, dims: Dims, seed: u64) -> Case {
+        let mut case = Case::random(spec, dims, Activation::None, seed).unwrap();
+        let Dims { h, w, c, .. } = dims;
+        let at = |y: usize, x: usize, ch: usize| (y * w + x) * c + ch;
+        case.input[at(h / 2, w / 2, c / 3)] = f32::NAN;
+        case.input[at(0, 0, 0)] = f32::INFINITY;
+        case.input[at(h - 1, w - 1, c - 1)] = f32::NEG_INFINITY;
+        case
+    }
+    fn check<E: Stored>(case: &Case) {
+        let naive: &dyn ConvAlgorithm = &kernels::naive::Naive;
+        let want = case.run_as::<E>(naive, 1).unwrap();
+        for algo in runnable() {
+            if !algo.supports(&case.spec) {
+                continue;
+            }
+            for threads in [1, 2] {
+                let got = case.run_as::<E>(algo, threads).unwrap();
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    let class = |x: f32| (x.is_nan(), x.is_infinite().then_some(x.is_sign_positive()));
+                    assert_eq!(
+                        class(*g),
+                        class(*w),
+                        "{} at {} {}: output {i}: got {g}, naive {w}",
+                        algo.name(),
+                        E::PRECISION,
+                        case.spec
+                    );
+                }
+            }
+        }
+    }
+    let d = |n, h, w, c| Dims { n, h, w, c };
+    for (i, (spec, dims)) in [
+        (ConvSpec::pointwise(64, 96), d(1, 7, 7, 64)),
+        (ConvSpec::pointwise(37, 45), d(1, 3, 4, 37)),
+        (ConvSpec::depthwise(37, 3, 1, 1), d(1, 9, 8, 37)),
+        (ConvSpec::dense(3, 16, 3, 2, 1), d(1, 9, 9, 3)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let case = poisoned(spec, dims, 40 + i as u64);
+        check::<f16>(&case);
+        check::<bf16>(&case);
+    }
+}
