@@ -118,8 +118,9 @@ impl Tensor {
     }
 }
 
-/// `dst[n][y][x][c] = src[n][c][y][x]`; both buffers hold `dims.len()` elements.
-pub fn nchw_to_nhwc(src: &[f32], dst: &mut [f32], dims: Dims) {
+/// `dst[n][y][x][c] = src[n][c][y][x]`, rounded to the storage type `E` (exact for f32);
+/// both buffers hold `dims.len()` elements.
+pub fn nchw_to_nhwc<E: Element>(src: &[f32], dst: &mut [E], dims: Dims) {
     let Dims { n, h, w, c } = dims;
     let hw = h * w;
     for b in 0..n {
@@ -127,7 +128,7 @@ pub fn nchw_to_nhwc(src: &[f32], dst: &mut [f32], dims: Dims) {
         let d = &mut dst[b * c * hw..(b + 1) * c * hw];
         for ch in 0..c {
             for p in 0..hw {
-                d[p * c + ch] = s[ch * hw + p];
+                d[p * c + ch] = E::from_f32(s[ch * hw + p]);
             }
         }
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use half::{bf16, f16};
 use kernels::algo::Stored;
 use kernels::simd::Element;
+use kernels::tensor::nchw_to_nhwc;
 use kernels::{Activation, AlignedBuf, Dims, Isa, KernelSet, LayerKind, Precision, PreparedConv};
 
 use crate::config::{Config, LayerInfo};
@@ -251,6 +252,8 @@ impl<E: Stored> Net<E> {
             scratch_len = scratch_len.max(l.conv.scratch_len(l.in_dims)?);
         }
         let fc = &layers[layers.len() - 1];
+        // The pool sums one image's channels in the scratch before the fc layer runs.
+        scratch_len = scratch_len.max(fc.in_dims.c);
         Ok(Net {
             pooled: AlignedBuf::zeros(fc.in_dims.len()?)?,
             logits: AlignedBuf::zeros(fc.out_dims.len()?)?,
@@ -294,7 +297,7 @@ impl<E: Stored> Net<E> {
                 first.w
             )));
         }
-        nchw_to_nhwc_as(input_nchw, &mut self.input, first);
+        nchw_to_nhwc(input_nchw, &mut self.input, first);
         let pool = self.pool.as_deref();
         let n_layers = self.layers.len();
         for (i, layer) in self.layers.iter().enumerate() {
@@ -302,7 +305,7 @@ impl<E: Stored> Net<E> {
             let out_len = layer.out_dims.len()?;
             if i + 1 == n_layers {
                 let prev = self.layers[i - 1].out_dims;
-                global_average_pool(&self.ping[..prev.len()?], prev, &mut self.pooled);
+                global_average_pool(&self.ping[..prev.len()?], prev, &mut self.pooled, &mut self.scratch);
                 run_on(pool, layer, &self.pooled, &mut self.logits, &mut self.scratch, threads)?;
             } else if i == 0 {
                 run_on(pool, layer, &self.input, &mut self.ping[..out_len], &mut self.scratch, threads)?;
@@ -342,26 +345,11 @@ fn run_on<E: Element>(
     Ok(())
 }
 
-/// `dst[n][y][x][c] = round(src[n][c][y][x])` into storage type `E`.
-fn nchw_to_nhwc_as<E: Element>(src: &[f32], dst: &mut [E], dims: Dims) {
-    let Dims { n, h, w, c } = dims;
-    let hw = h * w;
-    for b in 0..n {
-        let s = &src[b * c * hw..(b + 1) * c * hw];
-        let d = &mut dst[b * c * hw..(b + 1) * c * hw];
-        for ch in 0..c {
-            for p in 0..hw {
-                d[p * c + ch] = E::from_f32(s[ch * hw + p]);
-            }
-        }
-    }
-}
-
 /// Mean over every pixel of each image, per channel: `[N,H,W,C] -> [N,1,1,C]`, summed in
-/// f32 and rounded once to `E`.
-fn global_average_pool<E: Element>(input: &[E], dims: Dims, out: &mut [E]) {
+/// f32 (into `sum`, `C` f32s of the caller's scratch) and rounded once to `E`.
+fn global_average_pool<E: Element>(input: &[E], dims: Dims, out: &mut [E], sum: &mut [f32]) {
     let hw = dims.h * dims.w;
-    let mut sum = vec![0.0f32; dims.c];
+    let sum = &mut sum[..dims.c];
     for b in 0..dims.n {
         sum.fill(0.0);
         for px in input[b * hw * dims.c..(b + 1) * hw * dims.c].chunks_exact(dims.c) {
@@ -370,7 +358,7 @@ fn global_average_pool<E: Element>(input: &[E], dims: Dims, out: &mut [E]) {
             }
         }
         let inv = 1.0 / hw as f32;
-        for (d, &s) in out[b * dims.c..(b + 1) * dims.c].iter_mut().zip(&sum) {
+        for (d, &s) in out[b * dims.c..(b + 1) * dims.c].iter_mut().zip(sum.iter()) {
             *d = E::from_f32(s * inv);
         }
     }

@@ -27,6 +27,7 @@ use std::arch::x86_64::*;
 use half::bf16;
 
 use super::avx512_bf16::{PackedPairs, NR};
+use super::driver::{split_tasks, SharedOut};
 use crate::simd::Clamp;
 
 /// The K and N granularity of the tiles.
@@ -55,21 +56,6 @@ pub(crate) fn fits(k: usize, n: usize) -> bool {
     k.is_multiple_of(STEP) && n.is_multiple_of(STEP) && k > 0 && n > 0
 }
 
-/// The raw A and C pointers shared by tasks that read A and write disjoint blocks of C.
-#[derive(Clone, Copy)]
-struct Shared(*const u16, *mut u16);
-// SAFETY: tasks only read A and write disjoint C blocks (see `gemm`).
-unsafe impl Send for Shared {}
-// SAFETY: as above.
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    /// The pointers (a method, so that closures capture the whole `Shared`, not its fields).
-    fn get(&self) -> (*const u16, *mut u16) {
-        (self.0, self.1)
-    }
-}
-
 /// Rows `0..done` of `C = act(A B + bias)`, `done = m / 16 * 16`; returns `done`.
 ///
 /// # Safety
@@ -89,9 +75,10 @@ pub(crate) unsafe fn gemm(
     let done = m / 16 * 16;
     let blocks = done.div_ceil(32);
     let groups = b.n / STEP;
-    let shared = Shared(a.as_ptr().cast::<u16>(), c.as_mut_ptr().cast::<u16>());
-    let task = |rb0: usize, rb1: usize, g0: usize, g1: usize| {
-        let (a_ptr, c_out) = shared.get();
+    let (a_in, c_out) =
+        (SharedOut(a.as_ptr().cast::<u16>().cast_mut()), SharedOut(c.as_mut_ptr().cast::<u16>()));
+    let task = |(rb0, rb1): (usize, usize), (g0, g1): (usize, usize)| {
+        let (a_ptr, c_out) = (a_in.get().cast_const(), c_out.get());
         // SAFETY: the caller guarantees the ISA and the buffers; blocks are inside `done`
         // rows and `n` columns, each task writes its own (rows, columns) rectangle.
         unsafe {
@@ -107,16 +94,9 @@ pub(crate) unsafe fn gemm(
         }
     };
     if threads <= 1 || blocks * groups < 2 {
-        task(0, blocks, 0, groups);
+        task((0, blocks), (0, groups));
     } else {
-        use rayon::prelude::*;
-        let target = threads * 4;
-        let tm = blocks.min(target);
-        let tn = groups.min(target.div_ceil(tm));
-        (0..tm * tn).into_par_iter().for_each(|t| {
-            let (ti, tj) = (t / tn, t % tn);
-            task(blocks * ti / tm, blocks * (ti + 1) / tm, groups * tj / tn, groups * (tj + 1) / tn);
-        });
+        split_tasks(blocks, groups, threads, task);
     }
     done
 }

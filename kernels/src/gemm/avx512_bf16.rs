@@ -26,6 +26,7 @@ use std::arch::x86_64::*;
 
 use half::bf16;
 
+use super::driver::{split_tasks, SharedOut};
 use crate::cache;
 use crate::error::{KernelError, Result};
 use crate::simd::Clamp;
@@ -123,34 +124,19 @@ pub(crate) unsafe fn gemm(
         unsafe { nest.run(0, m, 0, np) };
         return Ok(());
     }
-    use rayon::prelude::*;
-    let target = threads * 4;
-    let tm = mp.min(target);
-    let tn = np.min(target.div_ceil(tm));
-    (0..tm * tn).into_par_iter().for_each(|t| {
-        let (ti, tj) = (t / tn, t % tn);
-        let m0 = (mp * ti / tm * MR).min(m);
-        let m1 = (mp * (ti + 1) / tm * MR).min(m);
+    split_tasks(mp, np, threads, |(p0, p1), (q0, q1)| {
         // SAFETY: the tasks' (rows, panels) rectangles are disjoint and inside C.
-        unsafe { nest.run(m0, m1, np * tj / tn, np * (tj + 1) / tn) };
+        unsafe { nest.run((p0 * MR).min(m), (p1 * MR).min(m), q0, q1) };
     });
     Ok(())
 }
-
-/// A raw output pointer shared by tasks that write disjoint tiles.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut u16);
-// SAFETY: tasks write disjoint C rectangles (see `gemm`).
-unsafe impl Send for SharedOut {}
-// SAFETY: as above.
-unsafe impl Sync for SharedOut {}
 
 struct Nest<'a> {
     a: *const u16,
     lda: usize,
     b: &'a PackedPairs,
     clamp: Clamp,
-    c: SharedOut,
+    c: SharedOut<u16>,
     ldc: usize,
 }
 
@@ -185,7 +171,7 @@ impl Nest<'_> {
                             k,
                             b: self.b.data.as_ptr().add(q * pairs * NR * 2),
                             bias: self.b.bias.as_ptr().add(j),
-                            c: self.c.0.add(i * self.ldc + j),
+                            c: self.c.get().add(i * self.ldc + j),
                             ldc: self.ldc,
                             nr,
                             clamp: self.clamp,

@@ -129,9 +129,9 @@ impl Gemm {
             return Ok(None);
         }
         let fma = self.pack(spec, weights_oihw, bias, activation, Precision::Bf16)?;
-        let bias = rounded(Precision::Bf16, &bias_or_zeros(spec, bias));
         let cin = spec.in_channels;
-        let b = PackedPairs::new(cin, spec.out_channels, &bias, |p, j| weights_oihw[j * cin + p])?;
+        // The pairs take the f32 panels' bias, already rounded to bf16.
+        let b = PackedPairs::new(cin, spec.out_channels, &fma.bias, |p, j| weights_oihw[j * cin + p])?;
         // Where the pairs are slower per FLOP, keep the f32 panels for compute-bound calls.
         let max_rows = if ratio >= 1.0 { usize::MAX } else { DOT_MAX_ROWS_WHEN_SLOWER };
         let amx = crate::isa::available(Isa::Amx) && super::amx_bf16::fits(cin, spec.out_channels);

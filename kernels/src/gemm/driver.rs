@@ -147,24 +147,47 @@ pub(crate) unsafe fn gemm_stored<E: Element>(
         unsafe { nest.run(0, m, 0, n) };
         return Ok(());
     }
-    use rayon::prelude::*;
-    let target = threads * 4;
-    let tm = mp.min(target);
-    let tn = np.min(target.div_ceil(tm));
-    (0..tm * tn).into_par_iter().for_each(|t| {
-        let (ti, tj) = (t / tn, t % tn);
-        let m0 = (mp * ti / tm * tile.mr).min(m);
-        let m1 = (mp * (ti + 1) / tm * tile.mr).min(m);
-        let n0 = (np * tj / tn * tile.nr).min(n);
-        let n1 = (np * (tj + 1) / tn * tile.nr).min(n);
+    split_tasks(mp, np, threads, |(p0, p1), (q0, q1)| {
+        let (m0, m1) = ((p0 * tile.mr).min(m), (p1 * tile.mr).min(m));
+        let (n0, n1) = ((q0 * tile.nr).min(n), (q1 * tile.nr).min(n));
         // SAFETY: rectangles are disjoint and inside C; lengths checked above.
         unsafe { nest.run(m0, m1, n0, n1) };
     });
     Ok(())
 }
 
-/// A raw output pointer shared by tasks that write disjoint tiles.
-struct SharedOut<T>(*mut T);
+/// Splits `row_blocks x col_blocks` (whole register tiles, or whatever unit the caller
+/// counts) into about `4 * threads` rectangles, rows first and columns too when there are
+/// few row blocks, and runs `task(rows, cols)` on each as rayon tasks of the current pool.
+/// The one split of every GEMM driver (f32 panels, `vdpbf16ps` pairs, AMX tiles).
+pub(crate) fn split_tasks(
+    row_blocks: usize,
+    col_blocks: usize,
+    threads: usize,
+    task: impl Fn((usize, usize), (usize, usize)) + Sync,
+) {
+    use rayon::prelude::*;
+    let target = threads * 4;
+    let tm = row_blocks.min(target).max(1);
+    let tn = col_blocks.min(target.div_ceil(tm)).max(1);
+    (0..tm * tn).into_par_iter().for_each(|t| {
+        let (ti, tj) = (t / tn, t % tn);
+        let rows = (row_blocks * ti / tm, row_blocks * (ti + 1) / tm);
+        let cols = (col_blocks * tj / tn, col_blocks * (tj + 1) / tn);
+        task(rows, cols);
+    });
+}
+
+/// A raw pointer shared by tasks that write disjoint parts of what it points to (or only
+/// read it).
+pub(crate) struct SharedOut<T>(pub *mut T);
+impl<T> SharedOut<T> {
+    /// The pointer (a method, so that closures capture the whole `SharedOut`, which is
+    /// `Sync`, not its raw field).
+    pub(crate) fn get(&self) -> *mut T {
+        self.0
+    }
+}
 impl<T> Clone for SharedOut<T> {
     fn clone(&self) -> Self {
         *self
@@ -255,11 +278,11 @@ impl<E: Element> Nest<'_, E> {
                         // bias holds `n` f32s; the caller guarantees the level.
                         let (c_ptr, ldc) = unsafe {
                             if wide {
-                                (self.c.0.add(i * self.ldc + j).cast::<f32>(), self.ldc)
+                                (self.c.get().add(i * self.ldc + j).cast::<f32>(), self.ldc)
                             } else if k_blocks == 1 {
                                 (c_tile.as_mut_ptr(), nr_t)
                             } else {
-                                (self.acc.0.add(i * n + j), n)
+                                (self.acc.get().add(i * n + j), n)
                             }
                         };
                         // SAFETY: as above; a narrowed tile has `mr` rows of `nr` f32s at
@@ -282,7 +305,7 @@ impl<E: Element> Nest<'_, E> {
                                 for r in 0..mr {
                                     (self.convert.narrow)(
                                         c_ptr.add(r * ldc),
-                                        self.c.0.add((i + r) * self.ldc + j),
+                                        self.c.get().add((i + r) * self.ldc + j),
                                         nr,
                                     );
                                 }
