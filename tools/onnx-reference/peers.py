@@ -1,23 +1,53 @@
 #!/usr/bin/env python3
-"""Peers side by side: our kernel sets against ONNX Runtime on MobileNetV1 1.0-224, batch 1,
-measured in one run with the same statistic (median of --iters end-to-end runs).
+"""Peers side by side: our kernel sets against ONNX Runtime, OpenVINO, ncnn and PyTorch eager on
+MobileNetV1 1.0-224, batch 1, fp32, the same seeded weights and input, in interleaved rounds.
 
-1. Builds MobileNetV1 1.0-224 (1000 classes) with seeded weights (make_fixture.build), saves
-   them under the PyTorch names, and exports the same weights as an ONNX graph.
-2. Times ONNX Runtime (all graph optimisations on, as deployed) at 1 and all threads.
-3. Checks our logits (`mobilenet run --logits`) against ONNX Runtime's on the same input.
-4. Times every kernel set (`mobilenet bench --json`) at 1 and all threads.
-5. Writes results/peers.md.
+Engines (ONNX Runtime is required; the others are optional and skipped, loudly, when their
+import fails):
 
-    python3 -m venv .venv && .venv/bin/pip install -r tools/onnx-reference/requirements.txt
+- onnxruntime: the ONNX graph of make_fixture.build (Conv, BatchNormalization, Clip, ...) as
+  deployed: CPUExecutionProvider, all graph optimisations (Conv+BN+Clip fusion, NCHWc layout),
+  intra_op_num_threads = threads.
+- openvino: the same ONNX file read by `ov.Core().read_model`, compiled for "CPU" with
+  INFERENCE_NUM_THREADS = threads, PERFORMANCE_HINT LATENCY and INFERENCE_PRECISION_HINT f32
+  (without it OpenVINO runs bf16 on CPUs with AVX512_BF16/AMX: not the fp32 comparison).
+- ncnn: the PyPI wheel. The model comes from pnnx (PyTorch -> ncnn) when torch and pnnx are
+  installed, else it is written directly from our batch-norm-folded weights: a .param text
+  (Convolution / ConvolutionDepthWise with bias_term and activation_type 3 = clip 0..6,
+  Pooling global average, InnerProduct) and a .bin (per layer: a 4-byte zero tag, the f32
+  weights in OIHW order, then the f32 bias). fp16/bf16 storage and arithmetic are turned off.
+- torch: PyTorch eager (`torch.inference_mode`, `torch.set_num_threads`), the DESIGN.md
+  reference model with the same state dict.
+- ours: `target/release/mobilenet bench --weights W --kernels S --threads T --iters N --json`
+  for every set of --kernels (a set the binary does not know, e.g. `auto` before it lands, is
+  skipped with one line).
+
+Every engine's logits are checked against ONNX Runtime's (`mobilenet run --logits` for ours);
+an engine beyond the tolerance is not timed. Then --rounds rounds: in each, per thread count,
+one block of --iters runs per engine, in an order rotated by one every round. Reported per
+engine and thread count: the median over rounds of the per-round median (ms), and the ratio
+ours / best peer computed per round (best = the fastest peer of that round) with its median
+and min..max over rounds.
+
+--layers adds a per-layer comparison with ONNX Runtime's profiler (enable_profiling; per-node
+`kernel_time` events, mapped to our layer names through the ONNX tensor names of
+make_fixture.py), interleaved with our per-layer times (the bench JSON) over the rounds.
+
+Writes results/<cpu-slug>/peers.md (and layers-vs-ort.md with --layers), then regenerates the
+results/README.md index. The CPU slug rule: machine.py / bench-harness/src/machine.rs.
+
+    python3 -m venv .venv && .venv/bin/pip install -r tools/onnx-reference/requirements.txt \\
+        -r tools/onnx-reference/requirements-peers.txt      # the second file: optional peers
     cargo build --release -p model
-    .venv/bin/python tools/onnx-reference/peers.py [--iters 100]
+    .venv/bin/python tools/onnx-reference/peers.py [--rounds 7] [--iters 50] [--layers]
+    .venv/bin/python tools/onnx-reference/peers.py --rounds 2 --iters 10   # quick, development
 """
 import argparse
 import datetime
 import json
 import os
-import platform
+import re
+import struct
 import subprocess
 import sys
 import tempfile
@@ -28,99 +58,514 @@ import onnxruntime as ort
 from safetensors.numpy import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_fixture import build  # noqa: E402
+from make_fixture import BLOCKS, build  # noqa: E402
+import machine  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ROOT = machine.ROOT
 MOBILENET = os.path.join(ROOT, "target", "release", "mobilenet")
+EPS = 1e-5
+# An engine agrees with ONNX Runtime when max |logits - ort| <= TOL_REL * max |ort logits|:
+# fp32 engines differ only by summation order (about 1e-6 relative here); 1e-3 still catches
+# a wrong layer, layout or a silent bf16/fp16 path (1e-2 and more).
+TOL_REL = 1e-3
 
 
 def sh(*args):
     return subprocess.run(args, check=True, capture_output=True, text=True, cwd=ROOT).stdout.strip()
 
 
-def time_ort(model_bytes, image, threads, iters):
+def median(v):
+    return float(np.median(np.asarray(v, dtype=np.float64)))
+
+
+def time_block(fn, iters, warm=3):
+    """Per-block median ms of `iters` calls of fn after `warm` untimed ones."""
+    for _ in range(warm):
+        fn()
+    ts = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t) * 1e3)
+    return median(ts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Engines. Each peer: name, version, route (how the model got there), make(threads) -> a
+# zero-argument callable that runs one inference and returns the logits [1, 1000].
+
+
+class Skip(Exception):
+    """An optional engine that cannot run here; the message says why and how to install it."""
+
+
+def ort_engine(onnx_bytes, image):
+    def make(threads):
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        sess = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
+        feed = {"input": image}
+        return lambda: sess.run(None, feed)[0]
+    return {"name": "onnxruntime", "version": ort.__version__,
+            "route": "ONNX graph, CPUExecutionProvider, all graph optimisations", "make": make}
+
+
+def openvino_engine(onnx_path, image):
+    try:
+        import openvino as ov
+    except Exception as e:  # ImportError, or a broken native library
+        raise Skip(f"openvino: {e} (pip install openvino, see requirements-peers.txt)")
+    core = ov.Core()
+
+    def make(threads):
+        model = core.read_model(onnx_path)
+        compiled = core.compile_model(model, "CPU", {
+            "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
+        req = compiled.create_infer_request()
+
+        def run():
+            req.infer({0: image})
+            return req.get_output_tensor(0).data.copy()
+        return run
+    return {"name": "openvino", "version": ov.get_version().split("-")[0],
+            "route": "ONNX read by Core.read_model, CPU plugin, LATENCY hint, f32 precision hint", "make": make}
+
+
+def torch_module(state, classes=1000):
+    """The DESIGN.md PyTorch reference model (width 1.0) with `state` loaded, in eval mode."""
+    import torch
+    from torch import nn
+
+    def cbr(cin, cout, k, stride, groups):
+        return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups), nn.BatchNorm2d(cout, eps=EPS), nn.ReLU6()]
+
+    class MobileNetV1(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first_conv = nn.Sequential(*cbr(3, 32, 3, 2, 1))
+            blocks, cin = [], 32
+            for cout, stride in BLOCKS:
+                blocks.append(nn.Sequential(*cbr(cin, cin, 3, stride, cin), *cbr(cin, cout, 1, 1, 1)))
+                cin = cout
+            self.bottleneck = nn.Sequential(*blocks)
+            self.linear = nn.Linear(cin, classes)
+
+        def forward(self, x):
+            x = self.bottleneck(self.first_conv(x))
+            return self.linear(x.mean(dim=(2, 3)))
+
+    m = MobileNetV1()
+    m.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+    return m.eval()
+
+
+def torch_engine(state, image):
+    try:
+        import torch
+    except Exception as e:
+        raise Skip(f"torch: {e} (pip install torch: a large download, see requirements-peers.txt)")
+    module = torch_module(state)
+    x = torch.from_numpy(image)
+
+    def make(threads):
+        def run():
+            # set_num_threads is process-wide: set it on every call, as blocks of the two
+            # thread counts alternate.
+            torch.set_num_threads(threads)
+            with torch.inference_mode():
+                return module(x).numpy()
+        return run
+    return {"name": "torch", "version": torch.__version__.split("+")[0], "route": "eager, inference_mode",
+            "make": make}
+
+
+def fold(state, conv, bn):
+    """Batch norm folded into the conv (f64, then f32), as the model crate does."""
+    w = state[f"{conv}.weight"].astype(np.float64)
+    scale = state[f"{bn}.weight"] / np.sqrt(state[f"{bn}.running_var"].astype(np.float64) + EPS)
+    b = (state[f"{conv}.bias"] - state[f"{bn}.running_mean"]) * scale + state[f"{bn}.bias"]
+    return (w * scale[:, None, None, None]).astype(np.float32), b.astype(np.float32)
+
+
+def write_ncnn_direct(state, resolution, param_path, bin_path):
+    """Writes the ncnn model of MobileNetV1 (width 1.0) from `state`; blobs `data` -> `output`.
+
+    .param: magic 7767517, `layer_count blob_count`, then per layer `Type name n_in n_out
+    inputs outputs key=value ...` (Convolution: 0 num_output, 1 kernel, 3 stride, 4 pad,
+    5 bias_term, 6 weight_data_size, 9 activation_type (3 = clip), -23310 = the array
+    activation_params [min, max]; ConvolutionDepthWise adds 7 group; Pooling 0 type (1 = avg),
+    4 global; InnerProduct 0 num_output, 1 bias_term, 2 weight_data_size).
+    .bin: per layer, the weights as a 4-byte zero tag (raw f32 follows) and the f32 data, then
+    the bias as raw f32 (no tag).
+    """
+    layers, blobs = [], []
+    clip = "9=3 -23310=2,0.000000e+00,6.000000e+00"
+    with open(bin_path, "wb") as fb:
+        def weights(w, b):
+            fb.write(struct.pack("<I", 0))
+            fb.write(np.ascontiguousarray(w, dtype="<f4").tobytes())
+            fb.write(np.ascontiguousarray(b, dtype="<f4").tobytes())
+
+        layers.append(f"Input data 0 1 data 0={resolution} 1={resolution} 2=3")
+        blobs.append("data")
+        w, b = fold(state, "first_conv.0", "first_conv.1")
+        layers.append(f"Convolution conv0 1 1 data conv0 0={w.shape[0]} 1=3 3=2 4=1 5=1 6={w.size} {clip}")
+        weights(w, b)
+        prev = "conv0"
+        blobs.append(prev)
+        for i, (_, stride) in enumerate(BLOCKS):
+            w, b = fold(state, f"bottleneck.{i}.0", f"bottleneck.{i}.1")
+            c = w.shape[0]
+            layers.append(f"ConvolutionDepthWise dw{i + 1} 1 1 {prev} dw{i + 1} 0={c} 1=3 3={stride} 4=1 5=1 "
+                          f"6={w.size} 7={c} {clip}")
+            weights(w, b)
+            w, b = fold(state, f"bottleneck.{i}.3", f"bottleneck.{i}.4")
+            layers.append(f"Convolution pw{i + 1} 1 1 dw{i + 1} pw{i + 1} 0={w.shape[0]} 1=1 3=1 4=0 5=1 "
+                          f"6={w.size} {clip}")
+            weights(w, b)
+            prev = f"pw{i + 1}"
+            blobs += [f"dw{i + 1}", prev]
+        layers.append(f"Pooling pool 1 1 {prev} pool 0=1 4=1")
+        lw, lb = state["linear.weight"], state["linear.bias"]
+        layers.append(f"InnerProduct fc 1 1 pool output 0={lw.shape[0]} 1=1 2={lw.size}")
+        weights(lw, lb)
+        blobs += ["pool", "output"]
+    with open(param_path, "w") as f:
+        f.write(f"7767517\n{len(layers)} {len(blobs)}\n" + "\n".join(layers) + "\n")
+    return "data", "output"
+
+
+def ncnn_engine(state, image, tmp):
+    try:
+        import ncnn
+    except Exception as e:
+        raise Skip(f"ncnn: {e} (pip install ncnn, see requirements-peers.txt)")
+    param, binf = os.path.join(tmp, "mobilenet.param"), os.path.join(tmp, "mobilenet.bin")
+    try:
+        import torch
+        import pnnx
+        pt = os.path.join(tmp, "mobilenet_pnnx.pt")
+        pnnx.export(torch_module(state), pt, (torch.from_numpy(image),))
+        param, binf = pt.replace(".pt", ".ncnn.param"), pt.replace(".pt", ".ncnn.bin")
+        blob_in, blob_out = "in0", "out0"
+        route = f"model converted by pnnx {getattr(pnnx, '__version__', '')}".strip()
+    except Exception as e:  # no torch / pnnx, or the conversion failed: the direct writer
+        why = "torch/pnnx not installed" if isinstance(e, ImportError) else f"pnnx failed: {e}"
+        blob_in, blob_out = write_ncnn_direct(state, image.shape[-1], param, binf)
+        route = f"model written directly from the folded weights by peers.py ({why})"
+
+    def make(threads):
+        net = ncnn.Net()
+        net.opt.num_threads = threads
+        # fp32 end to end: the comparison is fp32 (the x86 wheel may otherwise store f16/bf16).
+        for opt in ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage"):
+            if hasattr(net.opt, opt):
+                setattr(net.opt, opt, False)
+        if net.load_param(param) != 0 or net.load_model(binf) != 0:
+            raise RuntimeError(f"ncnn cannot load {param}")
+        x = ncnn.Mat(np.ascontiguousarray(image[0]))
+
+        def run():
+            ex = net.create_extractor()
+            ex.input(blob_in, x)
+            ret, out = ex.extract(blob_out)
+            if ret != 0:
+                raise RuntimeError(f"ncnn extract returned {ret}")
+            return np.array(out).reshape(1, -1)
+        run.net = net  # keep the net alive with its closure
+        return run
+    return {"name": "ncnn", "version": ncnn.__version__, "route": route, "make": make}
+
+
+def ours_bench(wpath, kernel_set, threads, iters):
+    return json.loads(sh(MOBILENET, "bench", "--weights", wpath, "--kernels", kernel_set, "--threads", str(threads),
+                         "--iters", str(iters), "--json"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-layer: ONNX Runtime's profiler mapped to our layer names.
+
+# ONNX tensor names of make_fixture.build -> our layer names. ORT names fused nodes after their
+# output (`bottleneck.3.4.act_nchwc`), so the nodes are named after their output first.
+LAYER_PATTERNS = [
+    (re.compile(r"^first_conv\."), lambda m: "conv0"),
+    (re.compile(r"^bottleneck\.(\d+)\.[012]\."), lambda m: f"dw{int(m.group(1)) + 1}"),
+    (re.compile(r"^bottleneck\.(\d+)\.[345]\."), lambda m: f"pw{int(m.group(1)) + 1}"),
+    # Our `fc` layer is "pool + fc": the global average pool runs inside it.
+    (re.compile(r"^(pooled|flat|logits|linear)"), lambda m: "fc"),
+]
+
+
+def ort_layer(node_name):
+    for pat, f in LAYER_PATTERNS:
+        m = pat.match(node_name)
+        if m:
+            return f(m)
+    return "other"  # ReorderInput / ReorderOutput of the NCHWc layout
+
+
+def ort_profile(onnx_bytes, image, threads, iters, warm=3):
+    """Per layer (our names), the median over `iters` runs of the summed kernel_time of its
+    nodes (ms), from ONNX Runtime's profiler; and the median end-to-end ms of those runs."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
-    for _ in range(10):
-        (out,) = sess.run(None, {"input": image})
-    times = []
-    for _ in range(iters):
-        t = time.perf_counter()
+    opts.enable_profiling = True
+    opts.profile_file_prefix = os.path.join(tempfile.gettempdir(), f"peers-ort-{os.getpid()}")
+    sess = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
+    for _ in range(warm + iters):
         sess.run(None, {"input": image})
-        times.append((time.perf_counter() - t) * 1e3)
-    return float(np.median(times)), out
+    path = sess.end_profiling()
+    with open(path) as f:
+        events = json.load(f)
+    os.remove(path)
+    runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    nodes = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
+    # Assign every node event to its run by timestamp; keep the last `iters` runs.
+    runs.sort(key=lambda e: e["ts"])
+    runs = runs[-iters:]
+    per_run = [dict() for _ in runs]
+    for e in nodes:
+        for i, r in enumerate(runs):
+            if r["ts"] <= e["ts"] <= r["ts"] + r["dur"]:
+                layer = ort_layer(e["name"][: -len("_kernel_time")])
+                per_run[i][layer] = per_run[i].get(layer, 0.0) + e["dur"] / 1e3
+                break
+    layers = sorted({k for d in per_run for k in d})
+    return ({k: median([d.get(k, 0.0) for d in per_run]) for k in layers},
+            median([r["dur"] / 1e3 for r in runs]))
+
+
+def name_nodes_after_outputs(model):
+    for n in model.graph.node:
+        if not n.name:
+            n.name = n.output[0]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def engine_versions(peers):
+    return ", ".join(f"{p['name']} {p['version']}" for p in peers)
+
+
+def provenance(a, peers, stat, extra=()):
+    commit = sh("git", "rev-parse", "--short=12", "HEAD")
+    if sh("git", "status", "--porcelain", "--untracked-files=no"):
+        commit += " (with uncommitted changes)"
+    lines = [
+        f"- CPU: {machine.cpu_line()}",
+        f"- results folder: {machine.cpu_slug()}",
+        f"- engines: {engine_versions(peers)}; ours: {sh('rustc', '-V')}",
+        f"- commit: {commit}",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- command: `python tools/onnx-reference/peers.py {' '.join(sys.argv[1:])}`".replace(" `", " `", 1),
+        f"- statistic: {stat}",
+    ]
+    return lines + list(extra)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--iters", type=int, default=100)
-    ap.add_argument("--out", default=os.path.join(ROOT, "results", "peers.md"))
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    ap.add_argument("--iters", type=int, default=50, help="timed runs per engine per round (default 50)")
+    ap.add_argument("--kernels", default="auto,direct", help="our kernel sets, comma-separated (default auto,direct)")
+    ap.add_argument("--threads", default=None, help="thread counts, comma-separated (default 1 and all cores)")
+    ap.add_argument("--engines", default="onnxruntime,openvino,ncnn,torch",
+                    help="peers to try, comma-separated (onnxruntime is always run)")
+    ap.add_argument("--layers", action="store_true", help="also the per-layer comparison with ONNX Runtime")
+    ap.add_argument("--out-dir", default=None, help="default results/<cpu-slug>/")
     a = ap.parse_args()
     if not os.path.exists(MOBILENET):
         sys.exit("build the CLI first: cargo build --release -p model")
-    all_threads = os.cpu_count() or 1
-    thread_counts = sorted({1, all_threads})
+    thread_counts = (sorted({int(t) for t in a.threads.split(",")}) if a.threads
+                     else sorted({1, os.cpu_count() or 1}))
+    out_dir = a.out_dir or machine.results_dir()
+    os.makedirs(out_dir, exist_ok=True)
+
     model, state, image = build(1.0, 224, 1000, 1, 2017)
-    image = image[:1]
+    name_nodes_after_outputs(model)
+    image = np.ascontiguousarray(image[:1])
     tmp = tempfile.mkdtemp(prefix="peers-")
-    wpath, ipath, lpath = (os.path.join(tmp, n) for n in ("w.safetensors", "x.npy", "logits.npy"))
+    wpath, ipath, lpath, opath = (os.path.join(tmp, n) for n in ("w.safetensors", "x.npy", "logits.npy", "m.onnx"))
     save_file(state, wpath)
     np.save(ipath, image)
-    model_bytes = model.SerializeToString()
+    onnx_bytes = model.SerializeToString()
+    with open(opath, "wb") as f:
+        f.write(onnx_bytes)
 
-    ort_ms = {}
-    ort_logits = None
-    for t in thread_counts:
-        ort_ms[t], ort_logits = time_ort(model_bytes, image, t, a.iters)
-        print(f"onnxruntime {ort.__version__} threads {t}: {ort_ms[t]:.3f} ms", flush=True)
-
-    sets = [line.split()[0] for line in sh(MOBILENET, "kernels").splitlines() if line.strip()]
-    fast_sets = [s for s in sets if s != "naive"]
-    check_set = fast_sets[0] if fast_sets else "naive"
-    sh(MOBILENET, "run", "--weights", wpath, "--input", ipath, "--kernels", check_set, "--logits", "--output", lpath)
-    ours = np.load(lpath)
-    max_err = float(np.max(np.abs(ours - ort_logits)))
+    # Engines, their logits against ONNX Runtime's, and refusals.
+    wanted = [e.strip() for e in a.engines.split(",") if e.strip()]
+    notes = []
+    peers = [ort_engine(onnx_bytes, image)]
+    ort_logits = peers[0]["make"](1)()
     scale = float(np.max(np.abs(ort_logits)))
-    print(f"max |ours ({check_set}) - onnxruntime| = {max_err:.3e} (max |logit| {scale:.3f})", flush=True)
+    factories = {"openvino": lambda: openvino_engine(opath, image), "ncnn": lambda: ncnn_engine(state, image, tmp),
+                 "torch": lambda: torch_engine(state, image)}
+    checks = [f"| onnxruntime {ort.__version__} | (reference) | {peers[0]['route']} |"]
+    for name in wanted:
+        if name == "onnxruntime":
+            continue
+        if name not in factories:
+            sys.exit(f"unknown engine {name}: choose from onnxruntime,{','.join(factories)}")
+        try:
+            p = factories[name]()
+            out = p["make"](1)()
+        except Skip as e:
+            print(f"SKIPPED: {e}", flush=True)
+            notes.append(f"- SKIPPED: {e}")
+            continue
+        except Exception as e:
+            print(f"SKIPPED: {name}: failed to run: {e}", flush=True)
+            notes.append(f"- SKIPPED: {name}: failed to run: {e}")
+            continue
+        diff = float(np.max(np.abs(out.reshape(ort_logits.shape) - ort_logits)))
+        ok = diff <= TOL_REL * scale
+        verdict = "ok" if ok else "DISAGREES: not timed"
+        print(f"{p['name']} {p['version']} ({p['route']}): max |logits - onnxruntime| = {diff:.2e} -> {verdict}",
+              flush=True)
+        checks.append(f"| {p['name']} {p['version']} | {diff:.2e} {'ok' if ok else '**disagrees: not timed**'} | "
+                      f"{p['route']} |")
+        if ok:
+            peers.append(p)
+        else:
+            notes.append(f"- {p['name']}: logits disagree with ONNX Runtime (max abs diff {diff:.2e}): not timed")
 
-    rows = []
-    for s in fast_sets:
+    ours = []
+    for s in [s.strip() for s in a.kernels.split(",") if s.strip()]:
+        try:
+            sh(MOBILENET, "run", "--weights", wpath, "--input", ipath, "--kernels", s, "--logits", "--output", lpath)
+        except subprocess.CalledProcessError as e:
+            msg = (e.stderr or "").strip().splitlines()[-1:] or [f"exit {e.returncode}"]
+            print(f"SKIPPED: kernel set {s}: {msg[0]}", flush=True)
+            notes.append(f"- SKIPPED: kernel set `{s}`: {msg[0]}")
+            continue
+        diff = float(np.max(np.abs(np.load(lpath).reshape(ort_logits.shape) - ort_logits)))
+        ok = diff <= TOL_REL * scale
+        print(f"ours {s}: max |logits - onnxruntime| = {diff:.2e} -> {'ok' if ok else 'DISAGREES: not timed'}",
+              flush=True)
+        checks.append(f"| ours `{s}` | {diff:.2e} {'ok' if ok else '**disagrees: not timed**'} | "
+                      "target/release/mobilenet |")
+        if ok:
+            ours.append(s)
+    if not ours:
+        sys.exit("none of our kernel sets ran: nothing to compare")
+
+    # Interleaved rounds. ms[(engine label, threads)] = per-round medians.
+    labels = [p["name"] for p in peers] + [f"ours:{s}" for s in ours]
+    runners = {(p["name"], t): p["make"](t) for p in peers for t in thread_counts}
+    ms = {(e, t): [] for e in labels for t in thread_counts}
+    our_layers = {(s, t): [] for s in ours for t in thread_counts}
+    ort_layers = {t: [] for t in thread_counts}
+    for r in range(a.rounds):
+        order = labels[r % len(labels):] + labels[: r % len(labels)]
         for t in thread_counts:
-            out = json.loads(sh(MOBILENET, "bench", "--weights", wpath, "--kernels", s, "--threads", str(t),
-                                "--iters", str(a.iters), "--json"))
-            rows.append((s, t, out["median_ms"]))
-            print(f"{s} threads {t}: {out['median_ms']:.3f} ms", flush=True)
+            for e in order:
+                if e.startswith("ours:"):
+                    out = ours_bench(wpath, e[5:], t, a.iters)
+                    ms[(e, t)].append(out["median_ms"])
+                    our_layers[(e[5:], t)].append({l["name"]: l["median_ms"] for l in out["layers"]})
+                else:
+                    ms[(e, t)].append(time_block(runners[(e, t)], a.iters))
+            if a.layers:
+                ort_layers[t].append(ort_profile(onnx_bytes, image, t, a.iters))
+        summary = ", ".join(f"{e}@{t} {ms[(e, t)][-1]:.2f}" for t in thread_counts for e in labels)
+        print(f"round {r + 1}/{a.rounds} (ms): {summary}", flush=True)
 
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-    commit = sh("git", "rev-parse", "--short=12", "HEAD")
+    # Tables.
+    peer_names = [p["name"] for p in peers]
+    versions = {p["name"]: f"{p['name']} {p['version']}" for p in peers}
     lines = [
-        "# Peers: our kernel sets against ONNX Runtime (MobileNetV1 1.0-224, batch 1)",
+        "# Peers: our kernel sets against ONNX Runtime, OpenVINO, ncnn, PyTorch (MobileNetV1 1.0-224, batch 1, fp32)",
         "",
         "<!-- generated by tools/onnx-reference/peers.py; do not edit -->",
         "",
-        f"- CPU: {cpu} ({all_threads} logical cores)",
-        f"- onnxruntime {ort.__version__} (CPUExecutionProvider, all graph optimisations), {sh('rustc', '-V')}",
-        f"- commit: {commit}",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- command: `python tools/onnx-reference/peers.py --iters {a.iters}`",
-        f"- statistic: median of {a.iters} end-to-end runs after warm-up, both engines, same weights and input",
-        f"- output check: max |ours ({check_set}) - onnxruntime| = {max_err:.2e} over logits of max magnitude {scale:.2f}",
+    ] + provenance(a, peers, f"{a.rounds} interleaved rounds; in each, per thread count, one block of "
+                   f"{a.iters} runs per engine (after 3 warm-up runs) in an order rotated every round; "
+                   "each time is the median over rounds of the per-round median; ratios are per round "
+                   "(ours / the fastest peer of that round), median and min..max over rounds") + [
         "",
-        "| engine / kernel set | threads | median ms | vs ONNX Runtime (same threads) |",
-        "|---|---:|---:|---:|",
+        f"Output check against ONNX Runtime (max abs difference of the logits, max |logit| {scale:.2f}; "
+        f"an engine beyond {TOL_REL:g} x max |logit| is not timed):",
+        "",
+        "| engine | max abs diff | model route |",
+        "|---|---:|---|",
+    ] + checks + [""] + (notes + [""] if notes else []) + [
+        "| engine / kernel set | threads | median ms | min..max over rounds | / best peer (median, min..max) |",
+        "|---|---:|---:|---:|---:|",
     ]
     for t in thread_counts:
-        lines.append(f"| onnxruntime {ort.__version__} | {t} | {ort_ms[t]:.3f} | 1.00x |")
-    for s, t, ms in sorted(rows, key=lambda r: (r[1], r[2])):
-        lines.append(f"| {s} | {t} | {ms:.3f} | {ort_ms[t] / ms:.2f}x faster |" if ms < ort_ms[t]
-                     else f"| {s} | {t} | {ms:.3f} | {ms / ort_ms[t]:.2f}x slower |")
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
+        best_per_round = [min(ms[(p, t)][r] for p in peer_names) for r in range(a.rounds)]
+        rows = []
+        for e in labels:
+            v = ms[(e, t)]
+            ratios = [x / b for x, b in zip(v, best_per_round)]
+            name = f"ours `{e[5:]}`" if e.startswith("ours:") else versions[e]
+            rows.append((median(v), f"| {name} | {t} | {median(v):.3f} | {min(v):.3f}..{max(v):.3f} | "
+                                    f"{median(ratios):.2f} ({min(ratios):.2f}..{max(ratios):.2f}) |"))
+        lines += [row for _, row in sorted(rows)]
+    lines += ["", "Engines: onnxruntime (MLAS, NCHWc layout), openvino (oneDNN), ncnn (its own x86 kernels), "
+              "torch (eager PyTorch, oneDNN/MKL); see the docstring of tools/onnx-reference/peers.py."]
+    path = os.path.join(out_dir, "peers.md")
+    with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
-    print("wrote", a.out)
+    print("wrote", path)
+
+    if a.layers:
+        write_layers(a, peers, thread_counts, ours, our_layers, ort_layers, out_dir)
+    if a.out_dir is None:
+        machine.regenerate_index()
+
+
+def write_layers(a, peers, thread_counts, ours, our_layers, ort_layers, out_dir):
+    names = list(our_layers[(ours[0], thread_counts[0])][0].keys())
+    kinds = {"conv0": lambda n: n == "conv0", "depthwise": lambda n: n.startswith("dw"),
+             "pointwise": lambda n: n.startswith("pw"), "fc (pool + fc)": lambda n: n == "fc"}
+    lines = [
+        "# Per layer against ONNX Runtime (MobileNetV1 1.0-224, batch 1, fp32)",
+        "",
+        "<!-- generated by tools/onnx-reference/peers.py --layers; do not edit -->",
+        "",
+    ] + provenance(a, peers[:1], f"{a.rounds} interleaved rounds; per round, ours: the per-layer medians of "
+                   f"`mobilenet bench --json --iters {a.iters}`; ONNX Runtime: per node, the median over {a.iters} "
+                   "profiled runs of the profiler's kernel_time (enable_profiling), nodes summed per layer; each "
+                   "cell is the median over rounds; the ratio is per round, median and min..max") + [
+        "",
+        "ONNX Runtime's nodes are mapped to our layers by the ONNX tensor names of make_fixture.py "
+        "(`first_conv.*` -> conv0, `bottleneck.i.{0,1,2}` -> dw(i+1), `bottleneck.i.{3,4,5}` -> pw(i+1), "
+        "pool/flatten/Gemm -> fc, since our fc layer includes the global average pool); its NCHWc layout "
+        "reorders have no counterpart in our layers and are listed as `other`. The profiler adds a little "
+        "time per node.",
+    ]
+    for s in ours:
+        for t in thread_counts:
+            rounds = len(ort_layers[t])
+            our = our_layers[(s, t)]
+            theirs = [d for d, _ in ort_layers[t]]
+            lines += ["", f"## ours `{s}` against ONNX Runtime {ort.__version__}, {t} thread(s)", "",
+                      "| layer | ours ms | ORT ms | ours / ORT (median, min..max) |", "|---|---:|---:|---:|"]
+
+            def row(label, pick):
+                o = [sum(v for k, v in our[r].items() if pick(k)) for r in range(rounds)]
+                x = [sum(v for k, v in theirs[r].items() if pick(k)) for r in range(rounds)]
+                ratios = [p / q for p, q in zip(o, x) if q > 0]
+                ratio = f"{median(ratios):.2f} ({min(ratios):.2f}..{max(ratios):.2f})" if ratios else "-"
+                return f"| {label} | {median(o):.3f} | {median(x):.3f} | {ratio} |"
+            for n in names:
+                lines.append(row(n, lambda k, n=n: k == n))
+            lines.append(row("other (ORT layout reorders)", lambda k: k == "other"))
+            for label, pick in kinds.items():
+                lines.append(row(f"**{label}**", pick))
+            lines.append(row("**sum of layers**", lambda k: True))
+            e2e = [e for _, e in ort_layers[t]]
+            lines.append(f"\nONNX Runtime end to end while profiled: {median(e2e):.3f} ms (median over rounds).")
+    path = os.path.join(out_dir, "layers-vs-ort.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("wrote", path)
 
 
 if __name__ == "__main__":
