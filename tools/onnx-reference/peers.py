@@ -90,6 +90,12 @@ def time_block(fn, iters, warm=3):
     return median(ts)
 
 
+def time_ort(model_bytes, image, threads, iters):
+    """ONNX Runtime alone (precision_peers.py): per-block median ms of `iters` runs, and logits."""
+    run = ort_engine(model_bytes, image)["make"](threads)
+    return time_block(run, iters, warm=10), run()
+
+
 # ---------------------------------------------------------------------------------------------
 # Engines. Each peer: name, version, route (how the model got there), make(threads) -> a
 # zero-argument callable that runs one inference and returns the logits [1, 1000].
@@ -362,7 +368,7 @@ def provenance(a, peers, stat, extra=()):
         f"- engines: {engine_versions(peers)}; ours: {sh('rustc', '-V')}",
         f"- commit: {commit}",
         f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- command: `python tools/onnx-reference/peers.py {' '.join(sys.argv[1:])}`".replace(" `", " `", 1),
+        f"- command: `python tools/onnx-reference/peers.py {' '.join(sys.argv[1:])}`",
         f"- statistic: {stat}",
     ]
     return lines + list(extra)
@@ -439,9 +445,9 @@ def main():
         try:
             sh(MOBILENET, "run", "--weights", wpath, "--input", ipath, "--kernels", s, "--logits", "--output", lpath)
         except subprocess.CalledProcessError as e:
-            msg = (e.stderr or "").strip().splitlines()[-1:] or [f"exit {e.returncode}"]
-            print(f"SKIPPED: kernel set {s}: {msg[0]}", flush=True)
-            notes.append(f"- SKIPPED: kernel set `{s}`: {msg[0]}")
+            msg = ((e.stderr or "").strip().splitlines()[-1:] or [f"exit {e.returncode}"])[0].split(";")[0]
+            print(f"SKIPPED: kernel set {s}: {msg}", flush=True)
+            notes.append(f"- SKIPPED: kernel set `{s}`: {msg}")
             continue
         diff = float(np.max(np.abs(np.load(lpath).reshape(ort_logits.shape) - ort_logits)))
         ok = diff <= TOL_REL * scale
@@ -551,7 +557,7 @@ def write_layers(a, peers, thread_counts, ours, our_layers, ort_layers, out_dir)
             def row(label, pick):
                 o = [sum(v for k, v in our[r].items() if pick(k)) for r in range(rounds)]
                 x = [sum(v for k, v in theirs[r].items() if pick(k)) for r in range(rounds)]
-                ratios = [p / q for p, q in zip(o, x) if q > 0]
+                ratios = [p / q for p, q in zip(o, x) if p > 0 and q > 0]
                 ratio = f"{median(ratios):.2f} ({min(ratios):.2f}..{max(ratios):.2f})" if ratios else "-"
                 return f"| {label} | {median(o):.3f} | {median(x):.3f} | {ratio} |"
             for n in names:
@@ -561,7 +567,8 @@ def write_layers(a, peers, thread_counts, ours, our_layers, ort_layers, out_dir)
                 lines.append(row(f"**{label}**", pick))
             lines.append(row("**sum of layers**", lambda k: True))
             e2e = [e for _, e in ort_layers[t]]
-            lines.append(f"\nONNX Runtime end to end while profiled: {median(e2e):.3f} ms (median over rounds).")
+            lines.append(f"\nONNX Runtime end to end while profiled (the profiler's own overhead included): "
+                         f"{median(e2e):.3f} ms, median over rounds.")
     path = os.path.join(out_dir, "layers-vs-ort.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
