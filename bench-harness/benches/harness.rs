@@ -1,8 +1,19 @@
 //! `cargo bench -p bench-harness`: every MobileNetV1 layer under every algorithm in the
 //! registry, the whole network under every kernel set at 1 thread and at all threads, and the
-//! machine's roofs; then writes `results/<arch>-<isa>.{md,csv}` and the SVG plots.
+//! machine's roofs; then the best-flavour kernel sets end to end at every lower ISA ceiling of
+//! the CPU; then writes `results/<cpu-slug>/<arch>-<isa>.{md,csv}`, the SVG plots and the
+//! index `results/README.md`.
 //!
-//! `BENCH_QUICK=1` is the quick mode (under 3 minutes on 2 cores); the full run takes under 20.
+//! The ISA ceiling is read once per process (`kernels::isa::ceiling`), so each lower ceiling
+//! runs in a child: this same binary with `KERNELS_ISA=<ceiling>` and `BENCH_CEILING_CHILD=<file>`,
+//! which benches only the whole-model runs of the best-flavour sets and writes them to
+//! `<file>`. `BENCH_CEILINGS=avx2,avx512` picks the ceilings (`none` for none); the default is
+//! every ceiling the CPU has below the run's own except the bf16-only levels (`avx512bf16`,
+//! `amx`: they change no f32 kernel). Scalar is included: its `direct` forward takes about
+//! 120 ms on one core of the Xeon here, so the scalar child costs about 30 s of the full run
+//! and 10 s of the quick one.
+//!
+//! `BENCH_QUICK=1` is the quick mode (under 4 minutes on 2 cores); the full run takes about 20.
 //! A criterion filter (`cargo bench -p bench-harness -- pw13`) runs a subset and leaves
 //! `results/` alone. Statistic: the median over criterion's samples of the mean time per
 //! iteration (flat sampling), recorded from the same samples criterion analyses.
@@ -13,12 +24,12 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bench_harness::machine::Provenance;
+use bench_harness::machine::{results_dir, results_root, Provenance};
 use bench_harness::peak;
-use bench_harness::report::{LayerResult, ModelResult, Report, Roofs};
+use bench_harness::report::{CeilingResult, LayerResult, ModelResult, Report, Roofs};
 use criterion::{Criterion, SamplingMode};
 use kernels::testing::random_values;
-use kernels::{Activation, Dims, LayerKind};
+use kernels::{Activation, Dims, Isa, KernelSet, LayerKind};
 use model::{Config, MobileNet, Weights};
 
 /// Per benchmark id, the mean seconds per iteration of every call criterion made (warm-up
@@ -96,6 +107,10 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if let Ok(out) = std::env::var("BENCH_CEILING_CHILD") {
+        ceiling_child(&mut c, &sets, &settings, Path::new(&out));
+        return;
+    }
     if settings.quick {
         // The best-flavour sets (`direct`, not `direct-avx2`) and the algorithms they run.
         sets.retain(|s| !s.name().contains('-'));
@@ -180,6 +195,62 @@ fn main() {
         group.finish();
     }
 
+    let expected_models = bench_models(&mut c, &sets, "model");
+    c.final_summary();
+    let layers: Vec<LayerResult> = expected_layers
+        .into_iter()
+        .filter_map(|(id, r)| median_of(&id, settings.samples).map(|m| LayerResult { median_s: m, ..r }))
+        .collect();
+    let models: Vec<ModelResult> = expected_models
+        .iter()
+        .filter_map(|(id, r)| {
+            median_of(id, settings.samples).map(|m| ModelResult { median_s: m, ..r.clone() })
+        })
+        .collect();
+    if models.len() < expected_models.len() || layers.is_empty() {
+        eprintln!("a filtered or partial run: results/ left unchanged");
+        return;
+    }
+    let provenance = Provenance::collect(settings.describe());
+    let mut ceilings = Vec::new();
+    for isa in lower_ceilings() {
+        ceilings.extend(run_ceiling_child(isa));
+    }
+    ceilings.extend(
+        models
+            .iter()
+            .filter(|m| is_best_flavour(&m.kernel_set))
+            .map(|m| CeilingResult { isa: provenance.isa.clone(), model: m.clone() }),
+    );
+    let report = Report { provenance, roofs, layers, models, ceilings };
+    let dir = results_dir();
+    match bench_harness::write_results(&dir, &report) {
+        Ok(paths) => {
+            for p in paths {
+                eprintln!("wrote {}", p.display());
+            }
+        }
+        Err(e) => {
+            eprintln!("error: cannot write results: {e}");
+            std::process::exit(1);
+        }
+    }
+    if settings.quick {
+        eprintln!("quick mode: results/winograd-accuracy.md left unchanged");
+    } else {
+        // Machine-independent arithmetic: it stays at the top of results/.
+        write_winograd_accuracy(&results_root(), &report.provenance);
+    }
+    match bench_harness::index::write_index(&results_root()) {
+        Ok(path) => eprintln!("wrote {}", path.display()),
+        Err(e) => eprintln!("error: cannot write the results index: {e}"),
+    }
+}
+
+/// Benches every set of `sets` end to end at 1 and all threads under the criterion group
+/// `group_name`; returns each benchmark id with its result (median still 0).
+fn bench_models(c: &mut Criterion, sets: &[KernelSet], group_name: &str) -> Vec<(String, ModelResult)> {
+    let config = Config::default();
     let all_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut thread_counts = vec![1];
     if all_threads > 1 {
@@ -189,9 +260,9 @@ fn main() {
     let image = random_values(3 * config.resolution * config.resolution, 1);
     let flops = config.total_cost().map(|c| c.flops as f64).unwrap_or(0.0);
     let mut expected_models = Vec::new();
-    let mut group = c.benchmark_group("model");
+    let mut group = c.benchmark_group(group_name);
     group.sampling_mode(SamplingMode::Flat);
-    for set in &sets {
+    for set in sets {
         for &threads in &thread_counts {
             let mut net = match MobileNet::new(config, &weights, set, 1, threads) {
                 Ok(n) => n,
@@ -200,7 +271,7 @@ fn main() {
                     continue;
                 }
             };
-            let id = format!("model/{}/t{threads}", set.name());
+            let id = format!("{group_name}/{}/t{threads}", set.name());
             group.bench_function(format!("{}/t{threads}", set.name()), |b| {
                 b.iter_custom(|iters| {
                     let start = Instant::now();
@@ -219,39 +290,100 @@ fn main() {
         }
     }
     group.finish();
-    c.final_summary();
+    expected_models
+}
 
-    let layers: Vec<LayerResult> = expected_layers
-        .into_iter()
-        .filter_map(|(id, r)| median_of(&id, settings.samples).map(|m| LayerResult { median_s: m, ..r }))
-        .collect();
-    let models: Vec<ModelResult> = expected_models
-        .iter()
-        .filter_map(|(id, r)| {
-            median_of(id, settings.samples).map(|m| ModelResult { median_s: m, ..r.clone() })
-        })
-        .collect();
-    if models.len() < expected_models.len() || layers.is_empty() {
-        eprintln!("a filtered or partial run: results/ left unchanged");
-        return;
+/// The sets measured at every ceiling: the best-flavour ones (`direct`, not `direct-avx2`),
+/// without `naive` (the same code at every ceiling).
+fn is_best_flavour(set: &str) -> bool {
+    !set.contains('-') && set != "naive"
+}
+
+/// The ceilings the child runs cover: `BENCH_CEILINGS` (comma-separated names, `none`), or
+/// every f32 level this CPU has below the run's own ceiling (module docs).
+fn lower_ceilings() -> Vec<Isa> {
+    let Ok(own) = kernels::isa::ceiling() else { return Vec::new() };
+    if let Ok(list) = std::env::var("BENCH_CEILINGS") {
+        return list
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty() && *n != "none")
+            .filter_map(|n| match Isa::parse(n) {
+                Ok(isa) if isa.detected() && isa != own => Some(isa),
+                Ok(isa) => {
+                    eprintln!("SKIPPED: ceiling {}: not detected here, or the run's own", isa.name());
+                    None
+                }
+                Err(e) => {
+                    eprintln!("SKIPPED: ceiling {n}: {e}");
+                    None
+                }
+            })
+            .collect();
     }
-    let report = Report { provenance: Provenance::collect(settings.describe()), roofs, layers, models };
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results");
-    match bench_harness::write_results(&dir, &report) {
-        Ok(paths) => {
-            for p in paths {
-                eprintln!("wrote {}", p.display());
-            }
+    [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon]
+        .into_iter()
+        .filter(|&isa| isa.detected() && isa != own && isa.within(own))
+        .collect()
+}
+
+/// Runs this binary again with `KERNELS_ISA=<isa>` in ceiling-child mode and reads back its
+/// results; a failed child is reported and yields nothing.
+fn run_ceiling_child(isa: Isa) -> Vec<CeilingResult> {
+    let out =
+        std::env::temp_dir().join(format!("bench-harness-ceiling-{}-{}.tsv", isa.name(), std::process::id()));
+    eprintln!("ISA ceiling {}: the best-flavour sets end to end in a child process...", isa.name());
+    let status = std::env::current_exe().and_then(|exe| {
+        std::process::Command::new(exe)
+            .arg("--bench")
+            .env("KERNELS_ISA", isa.name())
+            .env("BENCH_CEILING_CHILD", &out)
+            .status()
+    });
+    let text = match status {
+        Ok(s) if s.success() => std::fs::read_to_string(&out).unwrap_or_default(),
+        Ok(s) => {
+            eprintln!("SKIPPED: ceiling {}: the child exited with {s}", isa.name());
+            String::new()
         }
         Err(e) => {
-            eprintln!("error: cannot write results: {e}");
-            std::process::exit(1);
+            eprintln!("SKIPPED: ceiling {}: cannot start the child: {e}", isa.name());
+            String::new()
+        }
+    };
+    let _ = std::fs::remove_file(&out);
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split('\t');
+            let (set, threads, median_s, flops) = (f.next()?, f.next()?, f.next()?, f.next()?);
+            Some(CeilingResult {
+                isa: isa.name().to_string(),
+                model: ModelResult {
+                    kernel_set: set.to_string(),
+                    threads: threads.parse().ok()?,
+                    median_s: median_s.parse().ok()?,
+                    flops: flops.parse().ok()?,
+                },
+            })
+        })
+        .collect()
+}
+
+/// Ceiling-child mode: the best-flavour sets end to end under this process's ceiling, written
+/// to `out` as `set<TAB>threads<TAB>median seconds<TAB>flops` lines.
+fn ceiling_child(c: &mut Criterion, sets: &[KernelSet], settings: &Settings, out: &Path) {
+    let isa = kernels::isa::ceiling().map(|i| i.name()).unwrap_or("invalid");
+    let sets: Vec<KernelSet> = sets.iter().filter(|s| is_best_flavour(s.name())).cloned().collect();
+    let expected = bench_models(c, &sets, &format!("model-{isa}"));
+    let mut text = String::new();
+    for (id, r) in &expected {
+        if let Some(m) = median_of(id, settings.samples) {
+            text.push_str(&format!("{}\t{}\t{m:e}\t{:e}\n", r.kernel_set, r.threads, r.flops));
         }
     }
-    if settings.quick {
-        eprintln!("quick mode: results/winograd-accuracy.md left unchanged");
-    } else {
-        write_winograd_accuracy(&dir, &report.provenance);
+    if let Err(e) = std::fs::write(out, text) {
+        eprintln!("error: cannot write {}: {e}", out.display());
+        std::process::exit(1);
     }
 }
 

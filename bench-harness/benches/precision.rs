@@ -1,5 +1,5 @@
 //! `cargo bench -p bench-harness --bench precision`: what f16 and bf16 storage cost in
-//! accuracy and buy in speed on MobileNetV1, written to `results/precision.md`.
+//! accuracy and buy in speed on MobileNetV1, written to `results/<cpu-slug>/precision.md`.
 //!
 //! 1. Per layer kind: every distinct full-size layer shape under the algorithm the `direct`
 //!    kernel set chooses, at f16 and bf16, against the f64 naive oracle on the same rounded
@@ -26,7 +26,7 @@ use model::{npy, top_k, Config, LayerInfo, MobileNet, Weights};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// The kernel set measured everywhere: the fastest one (see results/x86_64-avx512.md).
+/// The kernel set measured everywhere: the fastest one (see results/<cpu-slug>/x86_64-*.md).
 const SET: &str = "direct";
 /// The reduced precisions, in table order.
 const REDUCED: [Precision; 2] = [Precision::F16, Precision::Bf16];
@@ -78,6 +78,15 @@ fn main() {
 }
 
 fn run() -> Res<()> {
+    // `cargo bench -p bench-harness -- pw13` passes the criterion filter `pw13` to every bench
+    // target: a filter that does not name this bench skips it, so a filtered run of the
+    // harness leaves results/ alone.
+    if let Some(filter) = std::env::args().skip(1).find(|a| !a.starts_with('-')) {
+        if !"precision".contains(filter.as_str()) {
+            eprintln!("precision: skipped by the filter `{filter}`; results/ left unchanged");
+            return Ok(());
+        }
+    }
     let settings = Settings::from_env();
     let set = kernels::kernel_set(SET)?;
     let config = Config::default();
@@ -100,9 +109,13 @@ fn run() -> Res<()> {
     let provenance =
         Provenance::collect_for("cargo bench -p bench-harness --bench precision", settings.describe());
     let text = markdown(&provenance, &settings, &shapes, &e2e, &small, &fixture, &speed);
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/precision.md");
+    let dir = bench_harness::machine::results_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("precision.md");
     std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     eprintln!("wrote {}", path.display());
+    let index = bench_harness::index::write_index(&bench_harness::machine::results_root())?;
+    eprintln!("wrote {}", index.display());
     Ok(())
 }
 

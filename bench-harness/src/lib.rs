@@ -2,9 +2,12 @@
 //! registry and every kernel set end to end, then writes `results/` (tables, CSV, plots).
 //!
 //! `cargo bench -p bench-harness` runs `benches/harness.rs`, which drives criterion and calls
-//! [`write_results`]. `BENCH_QUICK=1` selects the quick mode (under 3 minutes). The focused
-//! benches (`gemm`, `depthwise`, `winograd`) need `--features focused-benches`.
+//! [`write_results`] into `results/<cpu-slug>/` ([`machine::results_dir`]), then rebuilds the
+//! index `results/README.md` ([`index`]). `BENCH_QUICK=1` selects the quick mode (under 4
+//! minutes). The focused benches (`gemm`, `depthwise`, `winograd`) need
+//! `--features focused-benches`.
 
+pub mod index;
 pub mod machine;
 pub mod peak;
 pub mod plots;

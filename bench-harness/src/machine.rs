@@ -1,6 +1,94 @@
-//! Where a result came from: CPU, flags, cores, compiler, commit, date, command.
+//! Where a result came from: CPU, flags, cores, compiler, commit, date, command; and the
+//! CPU slug that names the folder a machine's results go to.
+//!
+//! # The CPU slug
+//!
+//! Results are kept per CPU under `results/<slug>/`, so files measured on different machines
+//! sit side by side instead of overwriting each other. The slug is read from `/proc/cpuinfo`:
+//!
+//! - x86-64: `<vendor>-<name>-<family>-<model>`: vendor `intel` (GenuineIntel) or `amd`
+//!   (AuthenticAMD), else the vendor id lower-cased; name is the first word of `model name`
+//!   after dropping `(R)`, `(TM)` and the vendor's own word, lower-cased (`xeon`, `epyc`,
+//!   `core`, `ryzen`); family and model are the decimal `cpu family` and `model` fields.
+//!   Examples: `intel-xeon-6-167`, `intel-xeon-6-207`, `amd-epyc-25-1`, `amd-epyc-25-17`.
+//! - aarch64: `aarch64-<implementer>-<part>` from `CPU implementer` and `CPU part` (hex
+//!   without `0x`, e.g. `aarch64-41-d0c` for a Neoverse V1); `aarch64-qemu` when
+//!   `/proc/cpuinfo` has no `CPU implementer` (qemu user mode shows the host's file).
+//! - anything else, or a field missing: `<arch>-unknown`.
+//!
+//! `tools/onnx-reference/peers.py` (`cpu_slug()`) applies the same rule; the tests below and
+//! that function's docstring keep the examples in step.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The value of the first `/proc/cpuinfo` line whose key (before `:`) is exactly `name`.
+pub fn cpuinfo_field(cpuinfo: &str, name: &str) -> Option<String> {
+    cpuinfo.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == name).then(|| v.trim().to_string())
+    })
+}
+
+/// The CPU slug (module docs) of the machine whose `/proc/cpuinfo` is `cpuinfo`, for `arch`
+/// (`std::env::consts::ARCH`).
+pub fn slug_from(cpuinfo: &str, arch: &str) -> String {
+    let unknown = || format!("{arch}-unknown");
+    match arch {
+        "x86_64" | "x86" => {
+            let (Some(vendor_id), Some(name), Some(family), Some(model)) = (
+                cpuinfo_field(cpuinfo, "vendor_id"),
+                cpuinfo_field(cpuinfo, "model name"),
+                cpuinfo_field(cpuinfo, "cpu family"),
+                cpuinfo_field(cpuinfo, "model"),
+            ) else {
+                return unknown();
+            };
+            let vendor = match vendor_id.as_str() {
+                "GenuineIntel" => "intel".to_string(),
+                "AuthenticAMD" => "amd".to_string(),
+                v => clean(v),
+            };
+            let short = name
+                .replace("(R)", " ")
+                .replace("(TM)", " ")
+                .replace("(tm)", " ")
+                .split_whitespace()
+                .map(clean)
+                .find(|w| !w.is_empty() && *w != vendor)
+                .unwrap_or_else(|| "cpu".into());
+            format!("{vendor}-{short}-{}-{}", clean(&family), clean(&model))
+        }
+        "aarch64" => match (cpuinfo_field(cpuinfo, "CPU implementer"), cpuinfo_field(cpuinfo, "CPU part")) {
+            (Some(imp), Some(part)) => {
+                let hex = |s: &str| clean(s.trim_start_matches("0x"));
+                format!("aarch64-{}-{}", hex(&imp), hex(&part))
+            }
+            _ => "aarch64-qemu".into(),
+        },
+        _ => unknown(),
+    }
+}
+
+/// Lower-case ASCII letters and digits of `s` (everything else dropped).
+fn clean(s: &str) -> String {
+    s.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
+}
+
+/// This machine's CPU slug (module docs).
+pub fn cpu_slug() -> String {
+    slug_from(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default(), std::env::consts::ARCH)
+}
+
+/// The workspace's `results/` folder.
+pub fn results_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("results")
+}
+
+/// The folder this machine's results go to: `results/<cpu slug>/`.
+pub fn results_dir() -> PathBuf {
+    results_root().join(cpu_slug())
+}
 
 /// The provenance block every results file opens with.
 #[derive(Debug, Clone)]
@@ -9,6 +97,10 @@ pub struct Provenance {
     /// The ISA ceiling the run used (`KERNELS_ISA` or the best detected).
     pub isa: String,
     pub cpu: String,
+    /// `family F model M` (x86) or `implementer I part P` (aarch64), empty where unknown.
+    pub cpu_id: String,
+    /// The folder name of this machine's results (module docs).
+    pub slug: String,
     /// The SIMD-relevant CPU flags.
     pub flags: String,
     pub cores: usize,
@@ -34,12 +126,12 @@ impl Provenance {
     /// As [`collect`](Self::collect) for a run started by `command` (the arguments are added).
     pub fn collect_for(command: &str, settings: String) -> Provenance {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let field = |name: &str| {
-            cpuinfo
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
+        let field = |name: &str| cpuinfo_field(&cpuinfo, name);
+        let cpu_id = match (field("cpu family"), field("model"), field("CPU implementer"), field("CPU part"))
+        {
+            (Some(f), Some(m), _, _) => format!("family {f} model {m}"),
+            (_, _, Some(i), Some(p)) => format!("implementer {i} part {p}"),
+            _ => String::new(),
         };
         let cpu = field("model name").unwrap_or_else(|| "unknown CPU".into());
         let all_flags = field("flags").or_else(|| field("Features")).unwrap_or_default();
@@ -75,6 +167,8 @@ impl Provenance {
             arch: std::env::consts::ARCH,
             isa,
             cpu,
+            cpu_id,
+            slug: slug_from(&cpuinfo, std::env::consts::ARCH),
             flags: flags.join(" "),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             rustc: run("rustc", &["-V"]).unwrap_or_else(|| "unknown".into()),
@@ -87,9 +181,55 @@ impl Provenance {
 
     /// The provenance as a markdown list.
     pub fn markdown(&self) -> String {
+        let id = if self.cpu_id.is_empty() { String::new() } else { format!(", {}", self.cpu_id) };
         format!(
-            "- CPU: {} ({} logical cores), flags: {}\n- ISA ceiling: {} on {}\n- rustc: {}\n- commit: {}\n- date: {}\n- command: `{}`\n- statistic: {}\n",
-            self.cpu, self.cores, self.flags, self.isa, self.arch, self.rustc, self.commit, self.date, self.command, self.settings
+            "- CPU: {}{id} ({} logical cores), flags: {}\n- results folder: {}\n- ISA ceiling: {} on {}\n- rustc: {}\n- commit: {}\n- date: {}\n- command: `{}`\n- statistic: {}\n",
+            self.cpu, self.cores, self.flags, self.slug, self.isa, self.arch, self.rustc, self.commit, self.date, self.command, self.settings
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn x86(vendor: &str, name: &str, family: u32, model: u32) -> String {
+        format!(
+            "processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\nmodel\t\t: {model}\nmodel name\t: {name}\nflags\t\t: fpu avx2\n"
+        )
+    }
+
+    #[test]
+    fn slugs_of_the_machines_seen() {
+        let cases = [
+            (x86("GenuineIntel", "Intel(R) Xeon(R) Processor", 6, 167), "intel-xeon-6-167"),
+            (x86("GenuineIntel", "INTEL(R) XEON(R) PLATINUM 8592+", 6, 207), "intel-xeon-6-207"),
+            (x86("AuthenticAMD", "AMD EPYC 7B13", 25, 1), "amd-epyc-25-1"),
+            (x86("AuthenticAMD", "AMD EPYC 9R14 96-Core Processor", 25, 17), "amd-epyc-25-17"),
+            (x86("GenuineIntel", "Intel(R) Core(TM) i7-10700K CPU @ 3.80GHz", 6, 165), "intel-core-6-165"),
+        ];
+        for (info, want) in cases {
+            assert_eq!(slug_from(&info, "x86_64"), want, "{info}");
+        }
+    }
+
+    #[test]
+    fn aarch64_slugs_and_fallbacks() {
+        let arm = "processor\t: 0\nFeatures\t: fp asimd\nCPU implementer\t: 0x41\nCPU part\t: 0xd40\n";
+        assert_eq!(slug_from(arm, "aarch64"), "aarch64-41-d40");
+        // qemu-aarch64 user mode: the x86 host's file.
+        assert_eq!(
+            slug_from(&x86("GenuineIntel", "Intel(R) Xeon(R) Processor", 6, 167), "aarch64"),
+            "aarch64-qemu"
+        );
+        assert_eq!(slug_from("", "x86_64"), "x86_64-unknown");
+        assert_eq!(slug_from("", "riscv64"), "riscv64-unknown");
+    }
+
+    #[test]
+    fn model_is_not_model_name() {
+        // `model` must not match the `model name` line, whichever comes first.
+        let info = "model name\t: AMD EPYC 7B13\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n";
+        assert_eq!(slug_from(info, "x86_64"), "amd-epyc-25-1");
     }
 }

@@ -44,6 +44,15 @@ pub struct ModelResult {
     pub flops: f64,
 }
 
+/// The whole network under one best-flavour kernel set at one ISA ceiling (`KERNELS_ISA`),
+/// measured in a child process of the harness (the ceiling is fixed once per process).
+#[derive(Debug, Clone)]
+pub struct CeilingResult {
+    /// `scalar`, `avx2`, `avx512`, ... (`kernels::Isa::name`).
+    pub isa: String,
+    pub model: ModelResult,
+}
+
 /// The measured roofs of this machine.
 #[derive(Debug, Clone, Copy)]
 pub struct Roofs {
@@ -63,6 +72,8 @@ pub struct Report {
     pub roofs: Roofs,
     pub layers: Vec<LayerResult>,
     pub models: Vec<ModelResult>,
+    /// The best-flavour sets end to end at every ISA ceiling run (the run's own included).
+    pub ceilings: Vec<CeilingResult>,
 }
 
 const GENERATED: &str =
@@ -141,6 +152,8 @@ impl Report {
             );
         }
 
+        self.ceiling_table(&mut s);
+
         let by_layer = self.by_layer();
         s.push_str("\n## Best algorithm per layer (1 thread)\n\n");
         s.push_str("| layer | op | best | median us | GFLOP/s | % of peak | x naive | runner-up (us) |\n|---|---|---|---:|---:|---:|---:|---|\n");
@@ -214,6 +227,55 @@ impl Report {
         s
     }
 
+    /// The table "end to end per ISA ceiling": one row per best-flavour set and thread count,
+    /// one column per ceiling, each cell the median ms and its ratio to the run's own ceiling.
+    fn ceiling_table(&self, s: &mut String) {
+        if self.ceilings.is_empty() {
+            return;
+        }
+        let mut isas: Vec<&str> = Vec::new();
+        for c in &self.ceilings {
+            if !isas.contains(&c.isa.as_str()) {
+                isas.push(&c.isa);
+            }
+        }
+        let mut rows: Vec<(&str, usize)> = Vec::new();
+        for c in &self.ceilings {
+            let key = (c.model.kernel_set.as_str(), c.model.threads);
+            if !rows.contains(&key) {
+                rows.push(key);
+            }
+        }
+        rows.sort_by_key(|&(set, threads)| (threads, set));
+        let own = self.provenance.isa.as_str();
+        let _ = writeln!(
+            s,
+            "\n## End to end per ISA ceiling\n\nThe best-flavour kernel sets re-run with `KERNELS_ISA` set to each \
+             ceiling this CPU has (each in a child process: the ceiling is read once per process); \
+             median ms, and in brackets the time relative to the run's own ceiling ({own}).\n"
+        );
+        let _ = writeln!(s, "| kernel set | threads | {} |", isas.join(" | "));
+        let _ = writeln!(s, "|---|---:|{}", "---:|".repeat(isas.len()));
+        for (set, threads) in rows {
+            let find = |isa: &str| {
+                self.ceilings
+                    .iter()
+                    .find(|c| c.isa == isa && c.model.kernel_set == set && c.model.threads == threads)
+                    .map(|c| c.model.median_s)
+            };
+            let base = find(own);
+            let cells: Vec<String> = isas
+                .iter()
+                .map(|isa| match (find(isa), base) {
+                    (Some(t), Some(b)) if *isa != own => format!("{:.3} ({:.2}x)", t * 1e3, t / b),
+                    (Some(t), _) => format!("{:.3}", t * 1e3),
+                    (None, _) => "-".into(),
+                })
+                .collect();
+            let _ = writeln!(s, "| {set} | {threads} | {} |", cells.join(" | "));
+        }
+    }
+
     /// The CSV table: one row per measurement.
     pub fn csv(&self) -> String {
         let peak = self.roofs.peak_gflops;
@@ -244,6 +306,19 @@ impl Report {
                 m.median_s * 1e6,
                 gf,
                 peak.map_or(String::new(), |p| format!("{:.2}", 100.0 * gf / (p * m.threads as f64)))
+            );
+        }
+        for c in &self.ceilings {
+            let m = &c.model;
+            let gf = m.flops / m.median_s / 1e9;
+            let _ = writeln!(
+                s,
+                "ceiling,all,model,MobileNetV1 1.0-224 at {},{},kernel-set,{},{:.3},{:.3},,",
+                c.isa,
+                m.kernel_set,
+                m.threads,
+                m.median_s * 1e6,
+                gf
             );
         }
         s
@@ -338,6 +413,7 @@ mod tests {
                 row(2, "pw1", LayerKind::Pointwise, "gemm-avx2", "gemm", 20.0),
             ],
             models: vec![ModelResult { kernel_set: "naive".into(), threads: 1, median_s: 0.5, flops: 1e9 }],
+            ceilings: vec![],
         };
         let md = report.markdown();
         assert!(
@@ -351,5 +427,40 @@ mod tests {
             "{}",
             report.csv()
         );
+    }
+}
+
+#[cfg(test)]
+mod ceiling_tests {
+    use super::*;
+
+    #[test]
+    fn ceiling_table_has_one_column_per_isa() {
+        let m = |set: &str, threads, ms: f64| ModelResult {
+            kernel_set: set.into(),
+            threads,
+            median_s: ms * 1e-3,
+            flops: 1e9,
+        };
+        let mut provenance = Provenance::collect("test".into());
+        provenance.isa = "avx512".into();
+        let report = Report {
+            provenance,
+            roofs: Roofs { peak_gflops: None, peak_avx2: None, peak_avx512: None, bandwidth_gbs: None },
+            layers: vec![],
+            models: vec![],
+            ceilings: vec![
+                CeilingResult { isa: "avx512".into(), model: m("direct", 1, 8.0) },
+                CeilingResult { isa: "avx2".into(), model: m("direct", 1, 12.0) },
+                CeilingResult { isa: "avx512".into(), model: m("direct", 2, 4.0) },
+            ],
+        };
+        let md = report.markdown();
+        assert!(md.contains("| kernel set | threads | avx512 | avx2 |"), "{md}");
+        assert!(md.contains("| direct | 1 | 8.000 | 12.000 (1.50x) |"), "{md}");
+        assert!(md.contains("| direct | 2 | 4.000 | - |"), "{md}");
+        assert!(report
+            .csv()
+            .contains("ceiling,all,model,MobileNetV1 1.0-224 at avx2,direct,kernel-set,1,12000.000,"));
     }
 }

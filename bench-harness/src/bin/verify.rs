@@ -1,16 +1,14 @@
 //! Verify mode: every algorithm runnable here against the naive oracle on every MobileNetV1
-//! 1.0-224 layer, written to `results/<arch>-<isa>.md` with no timings. This is how the NEON
-//! kernels are published: cross-built for aarch64 and run under qemu-aarch64, where timings
-//! would measure the emulator.
+//! 1.0-224 layer, written to `results/<cpu-slug>/<arch>-<isa>.md` (`aarch64-qemu/` under
+//! emulation) with no timings. This is how the NEON kernels are published: cross-built for
+//! aarch64 and run under qemu-aarch64, where timings would measure the emulator.
 //!
 //! ```sh
 //! cargo run --release -p bench-harness --bin verify --target aarch64-unknown-linux-gnu
 //! ```
 //! Exits non-zero if any algorithm exceeds its tolerance.
 
-use std::path::Path;
-
-use bench_harness::machine::Provenance;
+use bench_harness::machine::{results_dir, results_root, Provenance};
 use bench_harness::report::{write_verify, VerifyResult};
 use kernels::testing::{agreement, Case};
 use kernels::{Activation, Dims, LayerKind};
@@ -56,13 +54,16 @@ fn main() {
         provenance.cpu = format!("qemu-aarch64 user-mode emulation on {}", provenance.cpu);
         provenance.flags = "neon (emulated)".into();
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results");
-    match write_verify(&dir, &provenance, &rows) {
+    match write_verify(&results_dir(), &provenance, &rows) {
         Ok(path) => eprintln!("wrote {}", path.display()),
         Err(e) => {
             eprintln!("error: cannot write results: {e}");
             std::process::exit(2);
         }
+    }
+    match bench_harness::index::write_index(&results_root()) {
+        Ok(path) => eprintln!("wrote {}", path.display()),
+        Err(e) => eprintln!("error: cannot write the results index: {e}"),
     }
     let failures = rows.iter().filter(|r| r.max_rel.is_nan() || r.max_rel > r.tolerance).count();
     if failures > 0 {
