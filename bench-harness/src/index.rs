@@ -134,14 +134,14 @@ pub fn render(root: &Path) -> io::Result<String> {
         }
         let slug = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let _ = writeln!(s, "\n## {slug}\n");
-        // The CPU and flags as the newest file with a provenance line states them.
+        // The CPU and the flags as the newest file that states them says (older files may
+        // lack the flags or the family and model; the folder name has those).
         let mut dated: Vec<&FileInfo> = files.iter().filter(|f| f.cpu.is_some()).collect();
         dated.sort_by(|a, b| a.date.cmp(&b.date));
         if let Some(newest) = dated.last() {
             let _ = writeln!(s, "- CPU: {}", newest.cpu.as_deref().unwrap_or("-"));
-            let flags: BTreeMap<&str, ()> = newest
-                .flags
-                .as_deref()
+            let with_flags = dated.iter().rev().find_map(|f| f.flags.as_deref().filter(|f| !f.is_empty()));
+            let flags: BTreeMap<&str, ()> = with_flags
                 .unwrap_or("")
                 .split_whitespace()
                 .map(|f| (f.trim_end_matches([',', ';']), ()))
@@ -208,13 +208,16 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.join("x86_64-avx2.csv"), "a,b\n").unwrap();
+        // A newer file without flags: the CPU line comes from it, the flags from the older one.
+        std::fs::write(dir.join("peers.md"), "# Peers\n- CPU: Xeon 2\n- date: 2026-01-03 00:00 UTC\n")
+            .unwrap();
         std::fs::write(dir.join("x86_64-avx2-layers.svg"), "<svg/>").unwrap();
         std::fs::write(root.join("winograd-accuracy.md"), "# Winograd\n").unwrap();
         let text = render(&root).unwrap();
         std::fs::remove_dir_all(&root).unwrap();
         assert!(
             text.contains(
-                "## intel-xeon-6-167\n\n- CPU: Xeon\n- flags: avx2 fma\n- files dated 2026-01-02 00:00 UTC\n"
+                "## intel-xeon-6-167\n\n- CPU: Xeon 2\n- flags: avx2 fma\n- files dated 2026-01-02 00:00 UTC .. 2026-01-03 00:00 UTC\n"
             ),
             "{text}"
         );

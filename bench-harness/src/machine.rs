@@ -82,7 +82,8 @@ pub fn cpu_slug() -> String {
 
 /// The workspace's `results/` folder.
 pub fn results_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("results")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("results");
+    root.canonicalize().unwrap_or(root)
 }
 
 /// The folder this machine's results go to: `results/<cpu slug>/`.
