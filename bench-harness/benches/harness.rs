@@ -9,9 +9,9 @@
 //! which benches only the whole-model runs of the best-flavour sets and writes them to
 //! `<file>`. `BENCH_CEILINGS=avx2,avx512` picks the ceilings (`none` for none); the default is
 //! every ceiling the CPU has below the run's own except the bf16-only levels (`avx512bf16`,
-//! `amx`: they change no f32 kernel). Scalar is included: its `direct` forward takes about
-//! 120 ms on one core of the Xeon here, so the scalar child costs about 30 s of the full run
-//! and 10 s of the quick one.
+//! `amx`: they change no f32 kernel). Scalar is included: its forwards take 40-130 ms on the
+//! Xeon here (`direct` 39 ms, `im2col` 124 ms), so its child costs seconds in the quick run and
+//! well under a minute in the full one (the whole quick run with three children: 1.5 minutes).
 //!
 //! `BENCH_QUICK=1` is the quick mode (under 4 minutes on 2 cores); the full run takes about 20.
 //! A criterion filter (`cargo bench -p bench-harness -- pw13`) runs a subset and leaves

@@ -177,9 +177,9 @@ def torch_engine(state, image):
 
     def make(threads):
         def run():
-            # set_num_threads is process-wide: set it on every call, as blocks of the two
-            # thread counts alternate.
-            torch.set_num_threads(threads)
+            # The thread count is process-wide and blocks of the thread counts alternate.
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
             with torch.inference_mode():
                 return module(x).numpy()
         return run
@@ -253,7 +253,8 @@ def ncnn_engine(state, image, tmp):
         import torch
         import pnnx
         pt = os.path.join(tmp, "mobilenet_pnnx.pt")
-        pnnx.export(torch_module(state), pt, (torch.from_numpy(image),))
+        # fp16=False: pnnx stores ncnn weights as fp16 by default; this comparison is fp32.
+        pnnx.export(torch_module(state), pt, (torch.from_numpy(image),), fp16=False)
         param, binf = pt.replace(".pt", ".ncnn.param"), pt.replace(".pt", ".ncnn.bin")
         blob_in, blob_out = "in0", "out0"
         route = f"model converted by pnnx {getattr(pnnx, '__version__', '')}".strip()
