@@ -18,7 +18,7 @@ use bench_harness::peak;
 use bench_harness::report::{LayerResult, ModelResult, Report, Roofs};
 use criterion::{Criterion, SamplingMode};
 use kernels::testing::random_values;
-use kernels::{Activation, Dims, LayerKind};
+use kernels::{Activation, Dims, LayerKind, Par};
 use model::{Config, MobileNet, Weights};
 
 /// Per benchmark id, the mean seconds per iteration of every call criterion made (warm-up
@@ -154,7 +154,7 @@ fn main() {
                     let start = Instant::now();
                     for _ in 0..iters {
                         prepared
-                            .run(black_box(&input), in_dims, &mut out, &mut scratch, 1)
+                            .run(black_box(&input), in_dims, &mut out, &mut scratch, Par::SERIAL)
                             .expect("valid run");
                     }
                     let elapsed = start.elapsed();
