@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use kernels::testing::random_values;
-use kernels::{registry, Activation, ConvAlgorithm, Dims, LayerKind, Tensor};
+use kernels::{registry, Activation, ConvAlgorithm, Dims, LayerKind, Par, Tensor};
 use model::config::{Config, LayerInfo};
 
 /// Measured one-core FMA peak of this machine class (DESIGN.md), for the % column.
@@ -82,7 +82,13 @@ fn bench(c: &mut Criterion) {
                 group.bench_function(BenchmarkId::new(algo.name(), format!("t{t}")), |b| {
                     b.iter(|| {
                         prepared
-                            .run(input.as_slice(), in_dims, output.as_mut_slice(), &mut scratch, t)
+                            .run(
+                                input.as_slice(),
+                                in_dims,
+                                output.as_mut_slice(),
+                                &mut scratch,
+                                Par::global(t),
+                            )
                             .unwrap()
                     })
                 });
@@ -170,20 +176,16 @@ fn summary() -> String {
 }
 
 fn main() {
-    // The whole bench runs on a worker of a 2-thread pool, as the model runs inside its
-    // pool's `install`: a 2-thread run then splits rows across this thread and one other
-    // without a cross-pool injection per call, and a 1-thread run never touches rayon.
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("rayon pool");
-    pool.install(|| {
-        let mut c = Criterion::default()
-            .warm_up_time(Duration::from_millis(500))
-            .measurement_time(Duration::from_secs(1))
-            .sample_size(20)
-            .output_directory(&criterion_dir())
-            .configure_from_args();
-        bench(&mut c);
-        c.final_summary();
-    });
+    // 2-thread runs use `kernels`' global pool (`Par::global`), whose workers stay awake
+    // between calls, as the model's do between layers.
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(1))
+        .sample_size(20)
+        .output_directory(&criterion_dir())
+        .configure_from_args();
+    bench(&mut c);
+    c.final_summary();
     let s = summary();
     println!("{s}");
     let path = criterion_dir().join("depthwise-summary.md");

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kernels::testing::random_values;
-use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, PreparedConv};
+use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, Par, PreparedConv};
 
 fn algos(family: &str) -> Vec<&'static dyn ConvAlgorithm> {
     let runnable = registry::algorithms().expect("KERNELS_ISA must be valid");
@@ -59,7 +59,7 @@ impl Layer {
         }
     }
     fn run(&mut self) {
-        self.conv.run(&self.input, self.dims, &mut self.output, &mut self.scratch, 1).unwrap();
+        self.conv.run(&self.input, self.dims, &mut self.output, &mut self.scratch, Par::SERIAL).unwrap();
     }
     /// Median seconds of `reps` runs, each after `before()` (untimed).
     fn median(&mut self, reps: usize, mut before: impl FnMut()) -> f64 {

@@ -14,8 +14,8 @@ use bench_harness::peak;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kernels::gemm::{self, Operands, PackedB, Tile};
 use kernels::testing::random_values;
-use kernels::Activation;
 use kernels::Backend;
+use kernels::{Activation, Par};
 
 /// (name, M = H*W, K = Cin, N = Cout), from DESIGN.md's table.
 const LAYERS: [(&str, usize, usize, usize); 13] = [
@@ -97,8 +97,16 @@ impl Impl {
                 let packed = PackedB::new(k, n, t.nr, move |p, j| b[p * n + j]).unwrap();
                 Box::new(move || {
                     // SAFETY: only tiles of backends that run here are listed (see `impls`).
-                    unsafe { gemm::sgemm_tile(t, m, &relu6(&d.a, k, &packed, &d.bias, n), &mut d.c, threads) }
-                        .unwrap()
+                    unsafe {
+                        gemm::sgemm_tile(
+                            t,
+                            m,
+                            &relu6(&d.a, k, &packed, &d.bias, n),
+                            &mut d.c,
+                            Par::global(threads),
+                        )
+                    }
+                    .unwrap()
                 })
             }
             Impl::Backend(f) => {
@@ -107,7 +115,8 @@ impl Impl {
                 let nr = gemm::nr_for(gemm::tiles(f).unwrap(), k, n);
                 let packed = PackedB::new(k, n, nr, move |p, j| b[p * n + j]).unwrap();
                 Box::new(move || {
-                    gemm::sgemm(f, m, &relu6(&d.a, k, &packed, &d.bias, n), &mut d.c, threads).unwrap()
+                    gemm::sgemm(f, m, &relu6(&d.a, k, &packed, &d.bias, n), &mut d.c, Par::global(threads))
+                        .unwrap()
                 })
             }
             Impl::MatrixMultiply => Box::new(move || {
@@ -202,8 +211,8 @@ fn impls() -> Vec<Impl> {
     v
 }
 
-/// Runs at 2 threads use rayon's global pool, sized to 2 workers once; 1-thread runs of
-/// our GEMM never touch rayon.
+/// The `gemm` crate's 2-thread runs use rayon's global pool, sized to 2 workers once; ours
+/// run on `kernels`' own global pool (`Par::global`).
 fn init_pool() {
     let _ = rayon::ThreadPoolBuilder::new().num_threads(2).build_global();
 }

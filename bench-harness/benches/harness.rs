@@ -29,7 +29,7 @@ use bench_harness::peak;
 use bench_harness::report::{CeilingResult, LayerResult, ModelResult, Report, Roofs};
 use criterion::{Criterion, SamplingMode};
 use kernels::testing::random_values;
-use kernels::{Activation, Dims, Isa, KernelSet, LayerKind};
+use kernels::{Activation, Dims, Isa, KernelSet, LayerKind, Par};
 use model::{Config, MobileNet, Weights};
 
 /// Per benchmark id, the mean seconds per iteration of every call criterion made (warm-up
@@ -169,7 +169,7 @@ fn main() {
                     let start = Instant::now();
                     for _ in 0..iters {
                         prepared
-                            .run(black_box(&input), in_dims, &mut out, &mut scratch, 1)
+                            .run(black_box(&input), in_dims, &mut out, &mut scratch, Par::SERIAL)
                             .expect("valid run");
                     }
                     let elapsed = start.elapsed();

@@ -12,7 +12,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kernels::cost::conv_cost;
 use kernels::testing::random_values;
-use kernels::{registry, Activation, ConvSpec, Dims};
+use kernels::{registry, Activation, ConvSpec, Dims, Par};
 
 /// The families compared (direct and im2col appear once their branches are merged).
 const FAMILIES: [&str; 4] = ["naive", "direct", "im2col", "winograd"];
@@ -51,7 +51,7 @@ fn bench(c: &mut Criterion) {
             let mut scratch = vec![0.0f32; prepared.scratch_len(dims).unwrap()];
             let mut out = vec![0.0f32; out_len];
             group.bench_function(BenchmarkId::from_parameter(algo.name()), |b| {
-                b.iter(|| prepared.run(&input, dims, &mut out, &mut scratch, 1).unwrap())
+                b.iter(|| prepared.run(&input, dims, &mut out, &mut scratch, Par::SERIAL).unwrap())
             });
         }
         group.finish();

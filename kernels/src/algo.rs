@@ -7,6 +7,7 @@ use half::{bf16, f16};
 
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
+use crate::pool::Par;
 use crate::precision::Precision;
 use crate::simd::{Backend, Convert, ConvertOp, Element, Simd, SimdOp};
 use crate::spec::{Activation, ConvSpec, Dims};
@@ -224,7 +225,7 @@ impl<E: Element> PreparedConv<E> for Widened<E> {
         in_dims: Dims,
         output: &mut [E],
         scratch: &mut [f32],
-        threads: usize,
+        par: Par<'_>,
     ) -> Result<()> {
         let needed = self.scratch_len(in_dims)?;
         check_run(self.spec(), input, in_dims, output, scratch, needed)?;
@@ -233,7 +234,7 @@ impl<E: Element> PreparedConv<E> for Widened<E> {
         // SAFETY: `convert` came from a token of the algorithm's backend at prepare; the
         // slices hold the lengths passed (split from checked buffers).
         unsafe { (self.convert.widen)(input.as_ptr(), wide_in.as_mut_ptr(), input.len()) };
-        self.inner.run(wide_in, in_dims, wide_out, inner, threads)?;
+        self.inner.run(wide_in, in_dims, wide_out, inner, par)?;
         // SAFETY: as above.
         unsafe { (self.convert.narrow)(wide_out.as_ptr(), output.as_mut_ptr(), output.len()) };
         Ok(())
@@ -250,8 +251,9 @@ impl fmt::Debug for dyn ConvAlgorithm {
 /// or f16 / bf16 from [`ConvAlgorithm::prepare_f16`] / [`ConvAlgorithm::prepare_bf16`]).
 ///
 /// `run` does not allocate: the caller owns the input, the output and the scratch buffer
-/// (at least [`PreparedConv::scratch_len`] f32s). With `threads > 1` the work is split into
-/// rayon tasks that run on the current rayon pool (the caller's `ThreadPool::install`).
+/// (at least [`PreparedConv::scratch_len`] f32s). `par` says which pool the work may be
+/// split over and on how many of its threads ([`Par::SERIAL`]: the calling thread only;
+/// [`Par::global`]`(t)`: the process-wide pool).
 pub trait PreparedConv<E: Element = f32>: Send + Sync {
     fn spec(&self) -> &ConvSpec;
     /// The name of the algorithm that prepared this layer.
@@ -275,8 +277,22 @@ pub trait PreparedConv<E: Element = f32>: Send + Sync {
         in_dims: Dims,
         output: &mut [E],
         scratch: &mut [f32],
-        threads: usize,
+        par: Par<'_>,
     ) -> Result<()>;
+    /// Whether [`run_rows`](Self::run_rows) works: a layer that can compute any band of
+    /// its output rows on its own, without scratch (the `direct` depthwise kernels). That
+    /// is what a fused block ([`crate::fused`]) needs of its first layer.
+    fn runs_rows(&self) -> bool {
+        false
+    }
+    /// Computes only output rows `first_row..first_row + out.len() / (out_w * out_c)`,
+    /// rows counted over the whole batch (`n * out_h` of them), serially, into `out`.
+    fn run_rows(&self, _input: &[E], _in_dims: Dims, _first_row: usize, _out: &mut [E]) -> Result<()> {
+        Err(KernelError::Unsupported {
+            algorithm: self.algorithm(),
+            spec: format!("{} in row bands", self.spec()),
+        })
+    }
 }
 
 /// Checks a prepare call's arguments: a valid spec and activation, weight and bias lengths
@@ -362,8 +378,24 @@ pub(crate) trait TokenLayer<E: Element = f32>: Send + Sync + 'static {
         in_dims: Dims,
         output: &mut [E],
         scratch: &mut [f32],
-        threads: usize,
+        par: Par<'_>,
     ) -> Result<()>;
+    /// [`PreparedConv::run_rows`] with the token `s`; `None` where the family has no band
+    /// path.
+    fn run_rows<S: Simd>(
+        &self,
+        _s: S,
+        _input: &[E],
+        _in_dims: Dims,
+        _first_row: usize,
+        _out: &mut [E],
+    ) -> Option<Result<()>> {
+        None
+    }
+    /// Whether [`run_rows`](Self::run_rows) is implemented.
+    fn runs_rows(&self) -> bool {
+        false
+    }
 }
 
 /// The [`SimdOp`] that binds a packed layer to the token it is dispatched with:
@@ -410,8 +442,19 @@ impl<S: Simd, E: Element, L: TokenLayer<E>> PreparedConv<E> for Bound<S, L, E> {
         in_dims: Dims,
         output: &mut [E],
         scratch: &mut [f32],
-        threads: usize,
+        par: Par<'_>,
     ) -> Result<()> {
-        self.layer.run(self.s, input, in_dims, output, scratch, threads)
+        self.layer.run(self.s, input, in_dims, output, scratch, par)
+    }
+    fn runs_rows(&self) -> bool {
+        self.layer.runs_rows()
+    }
+    fn run_rows(&self, input: &[E], in_dims: Dims, first_row: usize, out: &mut [E]) -> Result<()> {
+        self.layer.run_rows(self.s, input, in_dims, first_row, out).unwrap_or_else(|| {
+            Err(KernelError::Unsupported {
+                algorithm: self.layer.name(),
+                spec: format!("{} in row bands", self.layer.spec()),
+            })
+        })
     }
 }

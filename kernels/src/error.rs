@@ -31,6 +31,9 @@ pub enum KernelError {
     InvalidActivation { min: f32, max: f32 },
     /// `--precision` (or a caller) named a precision that does not exist.
     UnknownPrecision(String),
+    /// A thread count out of range, a pool that cannot start its threads, or a bad
+    /// `KERNELS_POOL_SPIN_US`.
+    Threads(String),
 }
 
 impl fmt::Display for KernelError {
@@ -69,6 +72,7 @@ impl fmt::Display for KernelError {
                 let names: Vec<&str> = crate::Precision::ALL.iter().map(|p| p.name()).collect();
                 write!(f, "unknown precision {s:?} (expected one of {})", names.join(", "))
             }
+            Self::Threads(s) => write!(f, "{s}"),
             Self::InvalidActivation { min, max } => {
                 write!(f, "clamp bounds must satisfy min <= max and not be NaN (min = {min}, max = {max})")
             }

@@ -11,6 +11,7 @@
 use crate::algo::{ConvAlgorithm, Stored};
 use crate::error::Result;
 use crate::naive;
+use crate::pool::Par;
 use crate::precision::Precision;
 use crate::spec::{Activation, ConvSpec, Dims};
 
@@ -87,7 +88,7 @@ impl Case {
         let out_dims = self.spec.output_dims(self.in_dims)?;
         let mut got = vec![f32::NAN; out_dims.len()?];
         let mut scratch = vec![0.0; prepared.scratch_len(self.in_dims)?];
-        prepared.run(&self.input, self.in_dims, &mut got, &mut scratch, threads)?;
+        prepared.run(&self.input, self.in_dims, &mut got, &mut scratch, Par::global(threads))?;
         Ok(got)
     }
 }
@@ -108,7 +109,7 @@ impl Case {
         let input: Vec<E> = self.input.iter().map(|&x| E::from_f32(x)).collect();
         let mut got = vec![E::from_f32(f32::NAN); out_dims.len()?];
         let mut scratch = vec![0.0; prepared.scratch_len(self.in_dims)?];
-        prepared.run(&input, self.in_dims, &mut got, &mut scratch, threads)?;
+        prepared.run(&input, self.in_dims, &mut got, &mut scratch, Par::global(threads))?;
         Ok(got.iter().map(|x| x.to_f32()).collect())
     }
 }

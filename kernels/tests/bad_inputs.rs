@@ -2,7 +2,7 @@
 //! or a documented result, for every registered algorithm. Never a panic, UB or SIGILL.
 
 use kernels::testing::{random_values, Case};
-use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, KernelError, Padding};
+use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, KernelError, Padding, Par};
 
 fn runnable() -> Vec<&'static dyn ConvAlgorithm> {
     registry::algorithms().expect("valid KERNELS_ISA")
@@ -37,7 +37,7 @@ fn overflowing_sizes_are_errors_not_aborts() {
     assert!(matches!(spec.output_dims(dims), Err(KernelError::Overflow { .. })));
     for algo in runnable() {
         if let Ok(p) = algo.prepare(&spec, &[0.0; 16], None, Activation::None) {
-            assert!(p.run(&[], dims, &mut [], &mut [], 1).is_err(), "{}", algo.name());
+            assert!(p.run(&[], dims, &mut [], &mut [], Par::SERIAL).is_err(), "{}", algo.name());
             assert!(p.scratch_len(dims).is_err() || p.scratch_len(dims).is_ok(), "no panic");
         }
     }
@@ -79,7 +79,7 @@ fn unaligned_views_give_the_same_result() {
             shifted_in[1..].copy_from_slice(&case.input);
             let mut shifted_out = vec![0.0; aligned.len() + 1];
             let mut scratch = vec![0.0; p.scratch_len(dims).unwrap() + 1];
-            p.run(&shifted_in[1..], dims, &mut shifted_out[1..], &mut scratch[1..], 1).unwrap();
+            p.run(&shifted_in[1..], dims, &mut shifted_out[1..], &mut scratch[1..], Par::SERIAL).unwrap();
             assert_eq!(&shifted_out[1..], &aligned[..], "{} on {spec}", algo.name());
         }
     }
@@ -104,7 +104,7 @@ fn nan_and_inf_follow_the_documented_semantics() {
             let p = algo.prepare(&spec, &w, None, act).unwrap();
             let mut out = vec![0.0; dims.len().unwrap()];
             let mut scratch = vec![0.0; p.scratch_len(dims).unwrap()];
-            p.run(&input, dims, &mut out, &mut scratch, 1).unwrap();
+            p.run(&input, dims, &mut out, &mut scratch, Par::SERIAL).unwrap();
             let at = |y: usize, x: usize, c: usize| out[(y * 6 + x) * 16 + c];
             assert_eq!(at(2, 2, 5).is_nan(), nan_out, "{} {act:?}", algo.name());
             if !nan_out {

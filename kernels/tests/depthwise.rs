@@ -7,7 +7,7 @@
 //! `KERNELS_ISA`) cannot run is skipped loudly.
 
 use kernels::testing::{check, Case};
-use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, Padding};
+use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, Padding, Par};
 use proptest::prelude::*;
 
 /// The channel counts ncnn and XNNPACK sweep: every remainder of 4, 8 and 16 lanes.
@@ -184,7 +184,7 @@ fn nan_follows_the_activation_semantics() {
         for (act, nan_to) in [(Activation::Relu6, Some(0.0)), (Activation::None, None)] {
             let p = algo.prepare(&spec, &w, None, act).unwrap();
             let mut out = vec![0.0; dims.len().unwrap()];
-            p.run(&input, dims, &mut out, &mut [], 1).unwrap();
+            p.run(&input, dims, &mut out, &mut [], Par::SERIAL).unwrap();
             let mut want = vec![0.0; out.len()];
             kernels::naive::conv2d_nhwc(&spec, act, &input, dims, &w, &vec![0.0; c], &mut want, dims);
             for (i, (&g, &e)) in out.iter().zip(&want).enumerate() {

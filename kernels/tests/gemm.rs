@@ -4,7 +4,7 @@
 use kernels::gemm::{self, Operands, PackedB, Tile};
 use kernels::testing::{check, random_values, Case};
 use kernels::Backend;
-use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, Padding};
+use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, Padding, Par};
 use proptest::prelude::*;
 
 /// Backends runnable here; the others are reported loudly.
@@ -56,7 +56,7 @@ fn check_tile(
     let mut c = vec![sentinel; m * ldc];
     let ops = Operands { a: &a, lda, b: &packed, bias: &bias, activation: act, ldc };
     // SAFETY: `tiles()` only yields tiles of backends that run on this CPU.
-    unsafe { gemm::sgemm_tile(tile, m, &ops, &mut c, threads) }.unwrap();
+    unsafe { gemm::sgemm_tile(tile, m, &ops, &mut c, Par::global(threads)) }.unwrap();
     for i in 0..m {
         for j in 0..ldc {
             let got = c[i * ldc + j];
@@ -131,14 +131,18 @@ fn nan_and_bad_lengths() {
         a[0] = f32::NAN;
         let mut c = vec![0.0; 6];
         let ops = |a, lda, bias, activation| Operands { a, lda, b: &packed, bias, activation, ldc: 3 };
-        gemm::sgemm(f, 2, &ops(&a, 4, &[0.0; 3], Activation::Relu6), &mut c, 1).unwrap();
+        gemm::sgemm(f, 2, &ops(&a, 4, &[0.0; 3], Activation::Relu6), &mut c, Par::SERIAL).unwrap();
         assert_eq!(&c, &[0.0, 0.0, 0.0, 4.0, 4.0, 4.0], "{f}: ReLU6 maps NaN to 0");
-        gemm::sgemm(f, 2, &ops(&a, 4, &[0.0; 3], Activation::None), &mut c, 1).unwrap();
+        gemm::sgemm(f, 2, &ops(&a, 4, &[0.0; 3], Activation::None), &mut c, Par::SERIAL).unwrap();
         assert!(c[0].is_nan(), "{f}: no activation passes NaN through");
-        assert!(gemm::sgemm(f, 2, &ops(&a[..7], 4, &[0.0; 3], Activation::None), &mut c, 1).is_err());
-        assert!(gemm::sgemm(f, 2, &ops(&a, 4, &[0.0; 3], Activation::None), &mut c[..5], 1).is_err());
-        assert!(gemm::sgemm(f, 2, &ops(&a, 4, &[0.0; 2], Activation::None), &mut c, 1).is_err());
-        assert!(gemm::sgemm(f, 2, &ops(&a, 3, &[0.0; 3], Activation::None), &mut c, 1).is_err());
+        assert!(
+            gemm::sgemm(f, 2, &ops(&a[..7], 4, &[0.0; 3], Activation::None), &mut c, Par::SERIAL).is_err()
+        );
+        assert!(
+            gemm::sgemm(f, 2, &ops(&a, 4, &[0.0; 3], Activation::None), &mut c[..5], Par::SERIAL).is_err()
+        );
+        assert!(gemm::sgemm(f, 2, &ops(&a, 4, &[0.0; 2], Activation::None), &mut c, Par::SERIAL).is_err());
+        assert!(gemm::sgemm(f, 2, &ops(&a, 3, &[0.0; 3], Activation::None), &mut c, Par::SERIAL).is_err());
     }
 }
 
@@ -251,7 +255,7 @@ fn im2col_scratch_too_small_is_an_error() {
         assert_eq!(need, 4 * 4 * 18);
         let mut out = vec![0.0; 4 * 4 * 8];
         let mut scratch = vec![0.0; need - 1];
-        assert!(p.run(&[0.0; 256], dims, &mut out, &mut scratch, 1).is_err(), "{}", algo.name());
+        assert!(p.run(&[0.0; 256], dims, &mut out, &mut scratch, Par::SERIAL).is_err(), "{}", algo.name());
     }
 }
 

@@ -2,7 +2,7 @@
 //! and on MobileNetV1's layer shapes. New algorithms are covered by registering them.
 
 use kernels::testing::{check, Case};
-use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, Padding};
+use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, Padding, Par};
 use proptest::prelude::*;
 
 fn runnable() -> Vec<&'static dyn ConvAlgorithm> {
@@ -125,11 +125,15 @@ fn bad_buffers_are_errors_for_every_algorithm() {
         let mut scratch = vec![0.0; p.scratch_len(dims).unwrap()];
         let input = vec![0.0; 200];
         let mut out = vec![0.0; 200];
-        assert!(p.run(&input[..199], dims, &mut out, &mut scratch, 1).is_err(), "{}", algo.name());
-        assert!(p.run(&input, dims, &mut out[..199], &mut scratch, 1).is_err(), "{}", algo.name());
-        assert!(p.run(&input, Dims { c: 7, ..dims }, &mut out, &mut scratch, 1).is_err(), "{}", algo.name());
+        assert!(p.run(&input[..199], dims, &mut out, &mut scratch, Par::SERIAL).is_err(), "{}", algo.name());
+        assert!(p.run(&input, dims, &mut out[..199], &mut scratch, Par::SERIAL).is_err(), "{}", algo.name());
         assert!(
-            p.run(&input[..0], Dims { n: 0, ..dims }, &mut out[..0], &mut scratch, 1).is_err(),
+            p.run(&input, Dims { c: 7, ..dims }, &mut out, &mut scratch, Par::SERIAL).is_err(),
+            "{}",
+            algo.name()
+        );
+        assert!(
+            p.run(&input[..0], Dims { n: 0, ..dims }, &mut out[..0], &mut scratch, Par::SERIAL).is_err(),
             "{}",
             algo.name()
         );

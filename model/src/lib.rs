@@ -13,10 +13,14 @@ pub mod input;
 pub mod labels;
 pub mod net;
 pub mod npy;
+pub mod plan;
+pub mod tune;
 pub mod weights;
+pub mod wisdom;
 
 pub use config::{Config, LayerInfo};
 pub use error::{ModelError, Result};
 pub use labels::Labels;
 pub use net::{softmax, top_k, LayerRun, MobileNet};
+pub use plan::{LayerChoice, Plan};
 pub use weights::Weights;

@@ -6,12 +6,16 @@ use std::time::{Duration, Instant};
 
 use half::{bf16, f16};
 use kernels::algo::Stored;
+use kernels::fused::FusedBlock;
 use kernels::simd::Element;
 use kernels::tensor::nchw_to_nhwc;
-use kernels::{Activation, AlignedBuf, Dims, Isa, KernelSet, LayerKind, Precision, PreparedConv};
+use kernels::{
+    Activation, AlignedBuf, Dims, Isa, KernelSet, LayerKind, Par, Precision, PreparedConv, ThreadPool,
+};
 
 use crate::config::{Config, LayerInfo};
 use crate::error::{ModelError, Result};
+use crate::plan::{self, Plan};
 use crate::weights::{fold_batchnorm, Weights};
 
 /// One prepared layer and the NHWC shapes it runs on (the whole batch).
@@ -20,6 +24,10 @@ struct Layer<E: Element> {
     conv: Box<dyn PreparedConv<E>>,
     in_dims: Dims,
     out_dims: Dims,
+    /// Threads this layer runs on.
+    threads: usize,
+    /// Rows per band when this (depthwise) layer runs fused with the next one.
+    fuse_band_rows: Option<usize>,
 }
 
 /// What the model reports about one prepared layer.
@@ -33,6 +41,12 @@ pub struct LayerRun<'a> {
     pub storage: &'static str,
     /// The instruction level its code executes at.
     pub level: Isa,
+    /// Threads it runs on.
+    pub threads: usize,
+    /// On a depthwise layer fused with the next (pointwise) one: rows per band.
+    pub fuse_band_rows: Option<usize>,
+    /// Whether this layer runs inside the previous layer's fused block.
+    pub in_fused_block: bool,
 }
 
 /// A ready-to-run MobileNetV1: `forward` allocates nothing.
@@ -53,6 +67,7 @@ pub struct MobileNet {
     batch: usize,
     threads: usize,
     kernel_set: String,
+    plan_source: String,
     precision: Precision,
     engine: Engine,
     /// The logits widened to f32 (what `forward` returns at every precision).
@@ -80,7 +95,7 @@ macro_rules! with_net {
 /// The prepared layers and the activation buffers of one storage type.
 struct Net<E: Element> {
     layers: Arc<Vec<Layer<E>>>,
-    pool: Option<Arc<rayon::ThreadPool>>,
+    pool: Option<Arc<ThreadPool>>,
     input: AlignedBuf<E>,
     ping: AlignedBuf<E>,
     pong: AlignedBuf<E>,
@@ -91,7 +106,7 @@ struct Net<E: Element> {
 
 impl MobileNet {
     /// Builds the network for `batch` images from `weights` with the algorithms of
-    /// `kernel_set`, running on `threads` threads (1 = no rayon at all), in f32.
+    /// `kernel_set`, running on `threads` threads (1: no pool at all), in f32.
     pub fn new(
         config: Config,
         weights: &Weights,
@@ -112,34 +127,41 @@ impl MobileNet {
         threads: usize,
         precision: Precision,
     ) -> Result<Self> {
+        check_threads(threads)?;
+        let plan = Plan::from_set(kernel_set, &config, threads)?;
+        Self::with_plan(config, weights, &plan, batch, threads, precision)
+    }
+
+    /// Builds the network with the per-layer choices of `plan` (algorithm, threads,
+    /// fusion; see [`Plan`]) on a pool of `threads` threads whose workers stay awake
+    /// between layers (`kernels::pool`).
+    pub fn with_plan(
+        config: Config,
+        weights: &Weights,
+        plan: &Plan,
+        batch: usize,
+        threads: usize,
+        precision: Precision,
+    ) -> Result<Self> {
         config.validate()?;
         if batch == 0 || batch > 1 << 16 {
             return Err(ModelError::Config(format!("batch must be in 1..=65536, got {batch}")));
         }
-        if threads == 0 || threads > 1024 {
-            return Err(ModelError::Config(format!("threads must be in 1..=1024, got {threads}")));
-        }
-        let pool = if threads > 1 {
-            Some(Arc::new(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .map_err(|e| ModelError::Config(format!("cannot start {threads} threads: {e}")))?,
-            ))
-        } else {
-            None
-        };
+        check_threads(threads)?;
+        plan.check(&config, threads)?;
+        let pool = if threads > 1 { Some(Arc::new(ThreadPool::new(threads)?)) } else { None };
         let engine = match precision {
-            Precision::F32 => Engine::F32(Net::new(config, weights, kernel_set, batch, pool)?),
-            Precision::F16 => Engine::F16(Net::new(config, weights, kernel_set, batch, pool)?),
-            Precision::Bf16 => Engine::Bf16(Net::new(config, weights, kernel_set, batch, pool)?),
+            Precision::F32 => Engine::F32(Net::new(config, weights, plan, batch, pool)?),
+            Precision::F16 => Engine::F16(Net::new(config, weights, plan, batch, pool)?),
+            Precision::Bf16 => Engine::Bf16(Net::new(config, weights, plan, batch, pool)?),
         };
         let logits = AlignedBuf::zeros(batch * config.classes)?;
         Ok(MobileNet {
             config,
             batch,
             threads,
-            kernel_set: kernel_set.name().to_string(),
+            kernel_set: plan.name.clone(),
+            plan_source: plan.source.clone(),
             precision,
             engine,
             logits,
@@ -159,6 +181,7 @@ impl MobileNet {
             batch: self.batch,
             threads: self.threads,
             kernel_set: self.kernel_set.clone(),
+            plan_source: self.plan_source.clone(),
             precision: self.precision,
             engine,
             logits: AlignedBuf::zeros(self.logits.len())?,
@@ -180,6 +203,11 @@ impl MobileNet {
     pub fn precision(&self) -> Precision {
         self.precision
     }
+    /// Where the per-layer choices came from (a kernel set, the wisdom file, or the
+    /// cache-derived defaults of `auto`).
+    pub fn plan_source(&self) -> &str {
+        &self.plan_source
+    }
 
     /// The layer table with the algorithm that runs each layer.
     pub fn layers(&self) -> Vec<(&LayerInfo, &'static str)> {
@@ -188,11 +216,14 @@ impl MobileNet {
 
     /// The layer table with the algorithm, storage path and level of each layer.
     pub fn layer_runs(&self) -> Vec<LayerRun<'_>> {
-        with_net!(&self.engine, n => n.layers.iter().map(|l| LayerRun {
+        with_net!(&self.engine, n => n.layers.iter().enumerate().map(|(i, l)| LayerRun {
             info: &l.info,
             algorithm: l.conv.algorithm(),
             storage: l.conv.storage(),
             level: l.conv.level(),
+            threads: l.threads,
+            fuse_band_rows: l.fuse_band_rows,
+            in_fused_block: i > 0 && n.layers[i - 1].fuse_band_rows.is_some(),
         }).collect())
     }
 
@@ -202,7 +233,8 @@ impl MobileNet {
     }
 
     /// As [`forward`](Self::forward), recording each layer's wall time into `times`
-    /// (one entry per layer; the fc entry includes the global average pool).
+    /// (one entry per layer; the fc entry includes the global average pool; a fused
+    /// block's time is on its depthwise layer, and 0 on its pointwise layer).
     pub fn forward_profiled(&mut self, input_nchw: &[f32], times: &mut [Duration]) -> Result<&[f32]> {
         let n_layers = with_net!(&self.engine, n => n.layers.len());
         if times.len() != n_layers {
@@ -212,9 +244,8 @@ impl MobileNet {
     }
 
     fn forward_inner(&mut self, input_nchw: &[f32], times: Option<&mut [Duration]>) -> Result<&[f32]> {
-        let threads = self.threads;
         with_net!(&mut self.engine, n => {
-            let logits = n.forward(input_nchw, times, threads)?;
+            let logits = n.forward(input_nchw, times)?;
             for (d, &x) in self.logits.iter_mut().zip(logits) {
                 *d = x.to_f32();
             }
@@ -227,15 +258,15 @@ impl<E: Stored> Net<E> {
     fn new(
         config: Config,
         weights: &Weights,
-        kernel_set: &KernelSet,
+        plan: &Plan,
         batch: usize,
-        pool: Option<Arc<rayon::ThreadPool>>,
+        pool: Option<Arc<ThreadPool>>,
     ) -> Result<Self> {
         let infos = config.layers()?;
         let mut layers = Vec::with_capacity(infos.len());
-        for (idx, info) in infos.into_iter().enumerate() {
+        for (idx, (info, choice)) in infos.into_iter().zip(&plan.layers).enumerate() {
             let (w, b, activation) = layer_weights(weights, idx, info.kind)?;
-            let conv = kernel_set.prepare_as::<E>(info.kind, &info.spec, &w, Some(&b), activation)?;
+            let conv = E::prepare(plan::algorithm(&choice.algorithm)?, &info.spec, &w, Some(&b), activation)?;
             let (in_hw, out_hw) = if info.kind == LayerKind::FullyConnected {
                 ((1, 1), (1, 1))
             } else {
@@ -243,13 +274,17 @@ impl<E: Stored> Net<E> {
             };
             let in_dims = Dims::new(batch, in_hw.0, in_hw.1, info.spec.in_channels);
             let out_dims = Dims::new(batch, out_hw.0, out_hw.1, info.spec.out_channels);
-            layers.push(Layer { info, conv, in_dims, out_dims });
+            let (threads, fuse_band_rows) = (choice.threads, choice.fuse_band_rows);
+            layers.push(Layer { info, conv, in_dims, out_dims, threads, fuse_band_rows });
         }
         let mut act_len = 0;
         let mut scratch_len = 0;
-        for l in &layers {
+        for (i, l) in layers.iter().enumerate() {
             act_len = act_len.max(l.out_dims.len()?);
             scratch_len = scratch_len.max(l.conv.scratch_len(l.in_dims)?);
+            if let Some(block) = fused_block(&layers, i)? {
+                scratch_len = scratch_len.max(block.scratch_len(l.in_dims, l.threads)?);
+            }
         }
         let fc = &layers[layers.len() - 1];
         // The pool sums one image's channels in the scratch before the fc layer runs.
@@ -279,12 +314,7 @@ impl<E: Stored> Net<E> {
         })
     }
 
-    fn forward(
-        &mut self,
-        input_nchw: &[f32],
-        mut times: Option<&mut [Duration]>,
-        threads: usize,
-    ) -> Result<&[E]> {
+    fn forward(&mut self, input_nchw: &[f32], mut times: Option<&mut [Duration]>) -> Result<&[E]> {
         let first = self.layers[0].in_dims;
         let expected = first.len()?;
         if input_nchw.len() != expected {
@@ -299,48 +329,74 @@ impl<E: Stored> Net<E> {
         }
         nchw_to_nhwc(input_nchw, &mut self.input, first);
         let pool = self.pool.as_deref();
-        let n_layers = self.layers.len();
-        for (i, layer) in self.layers.iter().enumerate() {
+        let layers = &*self.layers;
+        let n_layers = layers.len();
+        let mut i = 0;
+        while i < n_layers {
             let start = Instant::now();
+            let layer = &layers[i];
+            let par = match pool {
+                Some(p) => Par::on(p, layer.threads),
+                None => Par::SERIAL,
+            };
             let out_len = layer.out_dims.len()?;
+            let mut step = 1;
             if i + 1 == n_layers {
-                let prev = self.layers[i - 1].out_dims;
+                let prev = layers[i - 1].out_dims;
                 global_average_pool(&self.ping[..prev.len()?], prev, &mut self.pooled, &mut self.scratch);
-                run_on(pool, layer, &self.pooled, &mut self.logits, &mut self.scratch, threads)?;
+                layer.conv.run(&self.pooled, layer.in_dims, &mut self.logits, &mut self.scratch, par)?;
             } else if i == 0 {
-                run_on(pool, layer, &self.input, &mut self.ping[..out_len], &mut self.scratch, threads)?;
+                layer.conv.run(
+                    &self.input,
+                    layer.in_dims,
+                    &mut self.ping[..out_len],
+                    &mut self.scratch,
+                    par,
+                )?;
             } else {
                 let in_len = layer.in_dims.len()?;
-                run_on(
-                    pool,
-                    layer,
-                    &self.ping[..in_len],
-                    &mut self.pong[..out_len],
-                    &mut self.scratch,
-                    threads,
-                )?;
+                let input = &self.ping[..in_len];
+                if let Some(block) = fused_block(layers, i)? {
+                    let out_len = layers[i + 1].out_dims.len()?;
+                    block.run(input, layer.in_dims, &mut self.pong[..out_len], &mut self.scratch, par)?;
+                    step = 2;
+                } else {
+                    layer.conv.run(
+                        input,
+                        layer.in_dims,
+                        &mut self.pong[..out_len],
+                        &mut self.scratch,
+                        par,
+                    )?;
+                }
                 std::mem::swap(&mut self.ping, &mut self.pong);
             }
             if let Some(t) = times.as_deref_mut() {
                 t[i] = start.elapsed();
+                if step == 2 {
+                    t[i + 1] = Duration::ZERO;
+                }
             }
+            i += step;
         }
         Ok(&self.logits)
     }
 }
 
-fn run_on<E: Element>(
-    pool: Option<&rayon::ThreadPool>,
-    layer: &Layer<E>,
-    input: &[E],
-    output: &mut [E],
-    scratch: &mut [f32],
-    threads: usize,
-) -> Result<()> {
-    let mut run = move || layer.conv.run(input, layer.in_dims, output, scratch, threads);
-    match pool {
-        Some(p) => p.install(run)?,
-        None => run()?,
+/// The fused block that layer `i` leads, if its plan fuses it with layer `i + 1`.
+fn fused_block<E: Element>(layers: &[Layer<E>], i: usize) -> Result<Option<FusedBlock<'_, E>>> {
+    match (layers[i].fuse_band_rows, layers.get(i + 1)) {
+        (Some(rows), Some(next)) => Ok(Some(FusedBlock::new(&*layers[i].conv, &*next.conv, rows)?)),
+        _ => Ok(None),
+    }
+}
+
+fn check_threads(threads: usize) -> Result<()> {
+    if threads == 0 || threads > kernels::pool::MAX_THREADS {
+        return Err(ModelError::Config(format!(
+            "threads must be in 1..={}, got {threads}",
+            kernels::pool::MAX_THREADS
+        )));
     }
     Ok(())
 }

@@ -29,12 +29,11 @@
 //! - **Threads**: `threads > 1` splits the output rows (over the batch too) into
 //!   `2 * threads` contiguous chunks for rayon; `threads == 1` never touches rayon.
 
-use rayon::prelude::*;
-
 use half::{bf16, f16};
 
 use crate::algo::{check_prepare, check_run, rounded, Bind, ConvAlgorithm, PreparedConv, TokenLayer};
-use crate::error::Result;
+use crate::error::{KernelError, Result};
+use crate::pool::Par;
 use crate::simd::{Backend, Clamp, Element, Simd, SimdOp, MAX_LANES};
 use crate::spec::{Activation, ConvSpec, Dims};
 use crate::tensor::AlignedBuf;
@@ -215,10 +214,62 @@ impl<E: Element> TokenLayer<E> for Layer {
         in_dims: Dims,
         output: &mut [E],
         scratch: &mut [f32],
-        threads: usize,
+        par: Par<'_>,
     ) -> Result<()> {
         let out_dims = check_run(&self.spec, input, in_dims, output, scratch, 0)?;
-        let args = DwArgs {
+        let args = self.args(input, in_dims, out_dims);
+        let total_rows = out_dims.n * out_dims.h;
+        let row_len = out_dims.w * out_dims.c;
+        if par.threads() <= 1 || total_rows < 2 {
+            s.vectorize(Rows { args: &args, first_row: 0, out: output });
+        } else {
+            // Two chunks per thread: rows cost the same, but the machine is shared and noisy,
+            // so a little slack lets an awake thread take a descheduled one's chunk.
+            let chunk_rows = total_rows.div_ceil(2 * par.threads());
+            par.for_each_chunk_mut(output, chunk_rows * row_len, |i, out| {
+                s.vectorize(Rows { args: &args, first_row: i * chunk_rows, out });
+            });
+        }
+        Ok(())
+    }
+    fn runs_rows(&self) -> bool {
+        true
+    }
+    fn run_rows<S: Simd>(
+        &self,
+        s: S,
+        input: &[E],
+        in_dims: Dims,
+        first_row: usize,
+        out: &mut [E],
+    ) -> Option<Result<()>> {
+        let mut checked = || -> Result<()> {
+            let out_dims = self.spec.output_dims(in_dims)?;
+            let expected = in_dims.len()?;
+            if input.len() != expected {
+                return Err(KernelError::BufferLength { what: "input", expected, actual: input.len() });
+            }
+            let (row_len, total_rows) = (out_dims.w * out_dims.c, out_dims.n * out_dims.h);
+            let rows = out.len() / row_len.max(1);
+            if !out.len().is_multiple_of(row_len.max(1)) || first_row + rows > total_rows {
+                return Err(KernelError::ShapeMismatch {
+                    what: "output row band",
+                    expected: format!("whole rows of {row_len} values within {total_rows} rows"),
+                    actual: format!("{} values from row {first_row}", out.len()),
+                });
+            }
+            let args = self.args(input, in_dims, out_dims);
+            s.vectorize(Rows { args: &args, first_row, out });
+            Ok(())
+        };
+        Some(checked())
+    }
+}
+
+impl Layer {
+    /// The kernel arguments of one run (dims already checked against the spec).
+    fn args<'a, E: Element>(&'a self, input: &'a [E], in_dims: Dims, out_dims: Dims) -> DwArgs<'a, E> {
+        DwArgs {
             input,
             in_dims,
             out_dims,
@@ -232,20 +283,7 @@ impl<E: Element> TokenLayer<E> for Layer {
             pt: self.spec.padding.top,
             pl: self.spec.padding.left,
             clamp: self.clamp,
-        };
-        let total_rows = out_dims.n * out_dims.h;
-        let row_len = out_dims.w * out_dims.c;
-        if threads <= 1 || total_rows < 2 {
-            s.vectorize(Rows { args: &args, first_row: 0, out: output });
-        } else {
-            // Two chunks per thread: rows cost the same, but the machine is shared and noisy,
-            // so a little slack lets rayon rebalance.
-            let chunk_rows = total_rows.div_ceil(2 * threads);
-            output.par_chunks_mut(chunk_rows * row_len).enumerate().for_each(|(i, out)| {
-                s.vectorize(Rows { args: &args, first_row: i * chunk_rows, out });
-            });
         }
-        Ok(())
     }
 }
 

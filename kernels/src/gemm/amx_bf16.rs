@@ -28,6 +28,7 @@ use half::bf16;
 
 use super::avx512_bf16::{PackedPairs, NR};
 use super::driver::{split_tasks, SharedOut};
+use crate::pool::Par;
 use crate::simd::Clamp;
 
 /// The K and N granularity of the tiles.
@@ -70,7 +71,7 @@ pub(crate) unsafe fn gemm(
     clamp: Clamp,
     c: &mut [bf16],
     ldc: usize,
-    threads: usize,
+    par: Par<'_>,
 ) -> usize {
     let done = m / 16 * 16;
     let blocks = done.div_ceil(32);
@@ -93,10 +94,10 @@ pub(crate) unsafe fn gemm(
             asm!("tilerelease", options(nostack, nomem));
         }
     };
-    if threads <= 1 || blocks * groups < 2 {
+    if par.threads() <= 1 || blocks * groups < 2 {
         task((0, blocks), (0, groups));
     } else {
-        split_tasks(blocks, groups, threads, task);
+        split_tasks(blocks, groups, par, task);
     }
     done
 }

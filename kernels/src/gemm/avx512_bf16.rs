@@ -29,6 +29,7 @@ use half::bf16;
 use super::driver::{split_tasks, SharedOut};
 use crate::cache;
 use crate::error::{KernelError, Result};
+use crate::pool::Par;
 use crate::simd::Clamp;
 
 /// Columns per packed panel: 4 zmm of 16 f32 lanes.
@@ -99,7 +100,7 @@ pub(crate) unsafe fn gemm(
     clamp: Clamp,
     c: &mut [bf16],
     ldc: usize,
-    threads: usize,
+    par: Par<'_>,
 ) -> Result<()> {
     let (k, n) = (b.k, b.n);
     if m == 0 {
@@ -119,12 +120,12 @@ pub(crate) unsafe fn gemm(
     need(ldc, n, c.len(), "C (bf16)")?;
     let nest = Nest { a: a.as_ptr().cast(), lda, b, clamp, c: SharedOut(c.as_mut_ptr().cast()), ldc };
     let (mp, np) = (m.div_ceil(MR), n.div_ceil(NR));
-    if threads <= 1 {
+    if par.threads() <= 1 {
         // SAFETY: lengths checked above; the caller guarantees the ISA.
         unsafe { nest.run(0, m, 0, np) };
         return Ok(());
     }
-    split_tasks(mp, np, threads, |(p0, p1), (q0, q1)| {
+    split_tasks(mp, np, par, |(p0, p1), (q0, q1)| {
         // SAFETY: the tasks' (rows, panels) rectangles are disjoint and inside C.
         unsafe { nest.run((p0 * MR).min(m), (p1 * MR).min(m), q0, q1) };
     });

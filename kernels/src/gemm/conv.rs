@@ -8,6 +8,7 @@ use super::{nr_for, tiles, PackedB, Tile};
 use crate::algo::{bias_or_zeros, check_prepare, check_run, rounded, ConvAlgorithm, PreparedConv};
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
+use crate::pool::Par;
 use crate::precision::Precision;
 use crate::simd::{Backend, ConvertOp, Element};
 use crate::spec::{Activation, ConvSpec, Dims};
@@ -182,7 +183,7 @@ impl PreparedConv<bf16> for Bf16Dot {
         in_dims: Dims,
         output: &mut [bf16],
         scratch: &mut [f32],
-        threads: usize,
+        par: Par<'_>,
     ) -> Result<()> {
         let needed = PreparedConv::<bf16>::scratch_len(self, in_dims)?;
         let out = check_run(&self.fma.spec, input, in_dims, output, scratch, needed)?;
@@ -191,7 +192,7 @@ impl PreparedConv<bf16> for Bf16Dot {
         let done = if self.amx {
             // SAFETY: `amx` is set only where `isa::available(Isa::Amx)` and the shape fits;
             // `check_run` checked the buffers.
-            unsafe { super::amx_bf16::gemm(m, input, k, &self.b, self.clamp, output, n, threads) }
+            unsafe { super::amx_bf16::gemm(m, input, k, &self.b, self.clamp, output, n, par) }
         } else {
             0
         };
@@ -199,10 +200,10 @@ impl PreparedConv<bf16> for Bf16Dot {
         if rest == 0 {
             Ok(())
         } else if rest > self.max_rows {
-            self.fma.gemm_rows(rest, a, c, scratch, threads)
+            self.fma.gemm_rows(rest, a, c, scratch, par)
         } else {
             // SAFETY: prepared only where `isa::available(Isa::Avx512Bf16)`.
-            unsafe { super::avx512_bf16::gemm(rest, a, k, &self.b, self.clamp, c, n, threads) }
+            unsafe { super::avx512_bf16::gemm(rest, a, k, &self.b, self.clamp, c, n, par) }
         }
     }
 }
@@ -227,11 +228,11 @@ impl<E: Element> PreparedConv<E> for GemmPrepared {
         in_dims: Dims,
         output: &mut [E],
         scratch: &mut [f32],
-        threads: usize,
+        par: Par<'_>,
     ) -> Result<()> {
         let needed = PreparedConv::<E>::scratch_len(self, in_dims)?;
         let out = check_run(&self.spec, input, in_dims, output, scratch, needed)?;
-        self.gemm_rows(out.n * out.h * out.w, input, output, scratch, threads)
+        self.gemm_rows(out.n * out.h * out.w, input, output, scratch, par)
     }
 }
 
@@ -243,7 +244,7 @@ impl GemmPrepared {
         input: &[E],
         output: &mut [E],
         scratch: &mut [f32],
-        threads: usize,
+        par: Par<'_>,
     ) -> Result<()> {
         let tile = super::choose_tile(self.tiles, m, self.b.nr()).ok_or(KernelError::ShapeMismatch {
             what: "packed B panel width",
@@ -260,6 +261,6 @@ impl GemmPrepared {
         };
         // SAFETY: `tiles` came from a token of this backend at prepare, so the CPU has
         // their level.
-        unsafe { gemm_stored(tile, m, io, &self.b, &self.bias, self.activation, threads) }
+        unsafe { gemm_stored(tile, m, io, &self.b, &self.bias, self.activation, par) }
     }
 }

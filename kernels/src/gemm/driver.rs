@@ -4,6 +4,7 @@ use super::pack::PackedB;
 use super::tiles::{choose_tile, KSteps, Tile, TileArgs, MR_MAX, NR_MAX};
 use crate::cache::KC_LIMIT;
 use crate::error::{KernelError, Result};
+use crate::pool::Par;
 use crate::precision::Precision;
 use crate::simd::{Backend, Clamp, Convert, Element};
 use crate::spec::Activation;
@@ -24,7 +25,7 @@ pub struct Operands<'a> {
 /// [`sgemm_tile`]).
 ///
 /// Errors if the backend cannot run here or `B` was packed for a width it has no tile of.
-pub fn sgemm(backend: Backend, m: usize, ops: &Operands, c: &mut [f32], threads: usize) -> Result<()> {
+pub fn sgemm(backend: Backend, m: usize, ops: &Operands, c: &mut [f32], par: Par<'_>) -> Result<()> {
     let tiles = super::tiles(backend)?;
     let tile = choose_tile(tiles, m, ops.b.nr).ok_or_else(|| KernelError::ShapeMismatch {
         what: "packed B panel width",
@@ -33,7 +34,7 @@ pub fn sgemm(backend: Backend, m: usize, ops: &Operands, c: &mut [f32], threads:
     })?;
     // SAFETY: the tile comes from the table of a backend that can run here (checked by
     // `tiles`).
-    unsafe { sgemm_tile(tile, m, ops, c, threads) }
+    unsafe { sgemm_tile(tile, m, ops, c, par) }
 }
 
 /// `C[i][j] = act(bias[j] + sum_p A[i][p] B[p][j])` for `i < m`, `j < b.n()`, `p < b.k()`,
@@ -45,13 +46,13 @@ pub fn sgemm(backend: Backend, m: usize, ops: &Operands, c: &mut [f32], threads:
 /// # Safety
 /// The CPU must have `tile`'s level: a tile of [`super::tiles`] for a backend that can run
 /// here.
-pub unsafe fn sgemm_tile(tile: &Tile, m: usize, ops: &Operands, c: &mut [f32], threads: usize) -> Result<()> {
+pub unsafe fn sgemm_tile(tile: &Tile, m: usize, ops: &Operands, c: &mut [f32], par: Par<'_>) -> Result<()> {
     let Operands { a, lda, b, bias, activation, ldc } = *ops;
     // SAFETY: forwarded contract; f32 C needs no accumulation buffer.
     let convert = Convert { widen: |_, _, _| {}, narrow: |_, _, _| {} };
     let io = Stored { a, lda, c, ldc, acc: &mut [], convert };
     // SAFETY: forwarded contract; f32 A and C are never converted.
-    unsafe { gemm_stored(tile, m, io, b, bias, activation, threads) }
+    unsafe { gemm_stored(tile, m, io, b, bias, activation, par) }
 }
 
 /// The activations of a GEMM whose A and C are stored as `E` (f32, f16 or bf16), and the f32
@@ -91,7 +92,7 @@ pub(crate) unsafe fn gemm_stored<E: Element>(
     b: &PackedB,
     bias: &[f32],
     activation: Activation,
-    threads: usize,
+    par: Par<'_>,
 ) -> Result<()> {
     let Stored { a, lda, c, ldc, acc, convert } = io;
     let (k, n) = (b.k, b.n);
@@ -142,12 +143,12 @@ pub(crate) unsafe fn gemm_stored<E: Element>(
         convert,
     };
     let (mp, np) = (m.div_ceil(tile.mr), n.div_ceil(tile.nr));
-    if threads <= 1 {
+    if par.threads() <= 1 {
         // SAFETY: lengths checked above; the caller guarantees the level.
         unsafe { nest.run(0, m, 0, n) };
         return Ok(());
     }
-    split_tasks(mp, np, threads, |(p0, p1), (q0, q1)| {
+    split_tasks(mp, np, par, |(p0, p1), (q0, q1)| {
         let (m0, m1) = ((p0 * tile.mr).min(m), (p1 * tile.mr).min(m));
         let (n0, n1) = ((q0 * tile.nr).min(n), (q1 * tile.nr).min(n));
         // SAFETY: rectangles are disjoint and inside C; lengths checked above.
@@ -158,19 +159,20 @@ pub(crate) unsafe fn gemm_stored<E: Element>(
 
 /// Splits `row_blocks x col_blocks` (whole register tiles, or whatever unit the caller
 /// counts) into about `4 * threads` rectangles, rows first and columns too when there are
-/// few row blocks, and runs `task(rows, cols)` on each as rayon tasks of the current pool.
+/// few row blocks, and runs `task(rows, cols)` on each as tasks of `par`. Four per thread:
+/// rectangles cost the same, but the host is noisy, and the task counter lets an awake
+/// thread take a descheduled one's share.
 /// The one split of every GEMM driver (f32 panels, `vdpbf16ps` pairs, AMX tiles).
 pub(crate) fn split_tasks(
     row_blocks: usize,
     col_blocks: usize,
-    threads: usize,
+    par: Par<'_>,
     task: impl Fn((usize, usize), (usize, usize)) + Sync,
 ) {
-    use rayon::prelude::*;
-    let target = threads * 4;
+    let target = par.threads() * 4;
     let tm = row_blocks.min(target).max(1);
     let tn = col_blocks.min(target.div_ceil(tm)).max(1);
-    (0..tm * tn).into_par_iter().for_each(|t| {
+    par.for_each(tm * tn, |t| {
         let (ti, tj) = (t / tn, t % tn);
         let rows = (row_blocks * ti / tm, row_blocks * (ti + 1) / tm);
         let cols = (col_blocks * tj / tn, col_blocks * (tj + 1) / tn);
@@ -178,27 +180,7 @@ pub(crate) fn split_tasks(
     });
 }
 
-/// A raw pointer shared by tasks that write disjoint parts of what it points to (or only
-/// read it).
-pub(crate) struct SharedOut<T>(pub *mut T);
-impl<T> SharedOut<T> {
-    /// The pointer (a method, so that closures capture the whole `SharedOut`, which is
-    /// `Sync`, not its raw field).
-    pub(crate) fn get(&self) -> *mut T {
-        self.0
-    }
-}
-impl<T> Clone for SharedOut<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for SharedOut<T> {}
-// SAFETY: tasks write disjoint C rectangles (see `gemm_stored`), so sharing the base pointer
-// across threads creates no data race.
-unsafe impl<T> Send for SharedOut<T> {}
-// SAFETY: as above.
-unsafe impl<T> Sync for SharedOut<T> {}
+pub(crate) use crate::pool::SharedOut;
 
 /// One checked GEMM call: the operands of the loop nest.
 struct Nest<'a, E> {

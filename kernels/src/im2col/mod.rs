@@ -28,6 +28,7 @@ use crate::gemm::{
     choose_tile, nr_for, sgemm_tile, tiles, KSteps, Operands, PackedB, Tile, TileArgs, MR_MAX,
 };
 use crate::isa::Isa;
+use crate::pool::Par;
 use crate::simd::{Backend, Clamp};
 use crate::spec::{Activation, ConvSpec, Dims, Padding};
 
@@ -146,7 +147,7 @@ impl PreparedConv for Im2colPrepared {
         in_dims: Dims,
         output: &mut [f32],
         scratch: &mut [f32],
-        threads: usize,
+        par: Par<'_>,
     ) -> Result<()> {
         let need = self.scratch_len(in_dims)?;
         let out = check_run(&self.spec, input, in_dims, output, scratch, need)?;
@@ -175,19 +176,16 @@ impl PreparedConv for Im2colPrepared {
             };
             let row_len = out.w * s.out_channels;
             let rows = out.n * out.h;
-            if threads <= 1 || rows < 2 {
+            if par.threads() <= 1 || rows < 2 {
                 // SAFETY: the tiles came from a token of this backend at prepare;
                 // `check_run` checked the input and output lengths against the dims.
                 unsafe { fused.rows(0, output) };
             } else {
-                use rayon::prelude::*;
-                let chunk_rows = rows.div_ceil(2 * threads);
-                output[..rows * row_len].par_chunks_mut(chunk_rows * row_len).enumerate().for_each(
-                    |(i, chunk)| {
-                        // SAFETY: as above; chunks are disjoint whole output rows.
-                        unsafe { fused.rows(i * chunk_rows, chunk) };
-                    },
-                );
+                let chunk_rows = rows.div_ceil(2 * par.threads());
+                par.for_each_chunk_mut(&mut output[..rows * row_len], chunk_rows * row_len, |i, chunk| {
+                    // SAFETY: as above; chunks are disjoint whole output rows.
+                    unsafe { fused.rows(i * chunk_rows, chunk) };
+                });
             }
             return Ok(());
         }
@@ -197,7 +195,7 @@ impl PreparedConv for Im2colPrepared {
                 (&input[g * ipg..], s.in_channels)
             } else {
                 let cols = &mut scratch[..need];
-                fill_columns(s, input, in_dims, out, g, cols, threads);
+                fill_columns(s, input, in_dims, out, g, cols, par);
                 (cols, k)
             };
             let ops = Operands {
@@ -209,7 +207,7 @@ impl PreparedConv for Im2colPrepared {
                 ldc: s.out_channels,
             };
             // SAFETY: the tiles came from a token of this backend at prepare.
-            unsafe { sgemm_tile(tile, m, &ops, &mut output[g * opg..], threads) }?;
+            unsafe { sgemm_tile(tile, m, &ops, &mut output[g * opg..], par) }?;
         }
         Ok(())
     }
@@ -414,18 +412,17 @@ fn fill_columns(
     out: Dims,
     g: usize,
     cols: &mut [f32],
-    threads: usize,
+    par: Par<'_>,
 ) {
     let k = spec.kernel_h * spec.kernel_w * spec.in_per_group();
     let row = |r: usize, dst: &mut [f32]| column_row(spec, input, ind, out, g, r, dst);
-    if threads <= 1 {
+    if par.threads() <= 1 {
         for (r, dst) in cols.chunks_exact_mut(k).enumerate() {
             row(r, dst);
         }
     } else {
-        use rayon::prelude::*;
-        let rows_per_task = (cols.len() / k).div_ceil(threads * 4).max(1);
-        cols.par_chunks_mut(k * rows_per_task).enumerate().for_each(|(t, chunk)| {
+        let rows_per_task = (cols.len() / k).div_ceil(par.threads() * 4).max(1);
+        par.for_each_chunk_mut(cols, k * rows_per_task, |t, chunk| {
             for (r, dst) in chunk.chunks_exact_mut(k).enumerate() {
                 row(t * rows_per_task + r, dst);
             }

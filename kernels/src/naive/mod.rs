@@ -6,6 +6,7 @@
 use crate::algo::{bias_or_zeros, check_prepare, check_run, ConvAlgorithm, PreparedConv};
 use crate::error::Result;
 use crate::isa::Isa;
+use crate::pool::Par;
 use crate::simd::Backend;
 use crate::spec::{Activation, ConvSpec, Dims};
 
@@ -124,7 +125,7 @@ impl PreparedConv for NaivePrepared {
         in_dims: Dims,
         output: &mut [f32],
         scratch: &mut [f32],
-        _threads: usize,
+        _par: Par<'_>,
     ) -> Result<()> {
         let out_dims = check_run(&self.spec, input, in_dims, output, scratch, 0)?;
         conv2d_nhwc(&self.spec, self.activation, input, in_dims, &self.weights, &self.bias, output, out_dims);

@@ -21,6 +21,7 @@ use transforms::{filter_transform, Transform, F2, F4, F6};
 use crate::algo::{bias_or_zeros, check_prepare, check_run, Bind, ConvAlgorithm, PreparedConv, TokenLayer};
 use crate::cache;
 use crate::error::Result;
+use crate::pool::{Par, SharedOut};
 use crate::simd::{Backend, Clamp, Simd, SimdOp};
 use crate::spec::{Activation, ConvSpec, Dims};
 use crate::tensor::AlignedBuf;
@@ -264,7 +265,7 @@ impl TokenLayer for Layer {
         in_dims: Dims,
         output: &mut [f32],
         scratch: &mut [f32],
-        threads: usize,
+        par: Par<'_>,
     ) -> Result<()> {
         let s = self.schedule(in_dims)?;
         let need = s.regions * s.region_len;
@@ -297,23 +298,24 @@ impl TokenLayer for Layer {
                 out = tail;
             }
         };
-        let groups = threads.max(1).min(total).min(if s.regions == 0 { total } else { s.regions });
+        let groups = par.threads().min(total).min(if s.regions == 0 { total } else { s.regions });
         if groups <= 1 {
             run_bands(0, total, output, &mut scratch[..s.region_len]);
             return Ok(());
         }
-        rayon::scope(|sc| {
-            let mut out_rest: &mut [f32] = output;
-            let mut scr_rest: &mut [f32] = scratch;
-            for gr in 0..groups {
-                let (b0, b1) = (gr * total / groups, (gr + 1) * total / groups);
-                let (out_g, o) = std::mem::take(&mut out_rest).split_at_mut(start(b1) - start(b0));
-                out_rest = o;
-                let (scr_g, r) = std::mem::take(&mut scr_rest).split_at_mut(s.region_len);
-                scr_rest = r;
-                let run_bands = &run_bands;
-                sc.spawn(move |_| run_bands(b0, b1, out_g, scr_g));
-            }
+        let (out_base, scr_base) = (SharedOut(output.as_mut_ptr()), SharedOut(scratch.as_mut_ptr()));
+        par.limit(groups).for_each(groups, |gr| {
+            let (b0, b1) = (gr * total / groups, (gr + 1) * total / groups);
+            // SAFETY: group `gr` owns output `[start(b0), start(b1))` (bands tile the output
+            // in order) and scratch region `gr` (`groups <= regions`); both were checked by
+            // `check_run`, and every group runs once.
+            let (out_g, scr_g) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(out_base.get().add(start(b0)), start(b1) - start(b0)),
+                    std::slice::from_raw_parts_mut(scr_base.get().add(gr * s.region_len), s.region_len),
+                )
+            };
+            run_bands(b0, b1, out_g, scr_g);
         });
         Ok(())
     }

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use kernels::Precision;
-use model::{input, npy, softmax, top_k, Config, Labels, MobileNet, ModelError, Weights};
+use model::tune::{tune, TuneOptions};
+use model::wisdom::{self, Wisdom};
+use model::{input, npy, softmax, top_k, Config, Labels, MobileNet, ModelError, Plan, Weights};
 
 #[derive(Parser)]
 #[command(name = "mobilenet", version, about = "MobileNetV1 on hand-written CPU convolution kernels")]
@@ -56,11 +58,17 @@ enum Command {
         /// Write pre-softmax logits instead of probabilities.
         #[arg(long)]
         logits: bool,
-        /// Kernel set (see `mobilenet kernels`).
-        #[arg(long, default_value = "direct")]
+        /// Kernel set (see `mobilenet kernels`), or `auto`: the tuned choices of `mobilenet
+        /// tune` for this CPU, else defaults derived from its caches.
+        #[arg(long, default_value = "auto")]
         kernels: String,
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
+        /// Threads (default: the cores this process may use).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// The wisdom file `auto` reads (default: $DWCONV_WISDOM, else
+        /// ~/.cache/dwconv/wisdom.json).
+        #[arg(long)]
+        wisdom: Option<PathBuf>,
         /// How many classes to print per image.
         #[arg(long, default_value_t = 5)]
         top: usize,
@@ -79,10 +87,12 @@ enum Command {
     Bench {
         #[command(flatten)]
         model: ModelArgs,
-        #[arg(long, default_value = "direct")]
+        /// Kernel set (see `mobilenet kernels`), or `auto` (see `run`).
+        #[arg(long, default_value = "auto")]
         kernels: String,
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
+        /// Threads (default: the cores this process may use).
+        #[arg(long)]
+        threads: Option<usize>,
         #[arg(long, default_value_t = 50)]
         iters: usize,
         #[arg(long, default_value_t = 1)]
@@ -96,6 +106,30 @@ enum Command {
         /// Storage type of weights and activations: f32, f16 or bf16 (f32 accumulation).
         #[arg(long, default_value = "f32", value_parser = parse_precision)]
         precision: Precision,
+        /// The wisdom file `auto` reads (see `run`).
+        #[arg(long)]
+        wisdom: Option<PathBuf>,
+    },
+    /// Measure which algorithm, thread count and fusion runs each layer fastest on this
+    /// CPU, and save it in the wisdom file for `--kernels auto`.
+    Tune {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Threads (default: the cores this process may use).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Storage type of weights and activations: f32, f16 or bf16.
+        #[arg(long, default_value = "f32", value_parser = parse_precision)]
+        precision: Precision,
+        /// Interleaved rounds per measurement.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// The wisdom file to update (default: $DWCONV_WISDOM, else
+        /// ~/.cache/dwconv/wisdom.json).
+        #[arg(long)]
+        wisdom: Option<PathBuf>,
     },
     /// Rewrite a weights file (F16, BF16, F32 or F64 tensors) with every tensor stored as
     /// --precision, under the same names.
@@ -163,6 +197,10 @@ fn run(command: Command) -> Result<(), ModelError> {
             for set in kernels::kernel_sets()? {
                 println!("  {set}");
             }
+            println!(
+                "  auto  per-layer algorithm, threads and fusion from `mobilenet tune`'s wisdom for this CPU, \
+                 else the direct set with fusion where the caches call for it"
+            );
             println!("precisions (per layer kind of MobileNetV1: native, or widened around the f32 kernel):");
             for set in kernels::kernel_sets()? {
                 let per: Vec<String> = [Precision::F16, Precision::Bf16]
@@ -181,6 +219,7 @@ fn run(command: Command) -> Result<(), ModelError> {
             logits,
             kernels,
             threads,
+            wisdom,
             top,
             seed,
             labels,
@@ -188,14 +227,19 @@ fn run(command: Command) -> Result<(), ModelError> {
         } => {
             let config = model.config();
             config.validate()?;
-            let set = kernels::kernel_set(&kernels)?;
             let labels = Labels::for_run(labels.as_deref(), config.classes)?;
             let batch = input::load(&input, config.resolution)?;
             let w = match weights {
                 Some(p) => Weights::load(&p, &config)?,
                 None => Weights::random(&config, seed)?,
             };
-            let mut net = MobileNet::with_precision(config, &w, &set, batch.n, threads, precision)?;
+            let how = How {
+                kernels: &kernels,
+                threads: threads_or_all(threads),
+                precision,
+                wisdom: wisdom.as_deref(),
+            };
+            let mut net = build(config, &w, batch.n, &how)?;
             if precision != Precision::F32 {
                 eprintln!("{}", storage_summary(&net));
             }
@@ -217,14 +261,30 @@ fn run(command: Command) -> Result<(), ModelError> {
             }
             Ok(())
         }
-        Command::Bench { model, kernels, threads, iters, batch, weights, json, precision } => {
+        Command::Bench { model, kernels, threads, iters, batch, weights, json, precision, wisdom } => {
             let config = model.config();
             config.validate()?;
             let w = match weights {
                 Some(p) => Weights::load(&p, &config)?,
                 None => Weights::random(&config, 0)?,
             };
-            bench(config, &w, &kernels, Run { threads, iters: iters.max(1), batch, precision }, json)
+            let how = How {
+                kernels: &kernels,
+                threads: threads_or_all(threads),
+                precision,
+                wisdom: wisdom.as_deref(),
+            };
+            bench(config, &w, &how, iters.max(1), batch, json)
+        }
+        Command::Tune { model, threads, batch, precision, rounds, wisdom } => {
+            let opts = TuneOptions {
+                config: model.config(),
+                batch,
+                threads: threads_or_all(threads),
+                precision,
+                rounds,
+            };
+            tune_command(&opts, wisdom)
         }
         Command::Convert { model, weights, precision, output } => {
             let w = Weights::load(&weights, &model.config())?;
@@ -302,12 +362,77 @@ fn info(config: Config) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// How `bench` runs the model.
-struct Run {
+/// How to build the model: kernel set (or `auto`), threads, precision, wisdom file.
+struct How<'a> {
+    kernels: &'a str,
     threads: usize,
-    iters: usize,
-    batch: usize,
     precision: Precision,
+    wisdom: Option<&'a std::path::Path>,
+}
+
+/// `--threads`, defaulting to the cores this process may use (as ONNX Runtime does).
+fn threads_or_all(threads: Option<usize>) -> usize {
+    threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// The model for `how`; for `auto`, says on stderr where its choices came from.
+fn build(config: Config, weights: &Weights, batch: usize, how: &How<'_>) -> Result<MobileNet, ModelError> {
+    let plan = if how.kernels == model::plan::AUTO {
+        let plan =
+            Plan::auto(&config, batch, how.threads, how.precision, how.wisdom, &mut |w| eprintln!("{w}"))?;
+        eprintln!("auto: {}", plan.source);
+        plan
+    } else {
+        Plan::from_set(&kernels::kernel_set(how.kernels)?, &config, how.threads)?
+    };
+    MobileNet::with_plan(config, weights, &plan, batch, how.threads, how.precision)
+}
+
+fn tune_command(opts: &TuneOptions, wisdom_path: Option<PathBuf>) -> Result<(), ModelError> {
+    let path = wisdom_path.or_else(wisdom::default_path).ok_or_else(|| {
+        ModelError::Config("no wisdom location: pass --wisdom PATH or set DWCONV_WISDOM".into())
+    })?;
+    eprintln!(
+        "tuning MobileNetV1 {}-{} batch {} on {} thread(s) at {} on {} (ISA ceiling {}); wisdom: {}",
+        opts.config.width,
+        opts.config.resolution,
+        opts.batch,
+        opts.threads,
+        opts.precision,
+        wisdom::CpuKey::this_cpu().describe(),
+        kernels::isa::ceiling()?,
+        path.display()
+    );
+    let entry = tune(opts, &mut |line| eprintln!("{line}"))?;
+    let mut file = match Wisdom::load(&path) {
+        Ok(w) if w.cpu.matches_this_cpu() => w,
+        Ok(w) => {
+            eprintln!(
+                "warning: {} held wisdom of another CPU ({}): replacing it",
+                path.display(),
+                w.cpu.describe()
+            );
+            Wisdom::new()
+        }
+        Err(_) if !path.exists() => Wisdom::new(),
+        Err(e) => {
+            eprintln!("warning: {} is not readable wisdom ({e}): replacing it", path.display());
+            Wisdom::new()
+        }
+    };
+    let infos = opts.config.layers()?;
+    let plan = Plan { name: "auto".into(), source: String::new(), layers: entry.layers.clone() };
+    println!(
+        "tuned plan (end to end {:.3} ms; untuned defaults {:.3} ms):",
+        entry.tuned_ms, entry.default_ms
+    );
+    for line in plan.describe(&infos) {
+        println!("  {line}");
+    }
+    file.insert(entry);
+    file.save(&path)?;
+    println!("wrote {}", path.display());
+    Ok(())
 }
 
 /// One line on how a reduced-precision model runs: how many layers read and write the
@@ -328,10 +453,16 @@ fn storage_summary(net: &MobileNet) -> String {
     )
 }
 
-fn bench(config: Config, weights: &Weights, set: &str, run: Run, json: bool) -> Result<(), ModelError> {
-    let Run { threads, iters, batch, precision } = run;
-    let set = kernels::kernel_set(set)?;
-    let mut net = MobileNet::with_precision(config, weights, &set, batch, threads, precision)?;
+fn bench(
+    config: Config,
+    weights: &Weights,
+    how: &How<'_>,
+    iters: usize,
+    batch: usize,
+    json: bool,
+) -> Result<(), ModelError> {
+    let (threads, precision) = (how.threads, how.precision);
+    let mut net = build(config, weights, batch, how)?;
     let input = vec![0.5f32; batch * 3 * config.resolution * config.resolution];
     let n_layers = config.layers()?.len();
     let mut times = vec![Duration::ZERO; n_layers];
@@ -349,39 +480,55 @@ fn bench(config: Config, weights: &Weights, set: &str, run: Run, json: bool) -> 
         }
     }
     let median_total = median(&mut totals);
-    let rows: Vec<(String, String, &str, f64, f64)> = net
-        .layer_runs()
+    let runs = net.layer_runs();
+    let rows: Vec<(&model::LayerRun, f64, f64)> = runs
         .iter()
         .zip(per_layer.iter_mut())
         .map(|(l, ts)| {
             let ms = median(ts);
             let gflops = l.info.cost.flops as f64 * batch as f64 / (ms * 1e-3) / 1e9;
-            (l.info.name.clone(), l.algorithm.to_string(), l.storage, ms, gflops)
+            (l, ms, gflops)
         })
         .collect();
     if json {
         let layers_json: Vec<serde_json::Value> = rows
             .iter()
-            .map(|(name, algo, storage, ms, gf)| {
-                serde_json::json!({"name": name, "algorithm": algo, "storage": storage, "median_ms": ms, "gflops": gf})
+            .map(|(l, ms, gf)| {
+                serde_json::json!({"name": l.info.name, "algorithm": l.algorithm, "storage": l.storage,
+                    "threads": l.threads, "fused_band_rows": l.fuse_band_rows, "in_fused_block": l.in_fused_block,
+                    "median_ms": ms, "gflops": gf})
             })
             .collect();
         let obj = serde_json::json!({
-            "kernels": set.name(), "precision": precision.name(), "threads": threads, "iters": iters,
-            "batch": batch, "median_ms": median_total, "layers": layers_json,
+            "kernels": net.kernel_set(), "plan": net.plan_source(), "precision": precision.name(),
+            "threads": threads, "iters": iters, "batch": batch, "median_ms": median_total, "layers": layers_json,
         });
         println!("{obj}");
     } else {
         println!(
-            "kernel set {}, precision {precision}, {} thread(s), batch {}, {} iterations (medians)\n",
-            set.name(),
+            "kernel set {} ({}), precision {precision}, {} thread(s), batch {}, {} iterations (medians)\n",
+            net.kernel_set(),
+            net.plan_source(),
             threads,
             batch,
             iters
         );
-        println!("{:<6} {:<16} {:<8} {:>10} {:>9}", "layer", "algorithm", "storage", "ms", "GFLOP/s");
-        for (name, algo, storage, ms, gf) in &rows {
-            println!("{name:<6} {algo:<16} {storage:<8} {ms:>10.4} {gf:>9.2}");
+        println!(
+            "{:<6} {:<16} {:<8} {:>7} {:>10} {:>9}  notes",
+            "layer", "algorithm", "storage", "threads", "ms", "GFLOP/s"
+        );
+        for (l, ms, gf) in &rows {
+            let note = match (l.fuse_band_rows, l.in_fused_block) {
+                (Some(r), _) => format!("fused with the next layer, {r} rows/band: time of both"),
+                (None, true) => "in the previous layer's fused block".to_string(),
+                _ => String::new(),
+            };
+            let (name, algo, storage, t) = (&l.info.name, l.algorithm, l.storage, l.threads);
+            if l.in_fused_block {
+                println!("{name:<6} {algo:<16} {storage:<8} {t:>7} {:>10} {:>9}  {note}", "-", "-");
+            } else {
+                println!("{name:<6} {algo:<16} {storage:<8} {t:>7} {ms:>10.4} {gf:>9.2}  {note}");
+            }
         }
         let flops = config.total_cost()?.flops as f64 * batch as f64;
         println!(

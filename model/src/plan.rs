@@ -1,0 +1,211 @@
+//! What runs each layer: a [`Plan`] names, per layer, the algorithm, how many threads it
+//! runs on, and whether a depthwise layer runs fused with the pointwise layer after it.
+//!
+//! A plan comes from a kernel set ([`Plan::from_set`]: the set's algorithm per layer kind,
+//! every layer on every thread, nothing fused) or is the `auto` plan
+//! ([`Plan::auto`]): the measured choices of `mobilenet tune` when the wisdom file holds
+//! some for this CPU and model, and otherwise defaults derived from the detected caches
+//! ([`Plan::defaults`]).
+
+use kernels::fused::FusedBlock;
+use kernels::{ConvAlgorithm, Dims, KernelSet, LayerKind, Precision};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, LayerInfo};
+use crate::error::{ModelError, Result};
+use crate::wisdom::{self, Wisdom, WisdomKey};
+
+/// The kernel-set name that selects [`Plan::auto`].
+pub const AUTO: &str = "auto";
+
+/// The choice for one layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerChoice {
+    /// The algorithm's registry name (`gemm-avx512`, `direct-avx2`, ...).
+    pub algorithm: String,
+    /// Threads this layer runs on (at most the model's).
+    pub threads: usize,
+    /// On a depthwise layer: run it fused with the next (pointwise) layer, this many output
+    /// rows per band (see `kernels::fused`).
+    pub fuse_band_rows: Option<usize>,
+}
+
+/// A choice per layer of the model, in layer order (conv0, dw1, pw1, ..., fc).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The kernel set it came from, or `auto`.
+    pub name: String,
+    /// Where the choices came from, in words (printed by the CLI).
+    pub source: String,
+    pub layers: Vec<LayerChoice>,
+}
+
+impl Plan {
+    /// The plan of a kernel set: its algorithm for each layer, every layer on `threads`
+    /// threads, nothing fused.
+    pub fn from_set(set: &KernelSet, config: &Config, threads: usize) -> Result<Plan> {
+        let layers = config
+            .layers()?
+            .iter()
+            .map(|l| LayerChoice {
+                algorithm: set.choose(l.kind, &l.spec).name().to_string(),
+                threads,
+                fuse_band_rows: None,
+            })
+            .collect();
+        Ok(Plan { name: set.name().to_string(), source: format!("kernel set {}", set.name()), layers })
+    }
+
+    /// The `auto` plan for this CPU: the wisdom file's entry for (CPU, model, batch,
+    /// threads, precision) when there is one and it is valid here, else
+    /// [`defaults`](Self::defaults). A wisdom file that cannot be read, comes from another
+    /// CPU or names algorithms this build cannot run is ignored with one line on
+    /// `warn`.
+    pub fn auto(
+        config: &Config,
+        batch: usize,
+        threads: usize,
+        precision: Precision,
+        wisdom_path: Option<&std::path::Path>,
+        warn: &mut dyn FnMut(&str),
+    ) -> Result<Plan> {
+        let key = WisdomKey::new(config, batch, threads, precision);
+        let path = match wisdom_path {
+            Some(p) => Some(p.to_path_buf()),
+            None => wisdom::default_path(),
+        };
+        if let Some(path) = path.filter(|p| p.exists()) {
+            match Wisdom::load(&path) {
+                Err(e) => warn(&format!("warning: ignoring wisdom file {}: {e}", path.display())),
+                Ok(w) if !w.cpu.matches_this_cpu() => warn(&format!(
+                    "warning: ignoring wisdom file {}: it was measured on another CPU ({}), this is {}",
+                    path.display(),
+                    w.cpu.describe(),
+                    wisdom::CpuKey::this_cpu().describe()
+                )),
+                Ok(w) => {
+                    if let Some(entry) = w.find(&key) {
+                        let plan = Plan {
+                            name: AUTO.into(),
+                            source: format!("wisdom {} (tuned {})", path.display(), entry.measured),
+                            layers: entry.layers.clone(),
+                        };
+                        match plan.check(config, threads) {
+                            Ok(()) => return Ok(plan),
+                            Err(e) => {
+                                warn(&format!("warning: ignoring wisdom entry in {}: {e}", path.display()))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Self::defaults(config, batch, threads)
+    }
+
+    /// The untuned `auto` plan, derived from the detected caches:
+    /// - each layer runs the best-flavour `direct` set's algorithm, on every thread;
+    /// - a depthwise layer is fused with its pointwise layer where the intermediate
+    ///   activation would not fit in half of L2 (so unfused it makes a round trip through
+    ///   L3 or memory) and the pointwise weights fit in an eighth of L2 (so re-reading them
+    ///   per band is cheap), with [`FusedBlock::default_band_rows`] rows per band.
+    pub fn defaults(config: &Config, batch: usize, threads: usize) -> Result<Plan> {
+        let set = kernels::kernel_set("direct")?;
+        let mut plan = Self::from_set(&set, config, threads)?;
+        let caches = kernels::cache::caches();
+        let infos = config.layers()?;
+        for i in 0..infos.len().saturating_sub(1) {
+            let (dw, pw) = (&infos[i], &infos[i + 1]);
+            if dw.kind != LayerKind::Depthwise || pw.kind != LayerKind::Pointwise {
+                continue;
+            }
+            let mid = Dims::new(batch, dw.output_hw.0, dw.output_hw.1, dw.spec.out_channels);
+            let mid_bytes = mid.len()? * 4;
+            let b_bytes = pw.spec.in_channels * pw.spec.out_channels * 4;
+            if mid_bytes > caches.l2 / 2 && b_bytes <= caches.l2 / 8 && fusable(&plan.layers[i].algorithm) {
+                plan.layers[i].fuse_band_rows = Some(FusedBlock::<f32>::default_band_rows(mid, threads));
+            }
+        }
+        plan.name = AUTO.into();
+        plan.source = format!(
+            "defaults from the detected caches (L1d {} KiB, L2 {} KiB; no tuned wisdom for this CPU and model: \
+             run `mobilenet tune`)",
+            caches.l1d / 1024,
+            caches.l2 / 1024
+        );
+        Ok(plan)
+    }
+
+    /// Checks the plan against the model: one choice per layer, algorithms that exist
+    /// here and support their layer, thread counts in `1..=threads`, fusion only on a
+    /// depthwise layer followed by a pointwise one.
+    pub fn check(&self, config: &Config, threads: usize) -> Result<()> {
+        let infos = config.layers()?;
+        if self.layers.len() != infos.len() {
+            return Err(ModelError::Config(format!(
+                "plan has {} layers, the model {}",
+                self.layers.len(),
+                infos.len()
+            )));
+        }
+        for (i, (c, info)) in self.layers.iter().zip(&infos).enumerate() {
+            let algo = algorithm(&c.algorithm)?;
+            if !algo.supports(&info.spec) {
+                return Err(ModelError::Config(format!("{} cannot run {}", c.algorithm, info.name)));
+            }
+            if c.threads == 0 || c.threads > threads {
+                return Err(ModelError::Config(format!(
+                    "{} on {} threads, the model has {threads}",
+                    info.name, c.threads
+                )));
+            }
+            if let Some(rows) = c.fuse_band_rows {
+                let next = infos.get(i + 1).map(|l| l.kind);
+                if rows == 0
+                    || info.kind != LayerKind::Depthwise
+                    || next != Some(LayerKind::Pointwise)
+                    || !fusable(&c.algorithm)
+                {
+                    return Err(ModelError::Config(format!(
+                        "{} cannot run fused with the next layer ({} rows per band, {})",
+                        info.name, rows, c.algorithm
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One line per layer: name, algorithm, threads, fusion.
+    pub fn describe(&self, infos: &[LayerInfo]) -> Vec<String> {
+        self.layers
+            .iter()
+            .zip(infos)
+            .map(|(c, l)| {
+                let fused = c.fuse_band_rows.map(|r| format!(", fused with the next layer ({r} rows/band)"));
+                format!(
+                    "{:<6} {} on {} thread(s){}",
+                    l.name,
+                    c.algorithm,
+                    c.threads,
+                    fused.unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+}
+
+/// The runnable algorithm of that name.
+pub fn algorithm(name: &str) -> Result<&'static dyn ConvAlgorithm> {
+    kernels::algorithms()?.into_iter().find(|a| a.name() == name).ok_or_else(|| {
+        ModelError::Config(format!(
+            "algorithm {name:?} is not runnable here (not compiled, or above the ISA ceiling)"
+        ))
+    })
+}
+
+/// Whether a depthwise layer run by `algorithm` can lead a fused block (it has a row-band
+/// path: the `direct` family).
+pub fn fusable(algorithm: &str) -> bool {
+    algorithm.starts_with("direct-")
+}

@@ -1,0 +1,348 @@
+//! `mobilenet tune`: measure, on this CPU, what should run each layer, and keep it as
+//! wisdom for the `auto` plan.
+//!
+//! For every layer it times each runnable algorithm that supports the layer (naive
+//! excluded) at each thread count, and for every depthwise layer led by a `direct` kernel
+//! the fused block with the next pointwise layer at several band heights, against the
+//! same two layers unfused. Then it checks the whole plan end to end against the
+//! untuned defaults and keeps the faster.
+//!
+//! Statistic: candidates are timed in interleaved rounds (every candidate of a layer once
+//! per round, so a slow phase of the noisy host hits all of them), each round the mean of
+//! enough runs to fill [`ROUND_TARGET`]; a candidate's time is its *minimum* over rounds,
+//! the least disturbed estimate of what the code can do. After the first round a
+//! candidate more than [`PRUNE`] times slower than the best is dropped.
+
+use std::time::{Duration, Instant};
+
+use kernels::algo::Stored;
+use kernels::fused::FusedBlock;
+use kernels::testing::random_values;
+use kernels::{Activation, Dims, LayerKind, Par, Precision, PreparedConv, ThreadPool};
+
+use crate::config::{Config, LayerInfo};
+use crate::error::{ModelError, Result};
+use crate::net::MobileNet;
+use crate::plan::{self, LayerChoice, Plan, AUTO};
+use crate::weights::Weights;
+use crate::wisdom::{Entry, WisdomKey};
+
+/// Time one round of one candidate aims to fill.
+pub const ROUND_TARGET: Duration = Duration::from_millis(2);
+/// Candidates slower than this multiple of the best after round 1 are dropped.
+pub const PRUNE: f64 = 1.5;
+/// Band heights (output rows) tried for each fused block, besides the cache default.
+pub const BAND_ROWS: &[usize] = &[1, 2, 4, 8, 16, 32];
+
+/// What to tune for.
+#[derive(Debug, Clone, Copy)]
+pub struct TuneOptions {
+    pub config: Config,
+    pub batch: usize,
+    pub threads: usize,
+    pub precision: Precision,
+    /// Interleaved rounds per layer (and end to end).
+    pub rounds: usize,
+}
+
+/// Tunes the model and returns the wisdom entry (not yet saved). `progress` gets one line
+/// per step.
+pub fn tune(opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -> Result<Entry> {
+    match opts.precision {
+        Precision::F32 => tune_as::<f32>(opts, progress),
+        Precision::F16 => tune_as::<half::f16>(opts, progress),
+        Precision::Bf16 => tune_as::<half::bf16>(opts, progress),
+    }
+}
+
+/// One thing to time: a label, the choice it stands for, and the run.
+struct Candidate<'a> {
+    label: String,
+    choice: Vec<LayerChoice>,
+    run: Box<dyn FnMut() -> Result<()> + 'a>,
+    reps: usize,
+    best: f64,
+}
+
+/// A prepared layer with its buffers.
+struct Bench<E: Stored> {
+    conv: Box<dyn PreparedConv<E>>,
+    input: Vec<E>,
+    output: Vec<E>,
+    scratch: Vec<f32>,
+    in_dims: Dims,
+}
+
+impl<E: Stored> Bench<E> {
+    fn new(info: &LayerInfo, algorithm: &str, batch: usize, seed: u64) -> Result<Self> {
+        let algo = plan::algorithm(algorithm)?;
+        let in_hw = if info.kind == LayerKind::FullyConnected { (1, 1) } else { info.input_hw };
+        let in_dims = Dims::new(batch, in_hw.0, in_hw.1, info.spec.in_channels);
+        let out_dims = info.spec.output_dims(in_dims)?;
+        let weights = random_values(info.spec.weights_len()?, seed);
+        let bias = random_values(info.spec.out_channels, seed + 1);
+        let act = if info.kind == LayerKind::FullyConnected { Activation::None } else { Activation::Relu6 };
+        let conv = E::prepare(algo, &info.spec, &weights, Some(&bias), act)?;
+        let input = random_values(in_dims.len()?, seed + 2).into_iter().map(E::from_f32).collect();
+        let scratch = vec![0.0; conv.scratch_len(in_dims)?];
+        Ok(Bench { conv, input, output: vec![E::from_f32(0.0); out_dims.len()?], scratch, in_dims })
+    }
+
+    fn run(&mut self, par: Par<'_>) -> Result<()> {
+        Ok(self.conv.run(&self.input, self.in_dims, &mut self.output, &mut self.scratch, par)?)
+    }
+}
+
+/// Times `cands` in interleaved rounds (see the module docs) and returns the index of the
+/// fastest.
+fn race(cands: &mut [Candidate<'_>], rounds: usize) -> Result<usize> {
+    // Warm up and calibrate: one run each, then enough runs to fill the round target.
+    for c in cands.iter_mut() {
+        (c.run)()?;
+        let t = Instant::now();
+        (c.run)()?;
+        let once = t.elapsed().as_secs_f64().max(1e-7);
+        c.reps = ((ROUND_TARGET.as_secs_f64() / once) as usize).clamp(1, 10_000);
+        c.best = once;
+    }
+    let mut alive: Vec<usize> = (0..cands.len()).collect();
+    for round in 0..rounds.max(1) {
+        for &i in &alive {
+            let c = &mut cands[i];
+            let t = Instant::now();
+            for _ in 0..c.reps {
+                (c.run)()?;
+            }
+            c.best = c.best.min(t.elapsed().as_secs_f64() / c.reps as f64);
+        }
+        if round == 0 {
+            let best = alive.iter().map(|&i| cands[i].best).fold(f64::INFINITY, f64::min);
+            alive.retain(|&i| cands[i].best <= best * PRUNE);
+        }
+    }
+    Ok(alive.into_iter().min_by(|&a, &b| cands[a].best.total_cmp(&cands[b].best)).unwrap_or(0))
+}
+
+/// Thread counts worth trying with a pool of `threads`: 1, powers of two, and `threads`.
+fn thread_counts(threads: usize) -> Vec<usize> {
+    let mut v: Vec<usize> =
+        std::iter::successors(Some(1usize), |t| Some(t * 2)).take_while(|&t| t < threads).collect();
+    v.push(threads);
+    v.dedup();
+    v
+}
+
+fn tune_as<E: Stored>(opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -> Result<Entry> {
+    let TuneOptions { config, batch, threads, precision, rounds } = *opts;
+    let infos = config.layers()?;
+    let pool = ThreadPool::new(threads)?;
+    let par = |t: usize| Par::on(&pool, t);
+    let algos = kernels::algorithms()?;
+    let mut layers: Vec<LayerChoice> = Vec::with_capacity(infos.len());
+    let mut layer_ms = Vec::with_capacity(infos.len());
+    let started = Instant::now();
+
+    // 1. Each layer alone: every algorithm at every thread count.
+    for (i, info) in infos.iter().enumerate() {
+        let mut cands = Vec::new();
+        for algo in algos.iter().filter(|a| a.name() != "naive" && a.supports(&info.spec)) {
+            for &t in &thread_counts(threads) {
+                let mut b = match Bench::<E>::new(info, algo.name(), batch, i as u64) {
+                    Ok(b) => b,
+                    Err(_) => continue,
+                };
+                let p = par(t);
+                cands.push(Candidate {
+                    label: format!("{} x{t}", algo.name()),
+                    choice: vec![LayerChoice {
+                        algorithm: algo.name().into(),
+                        threads: t,
+                        fuse_band_rows: None,
+                    }],
+                    run: Box::new(move || b.run(p)),
+                    reps: 1,
+                    best: 0.0,
+                });
+            }
+        }
+        if cands.is_empty() {
+            return Err(ModelError::Config(format!("no algorithm here runs {}", info.name)));
+        }
+        let n = cands.len();
+        let w = race(&mut cands, rounds)?;
+        let runner_up = (0..n)
+            .filter(|&j| j != w)
+            .min_by(|&a, &b| cands[a].best.total_cmp(&cands[b].best))
+            .map(|j| format!(", next {} {:.4} ms", cands[j].label, cands[j].best * 1e3))
+            .unwrap_or_default();
+        progress(&format!(
+            "[{:>2}/{}] {:<6} {} {:.4} ms ({n} candidates{runner_up}) [{:.0} s]",
+            i + 1,
+            infos.len(),
+            info.name,
+            cands[w].label,
+            cands[w].best * 1e3,
+            started.elapsed().as_secs_f64()
+        ));
+        layers.push(cands[w].choice[0].clone());
+        layer_ms.push(cands[w].best * 1e3);
+    }
+
+    // 2. Fused blocks: each depthwise layer with the pointwise layer after it.
+    let fuse_dw: Vec<&str> = algos.iter().map(|a| a.name()).filter(|n| plan::fusable(n)).collect();
+    for i in 0..infos.len() - 1 {
+        let (dw, pw) = (&infos[i], &infos[i + 1]);
+        if dw.kind != LayerKind::Depthwise || pw.kind != LayerKind::Pointwise {
+            continue;
+        }
+        let unfused_ms = layer_ms[i] + layer_ms[i + 1];
+        // The same pair unfused, timed in these rounds: the reference.
+        let mut a = Bench::<E>::new(dw, &layers[i].algorithm, batch, i as u64)?;
+        let mut b = Bench::<E>::new(pw, &layers[i + 1].algorithm, batch, i as u64 + 1)?;
+        let (pa, pb) = (par(layers[i].threads), par(layers[i + 1].threads));
+        let mut cands = vec![Candidate {
+            label: "unfused".into(),
+            choice: vec![layers[i].clone(), layers[i + 1].clone()],
+            run: Box::new(move || {
+                a.run(pa)?;
+                b.run(pb)
+            }),
+            reps: 1,
+            best: 0.0,
+        }];
+        // The fastest fusable depthwise kernel alone, with the chosen pointwise kernel.
+        let dw_algo = if plan::fusable(&layers[i].algorithm) {
+            layers[i].algorithm.clone()
+        } else {
+            match fuse_dw.iter().find(|n| plan::algorithm(n).is_ok_and(|a| a.supports(&dw.spec))) {
+                Some(n) => n.to_string(),
+                None => continue,
+            }
+        };
+        let mid = Dims::new(batch, dw.output_hw.0, dw.output_hw.1, dw.spec.out_channels);
+        let bands: Vec<usize> = BAND_ROWS.iter().copied().filter(|&r| r < mid.n * mid.h).collect();
+        for t in thread_counts(threads) {
+            let mut rows = bands.clone();
+            rows.push(FusedBlock::<E>::default_band_rows(mid, t));
+            rows.sort_unstable();
+            rows.dedup();
+            for r in rows {
+                let mut a = Bench::<E>::new(dw, &dw_algo, batch, i as u64)?;
+                let b = Bench::<E>::new(pw, &layers[i + 1].algorithm, batch, i as u64 + 1)?;
+                let scratch_len = FusedBlock::new(&*a.conv, &*b.conv, r)?.scratch_len(a.in_dims, t)?;
+                let mut scratch = vec![0.0f32; scratch_len];
+                let (in_dims, p) = (a.in_dims, par(t));
+                let mut out = b.output;
+                let pw_conv = b.conv;
+                let input = std::mem::take(&mut a.input);
+                let dw_conv = a.conv;
+                cands.push(Candidate {
+                    label: format!("fused {r} rows x{t}"),
+                    choice: vec![
+                        LayerChoice { algorithm: dw_algo.clone(), threads: t, fuse_band_rows: Some(r) },
+                        LayerChoice {
+                            algorithm: layers[i + 1].algorithm.clone(),
+                            threads: t,
+                            fuse_band_rows: None,
+                        },
+                    ],
+                    run: Box::new(move || {
+                        Ok(FusedBlock::new(&*dw_conv, &*pw_conv, r)?.run(
+                            &input,
+                            in_dims,
+                            &mut out,
+                            &mut scratch,
+                            p,
+                        )?)
+                    }),
+                    reps: 1,
+                    best: 0.0,
+                });
+            }
+        }
+        let w = race(&mut cands, rounds)?;
+        let reference = cands[0].best * 1e3;
+        progress(&format!(
+            "fuse {}+{}: {} {:.4} ms, unfused {reference:.4} ms (alone: {unfused_ms:.4} ms) [{:.0} s]",
+            dw.name,
+            pw.name,
+            cands[w].label,
+            cands[w].best * 1e3,
+            started.elapsed().as_secs_f64()
+        ));
+        if w != 0 {
+            layers[i] = cands[w].choice[0].clone();
+            layers[i + 1] = cands[w].choice[1].clone();
+            layer_ms[i] = cands[w].best * 1e3;
+            layer_ms[i + 1] = 0.0;
+        }
+    }
+
+    // 3. End to end: the tuned plan against the untuned defaults, interleaved.
+    let weights = Weights::random(&config, 0)?;
+    let tuned = Plan { name: AUTO.into(), source: "tune".into(), layers: layers.clone() };
+    let defaults = Plan::defaults(&config, batch, threads)?;
+    let image = random_values(batch * 3 * config.resolution * config.resolution, 1);
+    let mut nets = [
+        MobileNet::with_plan(config, &weights, &tuned, batch, threads, precision)?,
+        MobileNet::with_plan(config, &weights, &defaults, batch, threads, precision)?,
+    ];
+    let mut best = [f64::INFINITY; 2];
+    for net in nets.iter_mut() {
+        net.forward(&image)?;
+    }
+    for _ in 0..rounds.max(1) {
+        for (net, b) in nets.iter_mut().zip(best.iter_mut()) {
+            let mut ts: Vec<f64> = (0..10)
+                .map(|_| {
+                    let t = Instant::now();
+                    net.forward(&image).map(|_| t.elapsed().as_secs_f64() * 1e3)
+                })
+                .collect::<Result<_>>()?;
+            ts.sort_by(f64::total_cmp);
+            *b = b.min(ts[ts.len() / 2]);
+        }
+    }
+    let [tuned_ms, default_ms] = best;
+    progress(&format!(
+        "end to end: tuned {tuned_ms:.3} ms, defaults {default_ms:.3} ms (best of {rounds} rounds of median-of-10) [{:.0} s]",
+        started.elapsed().as_secs_f64()
+    ));
+    let statistic = format!(
+        "per layer: minimum over {rounds} interleaved rounds of the mean of runs filling {} ms; end to end: \
+         minimum over {rounds} rounds of the median of 10 forwards",
+        ROUND_TARGET.as_millis()
+    );
+    let mut entry = Entry {
+        key: WisdomKey::new(&config, batch, threads, precision),
+        measured: now_utc(),
+        statistic,
+        tuned_ms,
+        default_ms,
+        layers,
+        layer_ms,
+    };
+    if default_ms < tuned_ms {
+        progress("the defaults were faster end to end: keeping them");
+        entry.layers = defaults.layers;
+        entry.layer_ms = Vec::new();
+    }
+    Ok(entry)
+}
+
+/// `YYYY-MM-DD HH:MM` UTC, from the system clock (no date crate for one line).
+fn now_utc() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+}
