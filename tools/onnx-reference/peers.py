@@ -467,6 +467,7 @@ def main():
     ms = {(e, t): [] for e in labels for t in thread_counts}
     our_layers = {(s, t): [] for s in ours for t in thread_counts}
     ort_layers = {t: [] for t in thread_counts}
+    fused = set()  # our layers that run inside a fused depthwise -> pointwise block
     for r in range(a.rounds):
         order = labels[r % len(labels):] + labels[: r % len(labels)]
         for t in thread_counts:
@@ -475,6 +476,7 @@ def main():
                     out = ours_bench(wpath, e[5:], t, a.iters)
                     ms[(e, t)].append(out["median_ms"])
                     our_layers[(e[5:], t)].append({l["name"]: l["median_ms"] for l in out["layers"]})
+                    fused.update(l["name"] for l in out["layers"] if l.get("in_fused_block"))
                 else:
                     ms[(e, t)].append(time_block(runners[(e, t)], a.iters))
             if a.layers:
@@ -522,15 +524,24 @@ def main():
     print("wrote", path)
 
     if a.layers:
-        write_layers(a, peers, thread_counts, ours, our_layers, ort_layers, out_dir)
+        write_layers(a, peers, thread_counts, ours, our_layers, ort_layers, fused, out_dir)
     if a.out_dir is None:
         machine.regenerate_index()
 
 
-def write_layers(a, peers, thread_counts, ours, our_layers, ort_layers, out_dir):
+def write_layers(a, peers, thread_counts, ours, our_layers, ort_layers, fused, out_dir):
     names = list(our_layers[(ours[0], thread_counts[0])][0].keys())
-    kinds = {"conv0": lambda n: n == "conv0", "depthwise": lambda n: n.startswith("dw"),
-             "pointwise": lambda n: n.startswith("pw"), "fc (pool + fc)": lambda n: n == "fc"}
+    # A fused block's time is reported on one of its layers: both layers of every fused pair
+    # (dwN, pwN) are marked, and the pairs get their own subtotal instead of being split
+    # between depthwise and pointwise.
+    fused = {f"{k}{m.group(1)}" for n in fused for m in [re.match(r"^(?:dw|pw)(\d+)$", n)] if m
+             for k in ("dw", "pw")}
+    kinds = {"conv0": lambda n: n == "conv0",
+             "depthwise (unfused)" if fused else "depthwise": lambda n: n.startswith("dw") and n not in fused,
+             "pointwise (unfused)" if fused else "pointwise": lambda n: n.startswith("pw") and n not in fused,
+             "fc (pool + fc)": lambda n: n == "fc"}
+    if fused:
+        kinds["fused dw + pw pairs"] = lambda n: n in fused
     lines = [
         "# Per layer against ONNX Runtime (MobileNetV1 1.0-224, batch 1, fp32)",
         "",
@@ -545,7 +556,10 @@ def write_layers(a, peers, thread_counts, ours, our_layers, ort_layers, out_dir)
         "(`first_conv.*` -> conv0, `bottleneck.i.{0,1,2}` -> dw(i+1), `bottleneck.i.{3,4,5}` -> pw(i+1), "
         "pool/flatten/Gemm -> fc, since our fc layer includes the global average pool); its NCHWc layout "
         "reorders have no counterpart in our layers and are listed as `other`. The profiler adds a little "
-        "time per node.",
+        "time per node." + (" Layers marked * run in one of our fused depthwise -> pointwise blocks, whose "
+                            "time is reported on one of the pair: compare such pairs by their sum (the "
+                            "`fused dw + pw pairs` subtotal; the depthwise and pointwise subtotals then "
+                            "cover the unfused layers only)." if fused else ""),
     ]
     for s in ours:
         for t in thread_counts:
@@ -562,7 +576,7 @@ def write_layers(a, peers, thread_counts, ours, our_layers, ort_layers, out_dir)
                 ratio = f"{median(ratios):.2f} ({min(ratios):.2f}..{max(ratios):.2f})" if ratios else "-"
                 return f"| {label} | {median(o):.3f} | {median(x):.3f} | {ratio} |"
             for n in names:
-                lines.append(row(n, lambda k, n=n: k == n))
+                lines.append(row(n + (" *" if n in fused else ""), lambda k, n=n: k == n))
             lines.append(row("other (ORT layout reorders)", lambda k: k == "other"))
             for label, pick in kinds.items():
                 lines.append(row(f"**{label}**", pick))
