@@ -227,6 +227,7 @@ fn run(command: Command) -> Result<(), ModelError> {
         } => {
             let config = model.config();
             config.validate()?;
+            check_kernels(&kernels)?;
             let labels = Labels::for_run(labels.as_deref(), config.classes)?;
             let batch = input::load(&input, config.resolution)?;
             let w = match weights {
@@ -375,8 +376,25 @@ fn threads_or_all(threads: Option<usize>) -> usize {
     threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// Fails early, before any file is read, on a kernel set that does not exist here; the
+/// error lists the ones that do, `auto` included.
+fn check_kernels(name: &str) -> Result<(), ModelError> {
+    if name == model::plan::AUTO {
+        return Ok(());
+    }
+    match kernels::kernel_set(name) {
+        Ok(_) => Ok(()),
+        Err(kernels::KernelError::UnknownKernelSet { name, mut available }) => {
+            available.insert(0, model::plan::AUTO.to_string());
+            Err(kernels::KernelError::UnknownKernelSet { name, available }.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The model for `how`; for `auto`, says on stderr where its choices came from.
 fn build(config: Config, weights: &Weights, batch: usize, how: &How<'_>) -> Result<MobileNet, ModelError> {
+    check_kernels(how.kernels)?;
     let plan = if how.kernels == model::plan::AUTO {
         let plan =
             Plan::auto(&config, batch, how.threads, how.precision, how.wisdom, &mut |w| eprintln!("{w}"))?;
