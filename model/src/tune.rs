@@ -4,8 +4,8 @@
 //! For every layer it times each runnable algorithm that supports the layer (naive
 //! excluded) at each thread count, and for every depthwise layer led by a `direct` kernel
 //! the fused block with the next pointwise layer at several band heights, against the
-//! same two layers unfused. Then it checks the whole plan end to end against the
-//! untuned defaults and keeps the faster.
+//! same two layers unfused. Then it times the whole tuned plan, the same without fusion,
+//! and the untuned defaults end to end, and keeps the fastest.
 //!
 //! Statistic: candidates are timed in interleaved rounds (every candidate of a layer once
 //! per round, so a slow phase of the noisy host hits all of them), each round the mean of
@@ -189,6 +189,7 @@ fn tune_as<E: Stored>(opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -> Res
     }
 
     // 2. Fused blocks: each depthwise layer with the pointwise layer after it.
+    let (layers_unfused, layer_ms_unfused) = (layers.clone(), layer_ms.clone());
     let fuse_dw: Vec<&str> = algos.iter().map(|a| a.name()).filter(|n| plan::fusable(n)).collect();
     for i in 0..infos.len() - 1 {
         let (dw, pw) = (&infos[i], &infos[i + 1]);
@@ -196,7 +197,9 @@ fn tune_as<E: Stored>(opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -> Res
             continue;
         }
         let unfused_ms = layer_ms[i] + layer_ms[i + 1];
-        // The same pair unfused, timed in these rounds: the reference.
+        // The same pair unfused, timed in these rounds: the reference. The pointwise layer
+        // reads what the depthwise layer just wrote, as in the network (reading a buffer
+        // of its own, cold, made the unfused pair look 10-25% slower than it is).
         let mut a = Bench::<E>::new(dw, &layers[i].algorithm, batch, i as u64)?;
         let mut b = Bench::<E>::new(pw, &layers[i + 1].algorithm, batch, i as u64 + 1)?;
         let (pa, pb) = (par(layers[i].threads), par(layers[i + 1].threads));
@@ -205,7 +208,7 @@ fn tune_as<E: Stored>(opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -> Res
             choice: vec![layers[i].clone(), layers[i + 1].clone()],
             run: Box::new(move || {
                 a.run(pa)?;
-                b.run(pb)
+                Ok(b.conv.run(&a.output, b.in_dims, &mut b.output, &mut b.scratch, pb)?)
             }),
             reps: 1,
             best: 0.0,
@@ -278,16 +281,23 @@ fn tune_as<E: Stored>(opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -> Res
         }
     }
 
-    // 3. End to end: the tuned plan against the untuned defaults, interleaved.
+    // 3. End to end: the tuned plan, the same without fusion, and the untuned defaults,
+    // interleaved; the fastest is kept. Layers timed alone do not always compose (a fused
+    // block that wins alone can lose in the network, where the unfused intermediate is
+    // still in L2 or L3), so the whole network decides.
     let weights = Weights::random(&config, 0)?;
     let tuned = Plan { name: AUTO.into(), source: "tune".into(), layers: layers.clone() };
+    let mut unfused = tuned.clone();
+    unfused.layers = layers_unfused.clone();
     let defaults = Plan::defaults(&config, batch, threads)?;
+    let plans = [tuned, unfused, defaults];
+    let names = ["tuned", "tuned without fusion", "defaults"];
     let image = random_values(batch * 3 * config.resolution * config.resolution, 1);
-    let mut nets = [
-        MobileNet::with_plan(config, &weights, &tuned, batch, threads, precision)?,
-        MobileNet::with_plan(config, &weights, &defaults, batch, threads, precision)?,
-    ];
-    let mut best = [f64::INFINITY; 2];
+    let mut nets = plans
+        .iter()
+        .map(|p| MobileNet::with_plan(config, &weights, p, batch, threads, precision))
+        .collect::<Result<Vec<_>>>()?;
+    let mut best = [f64::INFINITY; 3];
     for net in nets.iter_mut() {
         net.forward(&image)?;
     }
@@ -303,9 +313,14 @@ fn tune_as<E: Stored>(opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -> Res
             *b = b.min(ts[ts.len() / 2]);
         }
     }
-    let [tuned_ms, default_ms] = best;
+    let won = (0..3).min_by(|&a, &b| best[a].total_cmp(&best[b])).unwrap_or(0);
     progress(&format!(
-        "end to end: tuned {tuned_ms:.3} ms, defaults {default_ms:.3} ms (best of {rounds} rounds of median-of-10) [{:.0} s]",
+        "end to end: tuned {:.3} ms, tuned without fusion {:.3} ms, defaults {:.3} ms (best of {rounds} rounds \
+         of median-of-10): keeping {} [{:.0} s]",
+        best[0],
+        best[1],
+        best[2],
+        names[won],
         started.elapsed().as_secs_f64()
     ));
     let statistic = format!(
@@ -313,21 +328,21 @@ fn tune_as<E: Stored>(opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -> Res
          minimum over {rounds} rounds of the median of 10 forwards",
         ROUND_TARGET.as_millis()
     );
-    let mut entry = Entry {
+    let layer_ms = match won {
+        0 => layer_ms,
+        1 => layer_ms_unfused,
+        _ => Vec::new(),
+    };
+    let plan = plans[won].clone();
+    Ok(Entry {
         key: WisdomKey::new(&config, batch, threads, precision),
         measured: now_utc(),
         statistic,
-        tuned_ms,
-        default_ms,
-        layers,
+        tuned_ms: best[won],
+        default_ms: best[2],
+        layers: plan.layers,
         layer_ms,
-    };
-    if default_ms < tuned_ms {
-        progress("the defaults were faster end to end: keeping them");
-        entry.layers = defaults.layers;
-        entry.layer_ms = Vec::new();
-    }
-    Ok(entry)
+    })
 }
 
 /// `YYYY-MM-DD HH:MM` UTC, from the system clock (no date crate for one line).
