@@ -1,8 +1,8 @@
 //! f16 and bf16 models against the f32 model and ONNX Runtime, with tolerances taken from
-//! the measurements in results/precision.md (`cargo bench -p bench-harness --bench
+//! the measurements in results/intel-xeon-6-167/precision.md (`cargo bench -p bench-harness --bench
 //! precision`), times a margin; and the bad inputs of the precision path.
 //!
-//! Logit error metric (as section 2 of results/precision.md, "rel to logit scale"): per
+//! Logit error metric (as section 2 of results/intel-xeon-6-167/precision.md, "rel to logit scale"): per
 //! image, `max_i |l_p - l_f32| / max_i (|b_i| + sum_j |w_ij| x_j)`, the fc layer's own error
 //! scale. The features `x` are ReLU6 outputs (nonnegative), so the scale is the f32 logits
 //! of the same network with `|fc weights|` and `|fc bias|`. Unlike `max_i |l_f32|` it does
@@ -17,7 +17,7 @@ use proptest::prelude::*;
 
 /// Logit tolerance against f32 (metric above): 8 unit roundoffs, f16 3.9e-3, bf16 3.1e-2.
 ///
-/// Measured (results/precision.md, section 2): the full-size 1.0-224 model over 256 smooth
+/// Measured (results/intel-xeon-6-167/precision.md, section 2): the full-size 1.0-224 model over 256 smooth
 /// images reaches 2.12e-4 (0.43u) at f16 and 1.42e-3 (0.36u) at bf16, so 10x that would be
 /// about 4u; but the small models drawn here err more (narrow layers average out less of
 /// each rounding): the bench's 256 small draws reach 5.94e-4 (1.22u) and 4.74e-3 (1.21u),
@@ -128,7 +128,7 @@ fn fixture() -> (Config, Weights, npy::Array, npy::Array) {
 /// (the `mobilenet convert` path), run at that precision by every kernel set at 1 and 2
 /// threads: `max |ours - ort| <= tol * max |ort|` and the same top-1 class as ORT.
 ///
-/// Tolerance: 5x the measured error (results/precision.md section 3, kernel set `direct`: f16
+/// Tolerance: 5x the measured error (results/intel-xeon-6-167/precision.md section 3, kernel set `direct`: f16
 /// 3.11e-3, bf16 1.78e-2; every other set measured 2.23e-3..3.11e-3 at f16 and 1.78e-2 at
 /// bf16, where the rounding of weights and activations dominates the summation order).
 #[test]
