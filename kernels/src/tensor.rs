@@ -4,6 +4,7 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 
 use crate::error::{KernelError, Result};
+use crate::pool::Par;
 use crate::simd::Element;
 use crate::spec::Dims;
 
@@ -121,17 +122,34 @@ impl Tensor {
 /// `dst[n][y][x][c] = src[n][c][y][x]`, rounded to the storage type `E` (exact for f32);
 /// both buffers hold `dims.len()` elements.
 pub fn nchw_to_nhwc<E: Element>(src: &[f32], dst: &mut [E], dims: Dims) {
+    nchw_to_nhwc_par(src, dst, dims, Par::SERIAL);
+}
+
+/// [`nchw_to_nhwc`] split by image rows over `par`. Pixel-major: each output pixel reads
+/// its `c` channel planes and writes `c` contiguous values (for the model's 3-channel input
+/// that is 3 read streams and one write stream, where channel-major order made 3 strided
+/// passes over the whole output).
+pub fn nchw_to_nhwc_par<E: Element>(src: &[f32], dst: &mut [E], dims: Dims, par: Par<'_>) {
     let Dims { n, h, w, c } = dims;
-    let hw = h * w;
-    for b in 0..n {
-        let s = &src[b * c * hw..(b + 1) * c * hw];
-        let d = &mut dst[b * c * hw..(b + 1) * c * hw];
-        for ch in 0..c {
-            for p in 0..hw {
-                d[p * c + ch] = E::from_f32(s[ch * hw + p]);
+    let (hw, row) = (h * w, w * c);
+    let len = n * hw * c;
+    if len == 0 || src.len() < len || dst.len() < len {
+        return;
+    }
+    let rows = n * h;
+    let chunk_rows = rows.div_ceil(2 * par.threads()).max(1);
+    par.for_each_chunk_mut(&mut dst[..len], chunk_rows * row, |i, out| {
+        for (r, out_row) in out.chunks_exact_mut(row).enumerate() {
+            let global = i * chunk_rows + r;
+            let (b, y) = (global / h, global % h);
+            let base = b * c * hw + y * w;
+            for (x, px) in out_row.chunks_exact_mut(c).enumerate() {
+                for (ch, d) in px.iter_mut().enumerate() {
+                    *d = E::from_f32(src[base + ch * hw + x]);
+                }
             }
         }
-    }
+    });
 }
 
 /// `dst[n][c][y][x] = src[n][y][x][c]`; both buffers hold `dims.len()` elements.
@@ -152,6 +170,29 @@ pub fn nhwc_to_nchw(src: &[f32], dst: &mut [f32], dims: Dims) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nchw_to_nhwc_matches_the_definition_at_every_thread_count() {
+        let pool = crate::pool::ThreadPool::new(3).unwrap();
+        for (n, h, w, c) in [(1, 1, 1, 1), (1, 5, 7, 3), (2, 4, 3, 5), (3, 9, 2, 1)] {
+            let dims = Dims::new(n, h, w, c);
+            let src: Vec<f32> = (0..dims.len().unwrap()).map(|i| i as f32).collect();
+            for threads in 1..=3 {
+                let mut dst = vec![f32::NAN; src.len()];
+                nchw_to_nhwc_par(&src, &mut dst, dims, Par::on(&pool, threads));
+                for b in 0..n {
+                    for y in 0..h {
+                        for x in 0..w {
+                            for ch in 0..c {
+                                let want = src[((b * c + ch) * h + y) * w + x];
+                                assert_eq!(dst[((b * h + y) * w + x) * c + ch], want, "{dims:?} t{threads}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn aligned_and_zeroed() {

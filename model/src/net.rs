@@ -8,7 +8,7 @@ use half::{bf16, f16};
 use kernels::algo::Stored;
 use kernels::fused::FusedBlock;
 use kernels::simd::Element;
-use kernels::tensor::nchw_to_nhwc;
+use kernels::tensor::nchw_to_nhwc_par;
 use kernels::{
     Activation, AlignedBuf, Dims, Isa, KernelSet, LayerKind, Par, Precision, PreparedConv, ThreadPool,
 };
@@ -327,8 +327,9 @@ impl<E: Stored> Net<E> {
                 first.w
             )));
         }
-        nchw_to_nhwc(input_nchw, &mut self.input, first);
         let pool = self.pool.as_deref();
+        let all = pool.map_or(Par::SERIAL, |p| Par::on(p, p.threads()));
+        nchw_to_nhwc_par(input_nchw, &mut self.input, first, all);
         let layers = &*self.layers;
         let n_layers = layers.len();
         let mut i = 0;
