@@ -337,13 +337,27 @@ pub fn check_run<E: Element>(
     scratch_needed: usize,
 ) -> Result<Dims> {
     let out_dims = spec.output_dims(in_dims)?;
-    let expected = in_dims.len()?;
-    if input.len() != expected {
-        return Err(KernelError::BufferLength { what: "input", expected, actual: input.len() });
-    }
-    let expected = out_dims.len()?;
-    if output.len() != expected {
-        return Err(KernelError::BufferLength { what: "output", expected, actual: output.len() });
+    check_buffers(input, in_dims, output, out_dims, scratch, scratch_needed)?;
+    Ok(out_dims)
+}
+
+/// The buffer half of [`check_run`], for callers whose output dims come from elsewhere
+/// (a fused block's come from its second layer): the input holds `in_dims`, the output
+/// `out_dims`, the scratch at least `scratch_needed` f32s.
+pub fn check_buffers<E: Element>(
+    input: &[E],
+    in_dims: Dims,
+    output: &[E],
+    out_dims: Dims,
+    scratch: &[f32],
+    scratch_needed: usize,
+) -> Result<()> {
+    for (what, expected, actual) in
+        [("input", in_dims.len()?, input.len()), ("output", out_dims.len()?, output.len())]
+    {
+        if actual != expected {
+            return Err(KernelError::BufferLength { what, expected, actual });
+        }
     }
     if scratch.len() < scratch_needed {
         return Err(KernelError::BufferLength {
@@ -352,7 +366,7 @@ pub fn check_run<E: Element>(
             actual: scratch.len(),
         });
     }
-    Ok(out_dims)
+    Ok(())
 }
 
 /// The bias as a dense vector (zeros when absent), so kernels need no `Option` in loops.

@@ -15,7 +15,7 @@
 //! and pads at each image's edges, and the pointwise layer treats a band as a list of
 //! pixels. Parallel runs hand each task a contiguous range of bands and its own buffer.
 
-use crate::algo::PreparedConv;
+use crate::algo::{check_buffers, PreparedConv};
 use crate::cache;
 use crate::error::{KernelError, Result};
 use crate::pool::{Par, SharedOut};
@@ -119,18 +119,7 @@ impl<'a, E: Element> FusedBlock<'a, E> {
         par: Par<'_>,
     ) -> Result<()> {
         let l = self.layout(in_dims, par.threads())?;
-        let expected = in_dims.len()?;
-        if input.len() != expected {
-            return Err(KernelError::BufferLength { what: "input", expected, actual: input.len() });
-        }
-        let expected = l.out.len()?;
-        if output.len() != expected {
-            return Err(KernelError::BufferLength { what: "output", expected, actual: output.len() });
-        }
-        let need = l.per_task * l.tasks;
-        if scratch.len() < need {
-            return Err(KernelError::BufferLength { what: "scratch", expected: need, actual: scratch.len() });
-        }
+        check_buffers(input, in_dims, output, l.out, scratch, l.per_task * l.tasks)?;
         if l.total_rows == 0 {
             return Ok(());
         }
@@ -140,7 +129,7 @@ impl<'a, E: Element> FusedBlock<'a, E> {
         par.limit(l.tasks).for_each(l.tasks, |t| {
             let (b0, b1) = (t * l.bands / l.tasks, (t + 1) * l.bands / l.tasks);
             // SAFETY: task `t` owns scratch `[t * per_task, (t + 1) * per_task)`, inside
-            // the `need` f32s checked above; f32 is at least as aligned as any `Element`
+            // the `per_task * tasks` f32s checked above; f32 is at least as aligned as any `Element`
             // (f32, f16, bf16), and the band part holds `band_f32s * 4` bytes, enough for
             // `band_rows * mid_row` values of `E`.
             let (band, pw_scratch) = unsafe {
