@@ -33,17 +33,17 @@ fn layers() -> Vec<LayerInfo> {
 /// The algorithms to bench: naive and every runnable direct flavour, from the registry.
 fn algorithms() -> Vec<&'static dyn ConvAlgorithm> {
     let runnable = registry::algorithms().expect("KERNELS_ISA must be valid");
-    for a in registry::compiled().iter().filter(|a| a.family() == "direct") {
+    for a in registry::compiled().iter().filter(|a| a.family() == kernels::Family::Direct) {
         if !runnable.iter().any(|b| b.name() == a.name()) {
             eprintln!("SKIPPED: {} cannot run on this CPU / under KERNELS_ISA", a.name());
         }
     }
-    runnable.into_iter().filter(|a| a.family() == "direct" || a.family() == "naive").collect()
+    runnable.into_iter().filter(|a| a.family() == kernels::Family::Direct || a.family() == kernels::Family::Naive).collect()
 }
 
 fn thread_counts(algo: &dyn ConvAlgorithm) -> &'static [usize] {
     // Naive ignores the thread count.
-    if algo.family() == "naive" {
+    if algo.family() == kernels::Family::Naive {
         &[1]
     } else {
         &[1, 2]

@@ -21,12 +21,12 @@ use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, Par, Prepared
 
 fn algos(family: &str) -> Vec<&'static dyn ConvAlgorithm> {
     let runnable = registry::algorithms().expect("KERNELS_ISA must be valid");
-    for a in registry::compiled().iter().filter(|a| a.family() == family) {
+    for a in registry::compiled().iter().filter(|a| a.family().name() == family) {
         if !runnable.iter().any(|b| b.name() == a.name()) {
             eprintln!("SKIPPED: {} cannot run on this CPU / under KERNELS_ISA", a.name());
         }
     }
-    runnable.into_iter().filter(|a| a.family() == family).collect()
+    runnable.into_iter().filter(|a| a.family().name() == family).collect()
 }
 
 /// One prepared layer with its buffers.

@@ -46,7 +46,7 @@ fn bench(c: &mut Criterion) {
         let weights = random_values(spec.weights_len().unwrap(), 2);
         let bias = random_values(spec.out_channels, 3);
         let out_len = spec.output_dims(dims).unwrap().len().unwrap();
-        for algo in algos.iter().filter(|a| FAMILIES.contains(&a.family()) && a.supports(&spec)) {
+        for algo in algos.iter().filter(|a| FAMILIES.contains(&a.family().name()) && a.supports(&spec)) {
             let prepared = algo.prepare(&spec, &weights, Some(&bias), Activation::Relu6).unwrap();
             let mut scratch = vec![0.0f32; prepared.scratch_len(dims).unwrap()];
             let mut out = vec![0.0f32; out_len];

@@ -3,13 +3,12 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use half::{bf16, f16};
-
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
 use crate::pool::Par;
 use crate::precision::Precision;
 use crate::simd::{Backend, Convert, ConvertOp, Element, Simd, SimdOp};
+use crate::tensor::Plain;
 use crate::spec::{Activation, ConvSpec, Dims};
 
 /// The layer kinds of a depthwise-separable network; a [`crate::KernelSet`] picks one
@@ -57,13 +56,53 @@ impl fmt::Display for LayerKind {
     }
 }
 
+/// An algorithm family: one folder of this crate, one body, registered once per backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    Naive,
+    Gemm,
+    Im2col,
+    Direct,
+    Winograd,
+}
+
+impl Family {
+    pub const ALL: [Family; 5] = [Family::Naive, Family::Gemm, Family::Im2col, Family::Direct, Family::Winograd];
+
+    /// The name in algorithm names (`direct-avx2`), bench ids and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Naive => "naive",
+            Family::Gemm => "gemm",
+            Family::Im2col => "im2col",
+            Family::Direct => "direct",
+            Family::Winograd => "winograd",
+        }
+    }
+
+    /// Parses a family name.
+    pub fn parse(name: &str) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One convolution algorithm for one ISA (for example `direct-avx512`). Algorithms are
 /// unit structs registered once in [`crate::registry`].
+///
+/// An algorithm is an f32 layer ([`prepare`](Self::prepare)); the other storage types reach
+/// it through the one generic entry [`prepare`](crate::algo::prepare)`::<E>`, which takes the
+/// family's native path at `E` where [`Storage::NATIVE`] lists one.
 pub trait ConvAlgorithm: Send + Sync {
     /// `family-isa`, the name used by kernel sets, bench ids and reports.
     fn name(&self) -> &'static str;
-    /// The algorithm family (`naive`, `gemm`, `im2col`, `direct`, `winograd`).
-    fn family(&self) -> &'static str;
+    /// The algorithm family.
+    fn family(&self) -> Family;
     /// The implementation of [`crate::simd::Simd`] its body runs under (a row of the
     /// backend table; the naive oracle is `scalar`).
     fn backend(&self) -> Backend;
@@ -83,7 +122,8 @@ pub trait ConvAlgorithm: Send + Sync {
     }
     /// Whether this algorithm can run `spec` on this CPU.
     fn supports(&self, spec: &ConvSpec) -> bool;
-    /// Packs OIHW `weights` (and optional `bias`) for `spec`; the result runs many times.
+    /// Packs OIHW `weights` (and optional `bias`) for `spec` as an f32 layer; the result
+    /// runs many times.
     fn prepare(
         &self,
         spec: &ConvSpec,
@@ -91,77 +131,121 @@ pub trait ConvAlgorithm: Send + Sync {
         bias: Option<&[f32]>,
         activation: Activation,
     ) -> Result<Box<dyn PreparedConv>>;
-    /// As [`prepare`](Self::prepare) for f16 activations: weights and bias are rounded to
-    /// f16, products accumulate in f32, each output is rounded to f16 once. The default is
-    /// the f32 layer between a widening of the input and a narrowing of the output
-    /// ([`widened`]); families with a native f16 path override it.
-    fn prepare_f16(
-        &self,
-        spec: &ConvSpec,
-        weights_oihw: &[f32],
-        bias: Option<&[f32]>,
+    /// Whether a prepared depthwise layer of this algorithm can run row bands
+    /// ([`PreparedConv::run_rows`]), so that a plan may fuse it with the next layer.
+    fn runs_rows(&self) -> bool {
+        false
+    }
+    /// The Winograd output tile side `m` of F(m x m, 3 x 3), for the Winograd family.
+    fn winograd_tile(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// One layer as it arrives to be prepared: the spec, the weights in PyTorch's OIHW order,
+/// the optional bias (f32: the reference values every storage type starts from) and the
+/// fused activation.
+#[derive(Debug, Clone, Copy)]
+pub struct Layer<'a> {
+    pub spec: &'a ConvSpec,
+    pub weights_oihw: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+    pub activation: Activation,
+}
+
+impl<'a> Layer<'a> {
+    pub fn new(
+        spec: &'a ConvSpec,
+        weights_oihw: &'a [f32],
+        bias: Option<&'a [f32]>,
         activation: Activation,
-    ) -> Result<Box<dyn PreparedConv<f16>>> {
-        widened(self, spec, weights_oihw, bias, activation)
-    }
-    /// As [`prepare_f16`](Self::prepare_f16) for bf16.
-    fn prepare_bf16(
-        &self,
-        spec: &ConvSpec,
-        weights_oihw: &[f32],
-        bias: Option<&[f32]>,
-        activation: Activation,
-    ) -> Result<Box<dyn PreparedConv<bf16>>> {
-        widened(self, spec, weights_oihw, bias, activation)
+    ) -> Self {
+        Layer { spec, weights_oihw, bias, activation }
     }
 }
 
-/// The storage types a layer can be prepared for: [`Stored::prepare`] calls the
-/// algorithm's `prepare`, `prepare_f16` or `prepare_bf16`, so code generic over the
-/// precision (the model, the tests) names one function.
-pub trait Stored: Element {
-    fn prepare(
-        algo: &dyn ConvAlgorithm,
-        spec: &ConvSpec,
-        weights_oihw: &[f32],
-        bias: Option<&[f32]>,
-        activation: Activation,
-    ) -> Result<Box<dyn PreparedConv<Self>>>;
+/// A family's native path at storage type `E`: `Ok(None)` where it cannot run here (the
+/// layer then takes the emulated path).
+pub type NativeFn<E> =
+    fn(&dyn ConvAlgorithm, &Layer<'_>, &<E as Storage>::Quant) -> Result<Option<Box<dyn PreparedConv<E>>>>;
+
+/// The storage axis: a number type a layer's activations are stored in.
+///
+/// A storage type is one implementation of this trait plus one row of [`Precision`]:
+/// - the float types `f32`, `f16`, `bf16` ([`Element`]: widened to f32 lanes on load,
+///   narrowed on store; `crate::float` implements them) carry no parameters (`Quant = ()`);
+/// - `u8`, the int8 activations of [`crate::int8`], carries per-tensor scales and zero
+///   points and per-output-channel weight scales ([`crate::int8::QuantLayer`]); its layers
+///   accumulate in i32 and requantize in their store.
+///
+/// What a storage type declares:
+/// - [`Storage::NATIVE`]: the families that have a native path at this type (the kernel
+///   reads and writes the type itself), each as one function;
+/// - [`Storage::emulated`]: the path of every other algorithm: its f32 layer between a
+///   conversion of the input to f32 and one of the output back ([`widened`] for the floats,
+///   dequantize / quantize for int8). f32's emulated path *is* the algorithm's `prepare`.
+pub trait Storage: Plain + PartialEq + fmt::Debug + Send + Sync {
+    /// The row of [`Precision`] this type stores.
+    const PRECISION: Precision;
+    /// What a layer at this type needs besides its f32 weights: `()` for the float types,
+    /// the input's and output's quantization and the weight scales for int8.
+    type Quant: Clone + fmt::Debug + Send + Sync;
+    /// What one activation tensor at this type needs to mean numbers: `()` for the float
+    /// types, a scale and a zero point ([`crate::int8::QuantParams`]) for int8.
+    type Tensor: Copy + fmt::Debug + Send + Sync + 'static;
+    /// The input's and the output's tensor parameters of a layer.
+    fn tensors(quant: &Self::Quant) -> (Self::Tensor, Self::Tensor);
+    /// `x` stored as this type (rounded to nearest even, or quantized and saturated).
+    fn from_real(x: f32, t: Self::Tensor) -> Self;
+    /// The number a stored value means.
+    fn to_real(self, t: Self::Tensor) -> f32;
+    /// The families with a native path at this type (see the trait docs).
+    const NATIVE: &'static [(Family, NativeFn<Self>)];
+    /// The path of every algorithm without a native one (see the trait docs).
+    fn emulated(algo: &dyn ConvAlgorithm, layer: &Layer<'_>, quant: &Self::Quant)
+        -> Result<Box<dyn PreparedConv<Self>>>;
 }
 
-impl Stored for f32 {
-    fn prepare(
-        algo: &dyn ConvAlgorithm,
-        spec: &ConvSpec,
-        w: &[f32],
-        b: Option<&[f32]>,
-        act: Activation,
-    ) -> Result<Box<dyn PreparedConv>> {
-        algo.prepare(spec, w, b, act)
+/// Prepares `layer` on `algo` for activations stored as `E`: the native path of `algo`'s
+/// family at `E` if it has one that runs here, else the emulated path. The arguments are
+/// checked first (shapes, lengths, that `algo` supports the spec on this CPU).
+pub fn prepare<E: Storage>(
+    algo: &dyn ConvAlgorithm,
+    layer: &Layer<'_>,
+    quant: &E::Quant,
+) -> Result<Box<dyn PreparedConv<E>>> {
+    check_prepare(algo, layer.spec, layer.weights_oihw, layer.bias, layer.activation)?;
+    for (family, native) in E::NATIVE {
+        if *family == algo.family() {
+            if let Some(prepared) = native(algo, layer, quant)? {
+                return Ok(prepared);
+            }
+        }
+    }
+    E::emulated(algo, layer, quant)
+}
+
+/// How a prepared layer treats its storage type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoragePath {
+    /// The kernel reads and writes the storage type itself.
+    Native,
+    /// An f32 kernel between a conversion of its input and one of its output.
+    Widened,
+}
+
+impl StoragePath {
+    pub fn name(self) -> &'static str {
+        match self {
+            StoragePath::Native => "native",
+            StoragePath::Widened => "widened",
+        }
     }
 }
 
-impl Stored for f16 {
-    fn prepare(
-        algo: &dyn ConvAlgorithm,
-        spec: &ConvSpec,
-        w: &[f32],
-        b: Option<&[f32]>,
-        act: Activation,
-    ) -> Result<Box<dyn PreparedConv<f16>>> {
-        algo.prepare_f16(spec, w, b, act)
-    }
-}
-
-impl Stored for bf16 {
-    fn prepare(
-        algo: &dyn ConvAlgorithm,
-        spec: &ConvSpec,
-        w: &[f32],
-        b: Option<&[f32]>,
-        act: Activation,
-    ) -> Result<Box<dyn PreparedConv<bf16>>> {
-        algo.prepare_bf16(spec, w, b, act)
+impl fmt::Display for StoragePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -172,21 +256,18 @@ pub fn rounded(precision: Precision, values: &[f32]) -> Vec<f32> {
     v
 }
 
-/// The emulated path of every algorithm at storage type `E`: weights and bias rounded to
-/// `E`, then `algo`'s f32 layer run between a widening of the input into scratch and a
+/// The emulated path of every algorithm at float storage type `E`: weights and bias rounded
+/// to `E`, then `algo`'s f32 layer run between a widening of the input into scratch and a
 /// narrowing of its f32 output. Exact in what it computes (the same f32 sums as the native
 /// paths), slower in what it moves (two extra passes over the activations).
-pub fn widened<E: Element>(
+pub fn widened<E: Element + Storage>(
     algo: &(impl ConvAlgorithm + ?Sized),
-    spec: &ConvSpec,
-    weights_oihw: &[f32],
-    bias: Option<&[f32]>,
-    activation: Activation,
+    layer: &Layer<'_>,
 ) -> Result<Box<dyn PreparedConv<E>>> {
     let p = E::PRECISION;
-    let w = rounded(p, weights_oihw);
-    let b = bias.map(|b| rounded(p, b));
-    let inner = algo.prepare(spec, &w, b.as_deref(), activation)?;
+    let w = rounded(p, layer.weights_oihw);
+    let b = layer.bias.map(|b| rounded(p, b));
+    let inner = algo.prepare(layer.spec, &w, b.as_deref(), layer.activation)?;
     // The algorithm's own backend converts (vector F16C / shifts where it has them).
     let convert = algo.backend().dispatch(ConvertOp::<E>::new())?;
     Ok(Box::new(Widened::<E> { inner, convert }))
@@ -198,7 +279,7 @@ struct Widened<E> {
     convert: Convert<E>,
 }
 
-impl<E: Element> PreparedConv<E> for Widened<E> {
+impl<E: Element + Storage> PreparedConv<E> for Widened<E> {
     fn spec(&self) -> &ConvSpec {
         self.inner.spec()
     }
@@ -208,8 +289,8 @@ impl<E: Element> PreparedConv<E> for Widened<E> {
     fn level(&self) -> Isa {
         self.inner.level()
     }
-    fn storage(&self) -> &'static str {
-        "widened"
+    fn storage(&self) -> StoragePath {
+        StoragePath::Widened
     }
     fn scratch_len(&self, input: Dims) -> Result<usize> {
         let out = self.spec().output_dims(input)?;
@@ -247,24 +328,24 @@ impl fmt::Debug for dyn ConvAlgorithm {
     }
 }
 
-/// A convolution with its weights packed, ready to run on activations stored as `E` (f32,
-/// or f16 / bf16 from [`ConvAlgorithm::prepare_f16`] / [`ConvAlgorithm::prepare_bf16`]).
+/// A convolution with its weights packed, ready to run on activations stored as `E` (f32 by
+/// default; any [`Storage`] type through [`prepare`]).
 ///
 /// `run` does not allocate: the caller owns the input, the output and the scratch buffer
 /// (at least [`PreparedConv::scratch_len`] f32s). `par` says which pool the work may be
 /// split over and on how many of its threads ([`Par::SERIAL`]: the calling thread only;
 /// [`Par::global`]`(t)`: the process-wide pool).
-pub trait PreparedConv<E: Element = f32>: Send + Sync {
+pub trait PreparedConv<E: Storage = f32>: Send + Sync {
     fn spec(&self) -> &ConvSpec;
     /// The name of the algorithm that prepared this layer.
     fn algorithm(&self) -> &'static str;
     /// The instruction level this layer's code executes at (for pulp, the level it
     /// dispatched to). Never above the `KERNELS_ISA` ceiling: tests check it.
     fn level(&self) -> Isa;
-    /// How the layer treats its storage type: `native` (the kernel reads and writes `E`),
-    /// or `widened` (an f32 kernel between conversions, see [`widened`]).
-    fn storage(&self) -> &'static str {
-        "native"
+    /// How the layer treats its storage type: native (the kernel reads and writes `E`), or
+    /// widened (an f32 kernel between conversions, see [`Storage::emulated`]).
+    fn storage(&self) -> StoragePath {
+        StoragePath::Native
     }
     /// Scratch f32s `run` needs for an input of `input` dims.
     fn scratch_len(&self, _input: Dims) -> Result<usize> {
@@ -328,7 +409,7 @@ pub fn check_prepare(
 }
 
 /// Checks a run call's buffers against the spec and returns the output dims.
-pub fn check_run<E: Element>(
+pub fn check_run<E>(
     spec: &ConvSpec,
     input: &[E],
     in_dims: Dims,
@@ -344,7 +425,7 @@ pub fn check_run<E: Element>(
 /// The buffer half of [`check_run`], for callers whose output dims come from elsewhere
 /// (a fused block's come from its second layer): the input holds `in_dims`, the output
 /// `out_dims`, the scratch at least `scratch_needed` f32s.
-pub fn check_buffers<E: Element>(
+pub fn check_buffers<E>(
     input: &[E],
     in_dims: Dims,
     output: &[E],
@@ -377,7 +458,7 @@ pub fn bias_or_zeros(spec: &ConvSpec, bias: Option<&[f32]>) -> Vec<f32> {
 /// A layer packed by a family whose body runs under a [`Simd`] token: what the family
 /// writes. [`Bind`] pairs it with the token of its backend into a [`PreparedConv`], so that
 /// every such family shares one prepared type ([`Bound`]).
-pub(crate) trait TokenLayer<E: Element = f32>: Send + Sync + 'static {
+pub(crate) trait TokenLayer<E: Element + Storage = f32>: Send + Sync + 'static {
     fn spec(&self) -> &ConvSpec;
     /// The algorithm's name.
     fn name(&self) -> &'static str;
@@ -422,7 +503,7 @@ impl<L, E> Bind<L, E> {
     }
 }
 
-impl<E: Element, L: TokenLayer<E>> SimdOp for Bind<L, E> {
+impl<E: Element + Storage, L: TokenLayer<E>> SimdOp for Bind<L, E> {
     type Output = Box<dyn PreparedConv<E>>;
     #[inline(always)]
     fn run<S: Simd>(self, s: S) -> Box<dyn PreparedConv<E>> {
@@ -437,7 +518,7 @@ struct Bound<S, L, E> {
     _element: PhantomData<fn() -> E>,
 }
 
-impl<S: Simd, E: Element, L: TokenLayer<E>> PreparedConv<E> for Bound<S, L, E> {
+impl<S: Simd, E: Element + Storage, L: TokenLayer<E>> PreparedConv<E> for Bound<S, L, E> {
     fn spec(&self) -> &ConvSpec {
         self.layer.spec()
     }

@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use crate::isa::Isa;
+use crate::isa::IsaError;
+use crate::precision::UnknownPrecision;
 
 /// Everything that can go wrong when describing, preparing or running a convolution.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,16 +22,17 @@ pub enum KernelError {
     ShapeMismatch { what: &'static str, expected: String, actual: String },
     /// The algorithm cannot run this convolution (the kernel set falls back to naive).
     Unsupported { algorithm: &'static str, spec: String },
-    /// An ISA was requested that this CPU (or this build) does not have.
-    IsaUnavailable { isa: Isa, reason: &'static str },
-    /// `KERNELS_ISA` (or a caller) named an ISA that does not exist.
-    UnknownIsa(String),
+    /// An unknown ISA, or one this CPU (or this build) does not have.
+    Isa(IsaError),
     /// No kernel set of that name is runnable here.
     UnknownKernelSet { name: String, available: Vec<String> },
     /// A fused activation with bounds that make no sense (`min > max` or NaN bounds).
     InvalidActivation { min: f32, max: f32 },
     /// `--precision` (or a caller) named a precision that does not exist.
-    UnknownPrecision(String),
+    UnknownPrecision(UnknownPrecision),
+    /// Quantization parameters that cannot be used (a zero, negative or non-finite scale,
+    /// a zero point out of range, a count that does not match the channels).
+    Quantization(String),
     /// A thread count out of range, a pool that cannot start its threads, or a bad
     /// `KERNELS_POOL_SPIN_US`.
     Threads(String),
@@ -58,20 +60,14 @@ impl fmt::Display for KernelError {
             Self::Unsupported { algorithm, spec } => {
                 write!(f, "algorithm {algorithm} does not support {spec}")
             }
-            Self::IsaUnavailable { isa, reason } => write!(f, "ISA {isa} is not available: {reason}"),
-            Self::UnknownIsa(s) => {
-                let names: Vec<&str> = Isa::ALL.iter().map(|i| i.name()).collect();
-                write!(f, "unknown ISA {s:?} (expected one of {})", names.join(", "))
-            }
+            Self::Isa(e) => write!(f, "{e}"),
             Self::UnknownKernelSet { name, available } => write!(
                 f,
                 "unknown kernel set {name:?}; runnable here: {}",
                 available.join(", ")
             ),
-            Self::UnknownPrecision(s) => {
-                let names: Vec<&str> = crate::Precision::ALL.iter().map(|p| p.name()).collect();
-                write!(f, "unknown precision {s:?} (expected one of {})", names.join(", "))
-            }
+            Self::UnknownPrecision(e) => write!(f, "{e}"),
+            Self::Quantization(s) => write!(f, "quantization: {s}"),
             Self::Threads(s) => write!(f, "{s}"),
             Self::InvalidActivation { min, max } => {
                 write!(f, "clamp bounds must satisfy min <= max and not be NaN (min = {min}, max = {max})")
@@ -81,6 +77,18 @@ impl fmt::Display for KernelError {
 }
 
 impl std::error::Error for KernelError {}
+
+impl From<IsaError> for KernelError {
+    fn from(e: IsaError) -> Self {
+        KernelError::Isa(e)
+    }
+}
+
+impl From<UnknownPrecision> for KernelError {
+    fn from(e: UnknownPrecision) -> Self {
+        KernelError::UnknownPrecision(e)
+    }
+}
 
 /// Shorthand used throughout the crate.
 pub type Result<T, E = KernelError> = std::result::Result<T, E>;

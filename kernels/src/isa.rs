@@ -9,7 +9,31 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use crate::error::{KernelError, Result};
+/// What can go wrong choosing an ISA: `isa.rs` is a leaf with its own error, which
+/// [`crate::KernelError`] wraps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IsaError {
+    /// `KERNELS_ISA` (or a caller) named an ISA that does not exist.
+    Unknown(String),
+    /// An ISA was requested that this CPU (or this build) does not have.
+    Unavailable { isa: Isa, reason: &'static str },
+}
+
+impl fmt::Display for IsaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IsaError::Unknown(s) => {
+                let names: Vec<&str> = Isa::ALL.iter().map(|i| i.name()).collect();
+                write!(f, "unknown ISA {s:?} (expected one of {})", names.join(", "))
+            }
+            IsaError::Unavailable { isa, reason } => write!(f, "ISA {isa} is not available: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for IsaError {}
+
+type Result<T> = std::result::Result<T, IsaError>;
 
 /// An instruction-set level that a kernel may require.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -65,7 +89,7 @@ impl Isa {
         Isa::ALL
             .into_iter()
             .find(|isa| isa.name() == s.trim().to_ascii_lowercase())
-            .ok_or_else(|| KernelError::UnknownIsa(s.to_string()))
+            .ok_or_else(|| IsaError::Unknown(s.to_string()))
     }
 
     /// Whether this CPU can execute code compiled for this ISA (independent of `KERNELS_ISA`).
@@ -173,7 +197,7 @@ fn ceiling_from(env: Option<&str>) -> Result<Isa> {
             if isa.detected() {
                 Ok(isa)
             } else {
-                Err(KernelError::IsaUnavailable { isa, reason: "KERNELS_ISA forces a level this CPU lacks" })
+                Err(IsaError::Unavailable { isa, reason: "KERNELS_ISA forces a level this CPU lacks" })
             }
         }
     }
@@ -203,14 +227,14 @@ mod tests {
             assert_eq!(Isa::parse(isa.name()), Ok(isa));
         }
         assert_eq!(Isa::parse("AVX2"), Ok(Isa::Avx2));
-        assert!(matches!(Isa::parse("sse9"), Err(KernelError::UnknownIsa(_))));
+        assert!(matches!(Isa::parse("sse9"), Err(IsaError::Unknown(_))));
     }
 
     #[test]
     fn forcing_a_missing_isa_is_an_error_not_sigill() {
         let missing = Isa::ALL.into_iter().find(|i| !i.detected());
         if let Some(isa) = missing {
-            assert!(matches!(ceiling_from(Some(isa.name())), Err(KernelError::IsaUnavailable { .. })));
+            assert!(matches!(ceiling_from(Some(isa.name())), Err(IsaError::Unavailable { .. })));
         }
         assert_eq!(ceiling_from(Some("scalar")), Ok(Isa::Scalar));
         assert_eq!(ceiling_from(None), Ok(best_detected()));

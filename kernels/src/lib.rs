@@ -16,9 +16,11 @@ pub mod cache;
 pub mod cost;
 pub mod direct;
 pub mod error;
+mod float;
 pub mod fused;
 pub mod gemm;
 pub mod im2col;
+pub mod int8;
 pub mod isa;
 pub mod naive;
 pub mod pool;
@@ -31,7 +33,7 @@ pub mod testing;
 #[cfg(feature = "winograd")]
 pub mod winograd;
 
-pub use algo::{ConvAlgorithm, LayerKind, PreparedConv};
+pub use algo::{prepare, ConvAlgorithm, Family, Layer, LayerKind, PreparedConv, Storage, StoragePath};
 pub use error::{KernelError, Result};
 pub use isa::Isa;
 pub use pool::{Par, ThreadPool};

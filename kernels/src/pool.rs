@@ -410,9 +410,9 @@ impl<T> Clone for SharedOut<T> {
 impl<T> Copy for SharedOut<T> {}
 // SAFETY: the tasks sharing one write disjoint parts (each user says why), so sharing the
 // base pointer across threads creates no data race.
-unsafe impl<T> Send for SharedOut<T> {}
+unsafe impl<T: Send> Send for SharedOut<T> {}
 // SAFETY: as above.
-unsafe impl<T> Sync for SharedOut<T> {}
+unsafe impl<T: Send> Sync for SharedOut<T> {}
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use crate::algo::{ConvAlgorithm, LayerKind, PreparedConv, Stored};
+use crate::algo::{self, ConvAlgorithm, Family, Layer, LayerKind, PreparedConv, Storage};
 use crate::direct::Direct;
 use crate::error::{KernelError, Result};
 use crate::gemm::Gemm;
@@ -100,17 +100,16 @@ impl KernelSet {
         self.choose(kind, spec).prepare(spec, weights_oihw, bias, activation)
     }
 
-    /// Prepares `spec` with the chosen algorithm for activations stored as `E` (f32, f16,
-    /// bf16): the algorithm's native path where it has one, else its widened f32 path.
-    pub fn prepare_as<E: Stored>(
+    /// Prepares `layer` as a `kind` layer with the chosen algorithm for activations stored
+    /// as `E`: the algorithm's native path where it has one, else its emulated path
+    /// ([`algo::prepare`]).
+    pub fn prepare_as<E: Storage>(
         &self,
         kind: LayerKind,
-        spec: &ConvSpec,
-        weights_oihw: &[f32],
-        bias: Option<&[f32]>,
-        activation: Activation,
+        layer: &Layer<'_>,
+        quant: &E::Quant,
     ) -> Result<Box<dyn PreparedConv<E>>> {
-        E::prepare(self.choose(kind, spec), spec, weights_oihw, bias, activation)
+        algo::prepare::<E>(self.choose(kind, layer.spec), layer, quant)
     }
 }
 
@@ -135,26 +134,28 @@ impl fmt::Debug for KernelSet {
 /// [`LayerKind::ALL`] order) the families to try in order.
 struct Recipe {
     name: &'static str,
-    signature: &'static str,
-    families: [&'static [&'static str]; 4],
+    signature: Family,
+    families: [&'static [Family]; 4],
 }
+
+use Family as F;
 
 const RECIPES: &[Recipe] = &[
     Recipe {
         name: "im2col",
-        signature: "im2col",
-        families: [&["im2col"], &["im2col"], &["gemm"], &["gemm"]],
+        signature: F::Im2col,
+        families: [&[F::Im2col], &[F::Im2col], &[F::Gemm], &[F::Gemm]],
     },
     Recipe {
         name: "direct",
-        signature: "direct",
-        families: [&["im2col"], &["direct", "im2col"], &["gemm"], &["gemm"]],
+        signature: F::Direct,
+        families: [&[F::Im2col], &[F::Direct, F::Im2col], &[F::Gemm], &[F::Gemm]],
     },
     // Winograd where it applies (stride-1 3x3), the best other algorithm elsewhere.
     Recipe {
         name: "winograd",
-        signature: "winograd",
-        families: [&["winograd", "im2col"], &["winograd", "direct", "im2col"], &["gemm"], &["gemm"]],
+        signature: F::Winograd,
+        families: [&[F::Winograd, F::Im2col], &[F::Winograd, F::Direct, F::Im2col], &[F::Gemm], &[F::Gemm]],
     },
 ];
 
@@ -165,11 +166,11 @@ const RECIPES: &[Recipe] = &[
 /// = `direct-avx512` on a CPU with AVX-512). Flavours are tried in the backend table's order.
 pub fn kernel_sets() -> Result<Vec<KernelSet>> {
     let algos = algorithms()?;
-    let find = |family: &str, flavour: &str| {
+    let find = |family: Family, flavour: &str| {
         algos.iter().copied().find(|a| a.family() == family && a.flavour() == flavour)
     };
     let flavour_names = || Backend::ALL.iter().map(|&b| b.name());
-    let best = |family: &str, prefer: &'static str| {
+    let best = |family: Family, prefer: &'static str| {
         std::iter::once(prefer).chain(flavour_names()).find_map(|fl| find(family, fl))
     };
     let mut sets = vec![KernelSet { name: "naive".into(), chains: Default::default() }];
@@ -177,7 +178,7 @@ pub fn kernel_sets() -> Result<Vec<KernelSet>> {
         let flavours: Vec<&str> = flavour_names().filter(|fl| find(recipe.signature, fl).is_some()).collect();
         for (i, &fl) in flavours.iter().enumerate() {
             let chains =
-                recipe.families.map(|families| families.iter().filter_map(|f| best(f, fl)).collect());
+                recipe.families.map(|families| families.iter().filter_map(|&f| best(f, fl)).collect());
             if i == 0 {
                 sets.push(KernelSet { name: recipe.name.into(), chains: chains.clone() });
             }

@@ -5,8 +5,28 @@ use std::ops::{Deref, DerefMut};
 
 use crate::error::{KernelError, Result};
 use crate::pool::Par;
-use crate::simd::Element;
 use crate::spec::Dims;
+
+/// A plain number type that 64-byte-aligned zeroed storage can hold and be viewed as.
+///
+/// # Safety
+/// For implementors: every bit pattern is a valid value, and the type is at most 4 bytes
+/// with alignment at most 4 (so a fused block may keep a band of it in f32 scratch).
+pub unsafe trait Plain: Copy + Default + Send + Sync + 'static {}
+
+// SAFETY: all are primitive (or `repr(transparent)` over u16) types of 1, 2 or 4 bytes whose
+// every bit pattern is valid.
+unsafe impl Plain for f32 {}
+// SAFETY: as above.
+unsafe impl Plain for half::f16 {}
+// SAFETY: as above.
+unsafe impl Plain for half::bf16 {}
+// SAFETY: as above.
+unsafe impl Plain for u8 {}
+// SAFETY: as above.
+unsafe impl Plain for i8 {}
+// SAFETY: as above.
+unsafe impl Plain for i32 {}
 
 /// One cache line of f32s; a `Vec` of these is 64-byte aligned by construction.
 #[derive(Clone, Copy)]
@@ -17,13 +37,13 @@ struct Line([f32; 16]);
 /// same type) whose first element is 64-byte aligned, so that vector loads of a row start
 /// never split a cache line. Derefs to `[E]`.
 #[derive(Clone)]
-pub struct AlignedBuf<E: Element = f32> {
+pub struct AlignedBuf<E: Plain = f32> {
     lines: Vec<Line>,
     len: usize,
     _element: PhantomData<E>,
 }
 
-impl<E: Element> AlignedBuf<E> {
+impl<E: Plain> AlignedBuf<E> {
     /// `len` zeros. Errors (instead of aborting) if the allocation size overflows.
     pub fn zeros(len: usize) -> Result<Self> {
         let overflow = KernelError::Overflow { what: "aligned buffer size" };
@@ -41,25 +61,25 @@ impl<E: Element> AlignedBuf<E> {
     }
 }
 
-impl<E: Element> Deref for AlignedBuf<E> {
+impl<E: Plain> Deref for AlignedBuf<E> {
     type Target = [E];
     fn deref(&self) -> &[E] {
         // SAFETY: `Line` is `repr(C)` around `[f32; 16]` with no padding (64 bytes, align
         // 64), so `lines` is `64 * lines.len() >= len * size_of::<E>()` contiguous
-        // initialised bytes, aligned for any `E`; every bit pattern is an `E` (`Element`'s
+        // initialised bytes, aligned for any `E`; every bit pattern is an `E` (`Plain`'s
         // contract).
         unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<E>(), self.len) }
     }
 }
 
-impl<E: Element> DerefMut for AlignedBuf<E> {
+impl<E: Plain> DerefMut for AlignedBuf<E> {
     fn deref_mut(&mut self) -> &mut [E] {
         // SAFETY: as in `deref`; `&mut self` gives exclusive access.
         unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<E>(), self.len) }
     }
 }
 
-impl<E: Element> std::fmt::Debug for AlignedBuf<E> {
+impl<E: Plain> std::fmt::Debug for AlignedBuf<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "AlignedBuf(len = {})", self.len)
     }
@@ -119,17 +139,25 @@ impl Tensor {
     }
 }
 
-/// `dst[n][y][x][c] = src[n][c][y][x]`, rounded to the storage type `E` (exact for f32);
-/// both buffers hold `dims.len()` elements.
-pub fn nchw_to_nhwc<E: Element>(src: &[f32], dst: &mut [E], dims: Dims) {
-    nchw_to_nhwc_par(src, dst, dims, Par::SERIAL);
+/// `dst[n][y][x][c] = src[n][c][y][x]`; both buffers hold `dims.len()` elements.
+pub fn nchw_to_nhwc(src: &[f32], dst: &mut [f32], dims: Dims) {
+    nchw_to_nhwc_par(src, dst, dims, Par::SERIAL, |x| x);
 }
 
 /// [`nchw_to_nhwc`] split by image rows over `par`. Pixel-major: each output pixel reads
 /// its `c` channel planes and writes `c` contiguous values (for the model's 3-channel input
 /// that is 3 read streams and one write stream, where channel-major order made 3 strided
 /// passes over the whole output).
-pub fn nchw_to_nhwc_par<E: Element>(src: &[f32], dst: &mut [E], dims: Dims, par: Par<'_>) {
+///
+/// `convert` turns each f32 into the storage type: a rounding for the floats, the
+/// quantization of the model's input for int8 (so the input is quantized in the same pass).
+pub fn nchw_to_nhwc_par<E: Plain>(
+    src: &[f32],
+    dst: &mut [E],
+    dims: Dims,
+    par: Par<'_>,
+    convert: impl Fn(f32) -> E + Sync,
+) {
     let Dims { n, h, w, c } = dims;
     let (hw, row) = (h * w, w * c);
     let len = n * hw * c;
@@ -145,7 +173,7 @@ pub fn nchw_to_nhwc_par<E: Element>(src: &[f32], dst: &mut [E], dims: Dims, par:
             let base = b * c * hw + y * w;
             for (x, px) in out_row.chunks_exact_mut(c).enumerate() {
                 for (ch, d) in px.iter_mut().enumerate() {
-                    *d = E::from_f32(src[base + ch * hw + x]);
+                    *d = convert(src[base + ch * hw + x]);
                 }
             }
         }
@@ -179,7 +207,7 @@ mod tests {
             let src: Vec<f32> = (0..dims.len().unwrap()).map(|i| i as f32).collect();
             for threads in 1..=3 {
                 let mut dst = vec![f32::NAN; src.len()];
-                nchw_to_nhwc_par(&src, &mut dst, dims, Par::on(&pool, threads));
+                nchw_to_nhwc_par(&src, &mut dst, dims, Par::on(&pool, threads), |x| x);
                 for b in 0..n {
                     for y in 0..h {
                         for x in 0..w {

@@ -8,7 +8,8 @@
 //! error is proportional to, so one tolerance per algorithm holds for every shape, including
 //! outputs that cancel to near zero.
 
-use crate::algo::{ConvAlgorithm, Stored};
+use crate::algo::{self, ConvAlgorithm, Layer, Storage};
+use crate::simd::Element;
 use crate::error::Result;
 use crate::naive;
 use crate::pool::Par;
@@ -103,8 +104,9 @@ impl Case {
 
     /// Runs `algo` prepared for storage type `E` (input rounded to `E` on the way in), and
     /// returns the output widened to f32.
-    pub fn run_as<E: Stored>(&self, algo: &dyn ConvAlgorithm, threads: usize) -> Result<Vec<f32>> {
-        let prepared = E::prepare(algo, &self.spec, &self.weights, Some(&self.bias), self.activation)?;
+    pub fn run_as<E: Element + Storage<Quant = ()>>(&self, algo: &dyn ConvAlgorithm, threads: usize) -> Result<Vec<f32>> {
+        let layer = Layer::new(&self.spec, &self.weights, Some(&self.bias), self.activation);
+        let prepared = algo::prepare::<E>(algo, &layer, &())?;
         let out_dims = self.spec.output_dims(self.in_dims)?;
         let input: Vec<E> = self.input.iter().map(|&x| E::from_f32(x)).collect();
         let mut got = vec![E::from_f32(f32::NAN); out_dims.len()?];
@@ -122,9 +124,9 @@ pub fn precision_tolerance(algo: &dyn ConvAlgorithm, precision: Precision) -> f6
     algo.tolerance() + precision.unit_roundoff()
 }
 
-/// [`check`] at storage type `E`: `algo` prepared with `prepare_f16` / `prepare_bf16`
+/// [`check`] at float storage type `E`: `algo` prepared with [`algo::prepare`]`::<E>`
 /// against the f64 oracle on the rounded case, within [`precision_tolerance`].
-pub fn check_as<E: Stored>(
+pub fn check_as<E: Element + Storage<Quant = ()>>(
     algo: &dyn ConvAlgorithm,
     case: &Case,
     threads: usize,

@@ -19,7 +19,7 @@ const ACTIVATIONS: [Activation; 4] =
 fn direct_flavours() -> Vec<&'static dyn ConvAlgorithm> {
     let runnable = registry::algorithms().expect("KERNELS_ISA must be valid for the tests");
     let mut out = Vec::new();
-    for a in registry::compiled().iter().filter(|a| a.family() == "direct") {
+    for a in registry::compiled().iter().filter(|a| a.family() == kernels::Family::Direct) {
         if runnable.iter().any(|b| b.name() == a.name()) {
             out.push(*a);
         } else {

@@ -17,8 +17,8 @@ use proptest::prelude::*;
 /// The fusable depthwise kernels and the pointwise kernels runnable here.
 fn pairs() -> Vec<(&'static dyn ConvAlgorithm, &'static dyn ConvAlgorithm)> {
     let algos = registry::algorithms().unwrap();
-    let dws: Vec<_> = algos.iter().copied().filter(|a| a.family() == "direct").collect();
-    let pws: Vec<_> = algos.iter().copied().filter(|a| a.family() == "gemm").collect();
+    let dws: Vec<_> = algos.iter().copied().filter(|a| a.family() == kernels::Family::Direct).collect();
+    let pws: Vec<_> = algos.iter().copied().filter(|a| a.family() == kernels::Family::Gemm).collect();
     assert!(!dws.is_empty() && !pws.is_empty(), "no direct or gemm algorithm compiled");
     // Every dw with the best pw, and the best dw with every pw: each kernel at least once.
     let mut v: Vec<_> = dws.iter().map(|&d| (d, pws[0])).collect();
@@ -146,7 +146,7 @@ fn reduced_precision_blocks() {
 #[test]
 fn bad_blocks_are_errors() {
     let algos = registry::algorithms().unwrap();
-    let find = |family: &str| algos.iter().copied().find(|a| a.family() == family).unwrap();
+    let find = |family: &str| algos.iter().copied().find(|a| a.family().name() == family).unwrap();
     let (direct, gemm) = (find("direct"), find("gemm"));
     let dw_spec = ConvSpec::depthwise(8, 3, 1, 1);
     let dw = direct.prepare(&dw_spec, &random_values(72, 1), None, Activation::None).unwrap();

@@ -27,12 +27,12 @@ fn tiles() -> Vec<(Backend, &'static Tile)> {
 
 fn algos(family: &str) -> Vec<&'static dyn ConvAlgorithm> {
     let runnable = registry::algorithms().expect("KERNELS_ISA must be valid");
-    for a in registry::compiled().iter().filter(|a| a.family() == family) {
+    for a in registry::compiled().iter().filter(|a| a.family().name() == family) {
         if !runnable.iter().any(|b| b.name() == a.name()) {
             eprintln!("SKIPPED: {} cannot run on this CPU / under KERNELS_ISA", a.name());
         }
     }
-    runnable.into_iter().filter(|a| a.family() == family).collect()
+    runnable.into_iter().filter(|a| a.family().name() == family).collect()
 }
 
 /// Runs `tile` on a random `m x n x k` product with strides `lda >= k`, `ldc >= n` and

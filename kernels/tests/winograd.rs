@@ -16,12 +16,12 @@ const TOLERANCES: [(usize, f64); 3] = [(2, 2e-5), (4, 5e-4), (6, 3e-3)];
 
 fn winograd_algos() -> Vec<&'static dyn ConvAlgorithm> {
     let runnable = registry::algorithms().expect("KERNELS_ISA must be valid");
-    for a in registry::compiled().iter().filter(|a| a.family() == "winograd") {
+    for a in registry::compiled().iter().filter(|a| a.family() == kernels::Family::Winograd) {
         if !runnable.iter().any(|b| b.name() == a.name()) {
             eprintln!("SKIPPED: {} is compiled in but cannot run on this CPU / under KERNELS_ISA", a.name());
         }
     }
-    let algos: Vec<_> = runnable.into_iter().filter(|a| a.family() == "winograd").collect();
+    let algos: Vec<_> = runnable.into_iter().filter(|a| a.family() == kernels::Family::Winograd).collect();
     assert!(algos.len() >= 3, "the scalar F2/F4/F6 always run");
     algos
 }

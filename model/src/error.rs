@@ -56,6 +56,6 @@ impl From<KernelError> for ModelError {
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
 /// Wraps an I/O error with the path it concerns.
-pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
+pub fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
     move |source| ModelError::Io { path: path.display().to_string(), source }
 }

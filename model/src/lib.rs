@@ -14,6 +14,7 @@ pub mod labels;
 pub mod net;
 pub mod npy;
 pub mod plan;
+pub mod quant;
 pub mod tune;
 pub mod weights;
 pub mod wisdom;

@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use half::{bf16, f16};
-use kernels::algo::Stored;
 use kernels::fused::FusedBlock;
-use kernels::simd::Element;
 use kernels::tensor::nchw_to_nhwc_par;
 use kernels::{
-    Activation, AlignedBuf, Dims, Isa, KernelSet, LayerKind, Par, Precision, PreparedConv, ThreadPool,
+    Activation, AlignedBuf, Dims, Isa, KernelSet, LayerKind, Par, Precision, PreparedConv, Storage, StoragePath,
+    ThreadPool,
 };
 
 use crate::config::{Config, LayerInfo};
@@ -19,7 +18,7 @@ use crate::plan::{self, Plan};
 use crate::weights::{fold_batchnorm, Weights};
 
 /// One prepared layer and the NHWC shapes it runs on (the whole batch).
-struct Layer<E: Element> {
+struct Layer<E: Storage> {
     info: LayerInfo,
     conv: Box<dyn PreparedConv<E>>,
     in_dims: Dims,
@@ -28,6 +27,8 @@ struct Layer<E: Element> {
     threads: usize,
     /// Rows per band when this (depthwise) layer runs fused with the next one.
     fuse_band_rows: Option<usize>,
+    /// Its quantization (`()` for the float types).
+    quant: E::Quant,
 }
 
 /// What the model reports about one prepared layer.
@@ -36,9 +37,9 @@ pub struct LayerRun<'a> {
     pub info: &'a LayerInfo,
     /// The algorithm that runs it (`gemm-avx512`, ...).
     pub algorithm: &'static str,
-    /// `native` or `widened` (an f32 kernel between conversions, see
-    /// `kernels::algo::widened`).
-    pub storage: &'static str,
+    /// Native, or widened (an f32 kernel between conversions, see
+    /// `kernels::Storage::emulated`).
+    pub storage: StoragePath,
     /// The instruction level its code executes at.
     pub level: Isa,
     /// Threads it runs on.
@@ -69,32 +70,36 @@ pub struct MobileNet {
     kernel_set: String,
     plan_source: String,
     precision: Precision,
-    engine: Engine,
-    /// The logits widened to f32 (what `forward` returns at every precision).
+    engine: Box<dyn Engine>,
+    /// The logits as f32 (what `forward` returns at every precision).
     logits: AlignedBuf,
 }
 
-/// The network at one storage type.
-enum Engine {
-    F32(Net<f32>),
-    F16(Net<f16>),
-    Bf16(Net<bf16>),
-}
+/// What calibration watches: `(layer index, min, max)` of each layer's output.
+pub type Observer<'a> = dyn FnMut(usize, f32, f32) + 'a;
 
-/// Dispatches `$body` with `$net` bound to the engine's `Net<E>`.
-macro_rules! with_net {
-    ($engine:expr, $net:ident => $body:expr) => {
-        match $engine {
-            Engine::F32($net) => $body,
-            Engine::F16($net) => $body,
-            Engine::Bf16($net) => $body,
-        }
-    };
+/// The network at one storage type, behind one object-safe interface (so that nothing
+/// outside [`MobileNet::with_plan`] names the storage types).
+trait Engine: Send {
+    fn layer_runs(&self) -> Vec<LayerRun<'_>>;
+    fn n_layers(&self) -> usize;
+    fn session(&self) -> Result<Box<dyn Engine>>;
+    /// Runs the network, writing the logits as f32 into `logits`; `observe` sees each
+    /// layer's index and the range of its output's real values (calibration).
+    fn forward(
+        &mut self,
+        input_nchw: &[f32],
+        times: Option<&mut [Duration]>,
+        observe: Option<&mut Observer<'_>>,
+        logits: &mut [f32],
+    ) -> Result<()>;
 }
 
 /// The prepared layers and the activation buffers of one storage type.
-struct Net<E: Element> {
+struct Net<E: Storage> {
     layers: Arc<Vec<Layer<E>>>,
+    /// The model input's tensor parameters (its quantization at int8).
+    input_tensor: E::Tensor,
     pool: Option<Arc<ThreadPool>>,
     input: AlignedBuf<E>,
     ping: AlignedBuf<E>,
@@ -150,10 +155,28 @@ impl MobileNet {
         check_threads(threads)?;
         plan.check(&config, threads)?;
         let pool = if threads > 1 { Some(Arc::new(ThreadPool::new(threads)?)) } else { None };
-        let engine = match precision {
-            Precision::F32 => Engine::F32(Net::new(config, weights, plan, batch, pool)?),
-            Precision::F16 => Engine::F16(Net::new(config, weights, plan, batch, pool)?),
-            Precision::Bf16 => Engine::Bf16(Net::new(config, weights, plan, batch, pool)?),
+        let n = config.layers()?.len();
+        if precision != Precision::Int8 && weights.quantization().is_some() {
+            return Err(ModelError::Config(format!(
+                "these weights are an int8 quantized file: run them with --precision int8, not {precision}"
+            )));
+        }
+        let floats = vec![(); n];
+        // The one place that maps a precision to its storage type.
+        let engine: Box<dyn Engine> = match precision {
+            Precision::F32 => Box::new(Net::<f32>::new(config, weights, plan, batch, pool, &floats)?),
+            Precision::F16 => Box::new(Net::<f16>::new(config, weights, plan, batch, pool, &floats)?),
+            Precision::Bf16 => Box::new(Net::<bf16>::new(config, weights, plan, batch, pool, &floats)?),
+            Precision::Int8 => {
+                let q = weights.quantization().ok_or_else(|| {
+                    ModelError::Config(
+                        "--precision int8 needs quantized weights (an f32 file was given): make them with \
+                         `mobilenet quantize --weights F32.safetensors --calibration CALIB --output Q.safetensors`"
+                            .into(),
+                    )
+                })?;
+                Box::new(Net::<u8>::new(config, weights, plan, batch, pool, &q.layers())?)
+            }
         };
         let logits = AlignedBuf::zeros(batch * config.classes)?;
         Ok(MobileNet {
@@ -171,11 +194,7 @@ impl MobileNet {
     /// Another handle on the same prepared layers (and thread pool) with its own buffers,
     /// for running the model from another thread. Allocates the buffers, shares the weights.
     pub fn session(&self) -> Result<Self> {
-        let engine = match &self.engine {
-            Engine::F32(n) => Engine::F32(n.session()?),
-            Engine::F16(n) => Engine::F16(n.session()?),
-            Engine::Bf16(n) => Engine::Bf16(n.session()?),
-        };
+        let engine = self.engine.session()?;
         Ok(MobileNet {
             config: self.config,
             batch: self.batch,
@@ -216,15 +235,7 @@ impl MobileNet {
 
     /// The layer table with the algorithm, storage path and level of each layer.
     pub fn layer_runs(&self) -> Vec<LayerRun<'_>> {
-        with_net!(&self.engine, n => n.layers.iter().enumerate().map(|(i, l)| LayerRun {
-            info: &l.info,
-            algorithm: l.conv.algorithm(),
-            storage: l.conv.storage(),
-            level: l.conv.level(),
-            threads: l.threads,
-            fuse_band_rows: l.fuse_band_rows,
-            in_fused_block: i > 0 && n.layers[i - 1].fuse_band_rows.is_some(),
-        }).collect())
+        self.engine.layer_runs()
     }
 
     /// Runs the network on NCHW input `[batch, 3, r, r]`; returns the logits `[batch, classes]`.
@@ -236,37 +247,91 @@ impl MobileNet {
     /// (one entry per layer; the fc entry includes the global average pool; a fused
     /// block's time is on its depthwise layer, and 0 on its pointwise layer).
     pub fn forward_profiled(&mut self, input_nchw: &[f32], times: &mut [Duration]) -> Result<&[f32]> {
-        let n_layers = with_net!(&self.engine, n => n.layers.len());
+        let n_layers = self.engine.n_layers();
         if times.len() != n_layers {
             return Err(ModelError::Config(format!("need {n_layers} timing slots, got {}", times.len())));
         }
         self.forward_inner(input_nchw, Some(times))
     }
 
+    /// As [`forward`](Self::forward), calling `observe(layer, min, max)` with the range of
+    /// every layer's output (the real values it stands for): what calibration records. A
+    /// fused block reports only its second layer.
+    pub fn forward_observed(&mut self, input_nchw: &[f32], observe: &mut Observer<'_>) -> Result<&[f32]> {
+        self.engine.forward(input_nchw, None, Some(observe), &mut self.logits)?;
+        Ok(&self.logits)
+    }
+
     fn forward_inner(&mut self, input_nchw: &[f32], times: Option<&mut [Duration]>) -> Result<&[f32]> {
-        with_net!(&mut self.engine, n => {
-            let logits = n.forward(input_nchw, times)?;
-            for (d, &x) in self.logits.iter_mut().zip(logits) {
-                *d = x.to_f32();
-            }
-        });
+        self.engine.forward(input_nchw, times, None, &mut self.logits)?;
         Ok(&self.logits)
     }
 }
 
-impl<E: Stored> Net<E> {
+impl<E: Storage> Engine for Net<E> {
+    fn layer_runs(&self) -> Vec<LayerRun<'_>> {
+        let layers = &self.layers;
+        layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| LayerRun {
+                info: &l.info,
+                algorithm: l.conv.algorithm(),
+                storage: l.conv.storage(),
+                level: l.conv.level(),
+                threads: l.threads,
+                fuse_band_rows: l.fuse_band_rows,
+                in_fused_block: i > 0 && layers[i - 1].fuse_band_rows.is_some(),
+            })
+            .collect()
+    }
+    fn n_layers(&self) -> usize {
+        self.layers.len()
+    }
+    fn session(&self) -> Result<Box<dyn Engine>> {
+        Ok(Box::new(Net::session(self)?))
+    }
+    fn forward(
+        &mut self,
+        input_nchw: &[f32],
+        times: Option<&mut [Duration]>,
+        observe: Option<&mut Observer<'_>>,
+        logits: &mut [f32],
+    ) -> Result<()> {
+        let fc = self.layers.last().map(|l| E::tensors(&l.quant).1).expect("a network has layers");
+        let out = Net::forward(self, input_nchw, times, observe)?;
+        for (d, &x) in logits.iter_mut().zip(out) {
+            *d = x.to_real(fc);
+        }
+        Ok(())
+    }
+}
+
+impl<E: Storage> Net<E> {
+    /// Prepares every layer at storage type `E`, layer `i` with `quants[i]` (`()` for the
+    /// float types).
     fn new(
         config: Config,
         weights: &Weights,
         plan: &Plan,
         batch: usize,
         pool: Option<Arc<ThreadPool>>,
+        quants: &[E::Quant],
     ) -> Result<Self> {
         let infos = config.layers()?;
+        if quants.len() != infos.len() {
+            return Err(ModelError::Config(format!(
+                "{} layers but {} sets of quantization parameters",
+                infos.len(),
+                quants.len()
+            )));
+        }
         let mut layers = Vec::with_capacity(infos.len());
         for (idx, (info, choice)) in infos.into_iter().zip(&plan.layers).enumerate() {
             let (w, b, activation) = layer_weights(weights, idx, info.kind)?;
-            let conv = E::prepare(plan::algorithm(&choice.algorithm)?, &info.spec, &w, Some(&b), activation)?;
+            let layer = kernels::Layer::new(&info.spec, &w, Some(&b), activation);
+            let quant = quants[idx].clone();
+            let conv = kernels::prepare::<E>(plan::algorithm(&choice.algorithm)?, &layer, &quant)?;
             let (in_hw, out_hw) = if info.kind == LayerKind::FullyConnected {
                 ((1, 1), (1, 1))
             } else {
@@ -275,7 +340,7 @@ impl<E: Stored> Net<E> {
             let in_dims = Dims::new(batch, in_hw.0, in_hw.1, info.spec.in_channels);
             let out_dims = Dims::new(batch, out_hw.0, out_hw.1, info.spec.out_channels);
             let (threads, fuse_band_rows) = (choice.threads, choice.fuse_band_rows);
-            layers.push(Layer { info, conv, in_dims, out_dims, threads, fuse_band_rows });
+            layers.push(Layer { info, conv, in_dims, out_dims, threads, fuse_band_rows, quant });
         }
         let mut act_len = 0;
         let mut scratch_len = 0;
@@ -290,6 +355,7 @@ impl<E: Stored> Net<E> {
         // The pool sums one image's channels in the scratch before the fc layer runs.
         scratch_len = scratch_len.max(fc.in_dims.c);
         Ok(Net {
+            input_tensor: E::tensors(&layers[0].quant).0,
             pooled: AlignedBuf::zeros(fc.in_dims.len()?)?,
             logits: AlignedBuf::zeros(fc.out_dims.len()?)?,
             input: AlignedBuf::zeros(layers[0].in_dims.len()?)?,
@@ -303,6 +369,7 @@ impl<E: Stored> Net<E> {
 
     fn session(&self) -> Result<Self> {
         Ok(Net {
+            input_tensor: self.input_tensor,
             layers: Arc::clone(&self.layers),
             pool: self.pool.clone(),
             input: AlignedBuf::zeros(self.input.len())?,
@@ -314,7 +381,12 @@ impl<E: Stored> Net<E> {
         })
     }
 
-    fn forward(&mut self, input_nchw: &[f32], mut times: Option<&mut [Duration]>) -> Result<&[E]> {
+    fn forward(
+        &mut self,
+        input_nchw: &[f32],
+        mut times: Option<&mut [Duration]>,
+        mut observe: Option<&mut Observer<'_>>,
+    ) -> Result<&[E]> {
         let first = self.layers[0].in_dims;
         let expected = first.len()?;
         if input_nchw.len() != expected {
@@ -329,7 +401,8 @@ impl<E: Stored> Net<E> {
         }
         let pool = self.pool.as_deref();
         let all = pool.map_or(Par::SERIAL, |p| Par::on(p, p.threads()));
-        nchw_to_nhwc_par(input_nchw, &mut self.input, first, all);
+        let t = self.input_tensor;
+        nchw_to_nhwc_par(input_nchw, &mut self.input, first, all, |x| E::from_real(x, t));
         let layers = &*self.layers;
         let n_layers = layers.len();
         let mut i = 0;
@@ -344,7 +417,9 @@ impl<E: Stored> Net<E> {
             let mut step = 1;
             if i + 1 == n_layers {
                 let prev = layers[i - 1].out_dims;
-                global_average_pool(&self.ping[..prev.len()?], prev, &mut self.pooled, &mut self.scratch);
+                let tensors = (E::tensors(&layers[i - 1].quant).1, E::tensors(&layer.quant).0);
+                let input = &self.ping[..prev.len()?];
+                global_average_pool(input, prev, &mut self.pooled, &mut self.scratch, tensors);
                 layer.conv.run(&self.pooled, layer.in_dims, &mut self.logits, &mut self.scratch, par)?;
             } else if i == 0 {
                 layer.conv.run(
@@ -372,6 +447,16 @@ impl<E: Stored> Net<E> {
                 }
                 std::mem::swap(&mut self.ping, &mut self.pong);
             }
+            if let Some(obs) = observe.as_deref_mut() {
+                let last = i + step - 1;
+                let out: &[E] = if last + 1 == n_layers { &self.logits } else { &self.ping[..layers[last].out_dims.len()?] };
+                let t = E::tensors(&layers[last].quant).1;
+                let (lo, hi) = out.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
+                    let v = x.to_real(t);
+                    (lo.min(v), hi.max(v))
+                });
+                obs(last, lo, hi);
+            }
             if let Some(t) = times.as_deref_mut() {
                 t[i] = start.elapsed();
                 if step == 2 {
@@ -385,7 +470,7 @@ impl<E: Stored> Net<E> {
 }
 
 /// The fused block that layer `i` leads, if its plan fuses it with layer `i + 1`.
-fn fused_block<E: Element>(layers: &[Layer<E>], i: usize) -> Result<Option<FusedBlock<'_, E>>> {
+fn fused_block<E: Storage>(layers: &[Layer<E>], i: usize) -> Result<Option<FusedBlock<'_, E>>> {
     match (layers[i].fuse_band_rows, layers.get(i + 1)) {
         (Some(rows), Some(next)) => Ok(Some(FusedBlock::new(&*layers[i].conv, &*next.conv, rows)?)),
         _ => Ok(None),
@@ -403,26 +488,45 @@ fn check_threads(threads: usize) -> Result<()> {
 }
 
 /// Mean over every pixel of each image, per channel: `[N,H,W,C] -> [N,1,1,C]`, summed in
-/// f32 (into `sum`, `C` f32s of the caller's scratch) and rounded once to `E`.
-fn global_average_pool<E: Element>(input: &[E], dims: Dims, out: &mut [E], sum: &mut [f32]) {
+/// f32 (into `sum`, `C` f32s of the caller's scratch) and stored once as `E`: the input read
+/// with the tensor parameters `from`, the mean stored with `to` (at int8: dequantized, averaged
+/// in f32, quantized once; the QDQ graph's `DequantizeLinear -> GlobalAveragePool ->
+/// QuantizeLinear`).
+fn global_average_pool<E: Storage>(
+    input: &[E],
+    dims: Dims,
+    out: &mut [E],
+    sum: &mut [f32],
+    (from, to): (E::Tensor, E::Tensor),
+) {
     let hw = dims.h * dims.w;
     let sum = &mut sum[..dims.c];
     for b in 0..dims.n {
         sum.fill(0.0);
         for px in input[b * hw * dims.c..(b + 1) * hw * dims.c].chunks_exact(dims.c) {
             for (d, &v) in sum.iter_mut().zip(px) {
-                *d += v.to_f32();
+                *d += v.to_real(from);
             }
         }
         let inv = 1.0 / hw as f32;
         for (d, &s) in out[b * dims.c..(b + 1) * dims.c].iter_mut().zip(sum.iter()) {
-            *d = E::from_f32(s * inv);
+            *d = E::from_real(s * inv, to);
         }
     }
 }
 
 /// The folded weights, bias and activation of layer `idx` (0 = conv0, then dw/pw pairs, fc).
-fn layer_weights(w: &Weights, idx: usize, kind: LayerKind) -> Result<(Vec<f32>, Vec<f32>, Activation)> {
+pub(crate) fn layer_weights(w: &Weights, idx: usize, kind: LayerKind) -> Result<(Vec<f32>, Vec<f32>, Activation)> {
+    if w.quantization().is_some() {
+        // A quantized file holds the folded weights (dequantized) under the conv names.
+        let conv = crate::quant::conv_name(idx, kind);
+        let activation = if kind == LayerKind::FullyConnected { Activation::None } else { Activation::Relu6 };
+        return Ok((
+            w.get(&format!("{conv}.weight"))?.data.clone(),
+            w.get(&format!("{conv}.bias"))?.data.clone(),
+            activation,
+        ));
+    }
     if kind == LayerKind::FullyConnected {
         return Ok((
             w.get("linear.weight")?.data.clone(),

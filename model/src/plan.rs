@@ -204,8 +204,10 @@ pub fn algorithm(name: &str) -> Result<&'static dyn ConvAlgorithm> {
     })
 }
 
-/// Whether a depthwise layer run by `algorithm` can lead a fused block (it has a row-band
-/// path: the `direct` family).
+/// Whether a depthwise layer run by `algorithm` can lead a fused block: the algorithm says
+/// it has a row-band path ([`kernels::ConvAlgorithm::runs_rows`]).
 pub fn fusable(algorithm: &str) -> bool {
-    algorithm.starts_with("direct-")
+    kernels::algorithms()
+        .map(|all| all.iter().any(|a| a.name() == algorithm && a.runs_rows()))
+        .unwrap_or(false)
 }

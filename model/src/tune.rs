@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use kernels::algo::Stored;
+use crate::quant::Synthetic;
 use kernels::fused::FusedBlock;
 use kernels::testing::random_values;
 use kernels::{Activation, Dims, LayerKind, Par, Precision, PreparedConv, ThreadPool};
@@ -52,6 +52,7 @@ pub fn tune(opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -> Result<Entry>
         Precision::F32 => tune_as::<f32>(opts, progress),
         Precision::F16 => tune_as::<half::f16>(opts, progress),
         Precision::Bf16 => tune_as::<half::bf16>(opts, progress),
+        Precision::Int8 => tune_as::<u8>(opts, progress),
     }
 }
 
@@ -65,7 +66,7 @@ struct Candidate<'a> {
 }
 
 /// A prepared layer with its buffers.
-struct Bench<E: Stored> {
+struct Bench<E: Synthetic> {
     conv: Box<dyn PreparedConv<E>>,
     input: Vec<E>,
     output: Vec<E>,
@@ -73,7 +74,7 @@ struct Bench<E: Stored> {
     in_dims: Dims,
 }
 
-impl<E: Stored> Bench<E> {
+impl<E: Synthetic> Bench<E> {
     fn new(info: &LayerInfo, algorithm: &str, batch: usize, seed: u64) -> Result<Self> {
         let algo = plan::algorithm(algorithm)?;
         let in_hw = if info.kind == LayerKind::FullyConnected { (1, 1) } else { info.input_hw };
@@ -82,10 +83,13 @@ impl<E: Stored> Bench<E> {
         let weights = random_values(info.spec.weights_len()?, seed);
         let bias = random_values(info.spec.out_channels, seed + 1);
         let act = if info.kind == LayerKind::FullyConnected { Activation::None } else { Activation::Relu6 };
-        let conv = E::prepare(algo, &info.spec, &weights, Some(&bias), act)?;
-        let input = random_values(in_dims.len()?, seed + 2).into_iter().map(E::from_f32).collect();
+        let quant = E::synthetic(&info.spec, &weights);
+        let layer = kernels::Layer::new(&info.spec, &weights, Some(&bias), act);
+        let conv = kernels::prepare::<E>(algo, &layer, &quant)?;
+        let t = E::tensors(&quant).0;
+        let input = random_values(in_dims.len()?, seed + 2).into_iter().map(|x| E::from_real(x, t)).collect();
         let scratch = vec![0.0; conv.scratch_len(in_dims)?];
-        Ok(Bench { conv, input, output: vec![E::from_f32(0.0); out_dims.len()?], scratch, in_dims })
+        Ok(Bench { conv, input, output: vec![E::default(); out_dims.len()?], scratch, in_dims })
     }
 
     fn run(&mut self, par: Par<'_>) -> Result<()> {
@@ -132,7 +136,7 @@ fn thread_counts(threads: usize) -> Vec<usize> {
     v
 }
 
-fn tune_as<E: Stored>(opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -> Result<Entry> {
+fn tune_as<E: Synthetic>(opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -> Result<Entry> {
     let TuneOptions { config, batch, threads, precision, rounds } = *opts;
     let infos = config.layers()?;
     let pool = ThreadPool::new(threads)?;

@@ -43,6 +43,9 @@ pub struct Weights {
     /// The file dtype of each tensor (`"f16"`, `"bf16"`, `"f32"`, `"f64"`); empty when the
     /// weights were not loaded from a file.
     stored: BTreeMap<String, &'static str>,
+    /// Set for quantized weights (`crate::quant`): then `params` holds each layer's folded
+    /// weights and bias under its conv name, the weights dequantized from their int8 values.
+    quant: Option<std::sync::Arc<crate::quant::Quantization>>,
 }
 
 impl PartialEq for Weights {
@@ -133,7 +136,7 @@ impl Weights {
             };
             params.insert(key, Param { shape, data });
         }
-        Ok(Weights { params, stored: BTreeMap::new() })
+        Ok(Weights { params, stored: BTreeMap::new(), quant: None })
     }
 
     /// Replaces the identity batch norms with seeded non-trivial statistics (gamma in
@@ -201,7 +204,7 @@ impl Weights {
             stored.insert(key.clone(), dtype);
             params.insert(key, Param { shape, data });
         }
-        Ok(Weights { params, stored })
+        Ok(Weights { params, stored, quant: None })
     }
 
     /// How many tensors were stored in each dtype (`"f16"`, `"bf16"`, `"f32"`, `"f64"`) in
@@ -245,6 +248,11 @@ impl Weights {
             Precision::F32 => Dtype::F32,
             Precision::F16 => Dtype::F16,
             Precision::Bf16 => Dtype::BF16,
+            Precision::Int8 => {
+                return Err(ModelError::Config(
+                    "int8 weights are written by `mobilenet quantize` (they need calibration)".into(),
+                ))
+            }
         };
         let bytes = self
             .params
@@ -272,6 +280,17 @@ impl Weights {
     /// (see [`Weights::to_safetensors_as`]).
     pub fn save_as(&self, path: &Path, precision: Precision) -> Result<()> {
         std::fs::write(path, self.to_safetensors_as(precision)?).map_err(io_err(path))
+    }
+
+    /// Quantized weights: folded per-layer tensors (`{conv}.weight`, `{conv}.bias`) and their
+    /// quantization ([`crate::quant`]).
+    pub(crate) fn quantized(params: BTreeMap<String, Param>, quant: crate::quant::Quantization) -> Weights {
+        Weights { params, stored: BTreeMap::new(), quant: Some(std::sync::Arc::new(quant)) }
+    }
+
+    /// The int8 quantization these weights carry, if they are a quantized model.
+    pub fn quantization(&self) -> Option<&crate::quant::Quantization> {
+        self.quant.as_deref()
     }
 
     /// One tensor by name.
@@ -351,7 +370,7 @@ fn narrow(key: &str, data: &[f32], precision: Precision) -> Result<Vec<u8>> {
         });
     }
     Ok(match precision {
-        Precision::F32 => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Precision::F32 | Precision::Int8 => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
         Precision::F16 => data.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect(),
         Precision::Bf16 => data.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()).collect(),
     })

@@ -29,9 +29,10 @@
 //! - **Threads**: `threads > 1` splits the output rows (over the batch too) into
 //!   `2 * threads` contiguous chunks for rayon; `threads == 1` never touches rayon.
 
-use half::{bf16, f16};
-
-use crate::algo::{check_prepare, check_run, rounded, Bind, ConvAlgorithm, PreparedConv, TokenLayer};
+use crate::algo::{
+    check_prepare, check_run, rounded, Bind, ConvAlgorithm, Family, Layer as AlgoLayer, PreparedConv, Storage,
+    TokenLayer,
+};
 use crate::error::{KernelError, Result};
 use crate::pool::Par;
 use crate::simd::{Backend, Clamp, Element, Simd, SimdOp, MAX_LANES};
@@ -75,8 +76,8 @@ impl ConvAlgorithm for Direct {
     fn name(&self) -> &'static str {
         self.name
     }
-    fn family(&self) -> &'static str {
-        "direct"
+    fn family(&self) -> Family {
+        Family::Direct
     }
     fn backend(&self) -> Backend {
         self.backend
@@ -91,38 +92,27 @@ impl ConvAlgorithm for Direct {
         bias: Option<&[f32]>,
         activation: Activation,
     ) -> Result<Box<dyn PreparedConv>> {
-        self.prepare_stored(spec, weights_oihw, bias, activation)
+        self.prepare_stored(&AlgoLayer::new(spec, weights_oihw, bias, activation))
     }
-    fn prepare_f16(
-        &self,
-        spec: &ConvSpec,
-        weights_oihw: &[f32],
-        bias: Option<&[f32]>,
-        activation: Activation,
-    ) -> Result<Box<dyn PreparedConv<f16>>> {
-        self.prepare_stored(spec, weights_oihw, bias, activation)
+    fn runs_rows(&self) -> bool {
+        true
     }
-    fn prepare_bf16(
-        &self,
-        spec: &ConvSpec,
-        weights_oihw: &[f32],
-        bias: Option<&[f32]>,
-        activation: Activation,
-    ) -> Result<Box<dyn PreparedConv<bf16>>> {
-        self.prepare_stored(spec, weights_oihw, bias, activation)
-    }
+}
+
+/// The native path of `direct` at every float storage type (f16, bf16; f32 is `prepare`).
+pub(crate) fn native<E: Element + Storage>(
+    algo: &dyn ConvAlgorithm,
+    layer: &AlgoLayer<'_>,
+    _: &(),
+) -> Result<Option<Box<dyn PreparedConv<E>>>> {
+    Direct { name: algo.name(), backend: algo.backend() }.prepare_stored(layer).map(Some)
 }
 
 impl Direct {
     /// The one prepare of every storage type: weights and bias rounded to `E`'s precision,
     /// kept as f32 (a depthwise layer moves its activations, not its 9 taps per channel).
-    fn prepare_stored<E: Element>(
-        &self,
-        spec: &ConvSpec,
-        weights_oihw: &[f32],
-        bias: Option<&[f32]>,
-        activation: Activation,
-    ) -> Result<Box<dyn PreparedConv<E>>> {
+    fn prepare_stored<E: Element + Storage>(&self, layer: &AlgoLayer<'_>) -> Result<Box<dyn PreparedConv<E>>> {
+        let AlgoLayer { spec, weights_oihw, bias, activation } = *layer;
         check_prepare(self, spec, weights_oihw, bias, activation)?;
         let p = E::PRECISION;
         let cpad = spec.out_channels.div_ceil(CHANNEL_PAD) * CHANNEL_PAD;
@@ -172,7 +162,7 @@ struct Rows<'a, 'b, E> {
     out: &'a mut [E],
 }
 
-impl<E: Element> SimdOp for Rows<'_, '_, E> {
+impl<E: Element + Storage> SimdOp for Rows<'_, '_, E> {
     type Output = ();
     #[inline(always)]
     fn run<S: Simd>(self, s: S) {
@@ -200,7 +190,7 @@ impl<E: Element> SimdOp for Rows<'_, '_, E> {
     }
 }
 
-impl<E: Element> TokenLayer<E> for Layer {
+impl<E: Element + Storage> TokenLayer<E> for Layer {
     fn spec(&self) -> &ConvSpec {
         &self.spec
     }

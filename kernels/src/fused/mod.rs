@@ -19,11 +19,11 @@ use crate::algo::{check_buffers, PreparedConv};
 use crate::cache;
 use crate::error::{KernelError, Result};
 use crate::pool::{Par, SharedOut};
-use crate::simd::Element;
+use crate::algo::Storage;
 use crate::spec::Dims;
 
 /// A depthwise layer and the pointwise layer that consumes its output, run in row bands.
-pub struct FusedBlock<'a, E: Element> {
+pub struct FusedBlock<'a, E: Storage> {
     dw: &'a dyn PreparedConv<E>,
     pw: &'a dyn PreparedConv<E>,
     band_rows: usize,
@@ -33,7 +33,7 @@ pub struct FusedBlock<'a, E: Element> {
 /// awake thread take a descheduled one's share.
 const TASKS_PER_THREAD: usize = 2;
 
-impl<'a, E: Element> FusedBlock<'a, E> {
+impl<'a, E: Storage> FusedBlock<'a, E> {
     /// Pairs `dw` (which must run row bands: [`PreparedConv::runs_rows`]) with `pw` (a 1x1,
     /// stride-1, unpadded, ungrouped convolution over `dw`'s output channels), `band_rows`
     /// output rows at a time.

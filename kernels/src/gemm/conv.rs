@@ -1,11 +1,13 @@
 //! `gemm-<backend>`: a pointwise (1x1, stride 1) convolution or a fully connected layer as
 //! one SGEMM on NHWC data: `[N*H*W, Cin] x [Cin, Cout]`, weights packed at prepare.
 
-use half::{bf16, f16};
+use half::bf16;
 
-use super::driver::{acc_len, gemm_stored, Stored};
+use super::driver::{acc_len, gemm_io, GemmIo};
 use super::{nr_for, tiles, PackedB, Tile};
-use crate::algo::{bias_or_zeros, check_prepare, check_run, rounded, ConvAlgorithm, PreparedConv};
+use crate::algo::{
+    bias_or_zeros, check_prepare, check_run, rounded, ConvAlgorithm, Family, Layer, PreparedConv, Storage,
+};
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
 use crate::pool::Par;
@@ -36,8 +38,8 @@ impl ConvAlgorithm for Gemm {
     fn name(&self) -> &'static str {
         self.name
     }
-    fn family(&self) -> &'static str {
-        "gemm"
+    fn family(&self) -> Family {
+        Family::Gemm
     }
     fn backend(&self) -> Backend {
         self.backend
@@ -52,43 +54,40 @@ impl ConvAlgorithm for Gemm {
         bias: Option<&[f32]>,
         activation: Activation,
     ) -> Result<Box<dyn PreparedConv>> {
-        Ok(Box::new(self.pack(spec, weights_oihw, bias, activation, Precision::F32)?))
+        Ok(Box::new(self.pack(&Layer::new(spec, weights_oihw, bias, activation), Precision::F32)?))
     }
-    fn prepare_f16(
-        &self,
-        spec: &ConvSpec,
-        weights_oihw: &[f32],
-        bias: Option<&[f32]>,
-        activation: Activation,
-    ) -> Result<Box<dyn PreparedConv<f16>>> {
-        Ok(Box::new(self.pack(spec, weights_oihw, bias, activation, Precision::F16)?))
+}
+
+/// The native path of `gemm` at f16 (and any float type without instructions of its own):
+/// f32 panels with weights rounded to the type, activations loaded and stored as it.
+pub(crate) fn native_float<E: Element + Storage>(
+    algo: &dyn ConvAlgorithm,
+    layer: &Layer<'_>,
+    _: &(),
+) -> Result<Option<Box<dyn PreparedConv<E>>>> {
+    let gemm = Gemm { name: algo.name(), backend: algo.backend() };
+    Ok(Some(Box::new(gemm.pack(layer, E::PRECISION)?)))
+}
+
+/// The native path of `gemm` at bf16: the `vdpbf16ps` / AMX path where the CPU has it
+/// ([`Gemm::prepare_bf16_dot`]), else [`native_float`].
+pub(crate) fn native_bf16(
+    algo: &dyn ConvAlgorithm,
+    layer: &Layer<'_>,
+    quant: &(),
+) -> Result<Option<Box<dyn PreparedConv<bf16>>>> {
+    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+    if let Some(native) = (Gemm { name: algo.name(), backend: algo.backend() }).prepare_bf16_dot(layer)? {
+        return Ok(Some(native));
     }
-    fn prepare_bf16(
-        &self,
-        spec: &ConvSpec,
-        weights_oihw: &[f32],
-        bias: Option<&[f32]>,
-        activation: Activation,
-    ) -> Result<Box<dyn PreparedConv<bf16>>> {
-        #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-        if let Some(native) = self.prepare_bf16_dot(spec, weights_oihw, bias, activation)? {
-            return Ok(native);
-        }
-        Ok(Box::new(self.pack(spec, weights_oihw, bias, activation, Precision::Bf16)?))
-    }
+    native_float(algo, layer, quant)
 }
 
 impl Gemm {
     /// Packs the layer for f32 microkernels, with weights and bias rounded to `precision`
     /// (the storage type of the model; the packed values stay f32).
-    fn pack(
-        &self,
-        spec: &ConvSpec,
-        weights_oihw: &[f32],
-        bias: Option<&[f32]>,
-        activation: Activation,
-        precision: Precision,
-    ) -> Result<GemmPrepared> {
+    fn pack(&self, layer: &Layer<'_>, precision: Precision) -> Result<GemmPrepared> {
+        let Layer { spec, weights_oihw, bias, activation } = *layer;
         check_prepare(self, spec, weights_oihw, bias, activation)?;
         let (tiles, level) = (tiles(self.backend)?, self.backend.shape()?.level);
         let cin = spec.in_channels;
@@ -113,13 +112,8 @@ impl Gemm {
     /// The native bf16 path: `gemm-avx512` on a CPU with AVX512_BF16 (and a ceiling that
     /// allows it) packs the weights in bf16 pairs for `vdpbf16ps`.
     #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-    fn prepare_bf16_dot(
-        &self,
-        spec: &ConvSpec,
-        weights_oihw: &[f32],
-        bias: Option<&[f32]>,
-        activation: Activation,
-    ) -> Result<Option<Box<dyn PreparedConv<bf16>>>> {
+    fn prepare_bf16_dot(&self, layer: &Layer<'_>) -> Result<Option<Box<dyn PreparedConv<bf16>>>> {
+        let Layer { spec, weights_oihw, .. } = *layer;
         use super::avx512_bf16::{dot_vs_fma, PackedPairs, DOT_MAX_ROWS_WHEN_SLOWER};
         if self.backend != Backend::Avx512 || !crate::isa::available(Isa::Avx512Bf16) {
             return Ok(None);
@@ -129,7 +123,7 @@ impl Gemm {
         if ratio == 0.0 {
             return Ok(None);
         }
-        let fma = self.pack(spec, weights_oihw, bias, activation, Precision::Bf16)?;
+        let fma = self.pack(layer, Precision::Bf16)?;
         let cin = spec.in_channels;
         // The pairs take the f32 panels' bias, already rounded to bf16.
         let b = PackedPairs::new(cin, spec.out_channels, &fma.bias, |p, j| weights_oihw[j * cin + p])?;
@@ -139,7 +133,7 @@ impl Gemm {
         let level = if amx { Isa::Amx } else { Isa::Avx512Bf16 };
         Ok(Some(Box::new(Bf16Dot {
             name: self.name,
-            clamp: crate::simd::Clamp::of(activation),
+            clamp: crate::simd::Clamp::of(layer.activation),
             b,
             fma,
             max_rows,
@@ -208,7 +202,7 @@ impl PreparedConv<bf16> for Bf16Dot {
     }
 }
 
-impl<E: Element> PreparedConv<E> for GemmPrepared {
+impl<E: Element + Storage> PreparedConv<E> for GemmPrepared {
     fn spec(&self) -> &ConvSpec {
         &self.spec
     }
@@ -237,8 +231,8 @@ impl<E: Element> PreparedConv<E> for GemmPrepared {
 }
 
 impl GemmPrepared {
-    /// The GEMM of `m` rows of `input` into `output` (checked by [`gemm_stored`]).
-    fn gemm_rows<E: Element>(
+    /// The GEMM of `m` rows of `input` into `output` (checked by [`gemm_io`]).
+    fn gemm_rows<E: Element + Storage>(
         &self,
         m: usize,
         input: &[E],
@@ -251,7 +245,7 @@ impl GemmPrepared {
             expected: format!("an NR of {}", self.name),
             actual: format!("NR = {}", self.b.nr()),
         })?;
-        let io = Stored {
+        let io = GemmIo {
             a: input,
             lda: self.spec.in_channels,
             c: output,
@@ -261,6 +255,6 @@ impl GemmPrepared {
         };
         // SAFETY: `tiles` came from a token of this backend at prepare, so the CPU has
         // their level.
-        unsafe { gemm_stored(tile, m, io, &self.b, &self.bias, self.activation, par) }
+        unsafe { gemm_io(tile, m, io, &self.b, &self.bias, self.activation, par) }
     }
 }

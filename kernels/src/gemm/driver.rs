@@ -5,7 +5,6 @@ use super::tiles::{choose_tile, KSteps, Tile, TileArgs, MR_MAX, NR_MAX};
 use crate::cache::KC_LIMIT;
 use crate::error::{KernelError, Result};
 use crate::pool::Par;
-use crate::precision::Precision;
 use crate::simd::{Backend, Clamp, Convert, Element};
 use crate::spec::Activation;
 
@@ -50,14 +49,14 @@ pub unsafe fn sgemm_tile(tile: &Tile, m: usize, ops: &Operands, c: &mut [f32], p
     let Operands { a, lda, b, bias, activation, ldc } = *ops;
     // SAFETY: forwarded contract; f32 C needs no accumulation buffer.
     let convert = Convert { widen: |_, _, _| {}, narrow: |_, _, _| {} };
-    let io = Stored { a, lda, c, ldc, acc: &mut [], convert };
+    let io = GemmIo { a, lda, c, ldc, acc: &mut [], convert };
     // SAFETY: forwarded contract; f32 A and C are never converted.
-    unsafe { gemm_stored(tile, m, io, b, bias, activation, par) }
+    unsafe { gemm_io(tile, m, io, b, bias, activation, par) }
 }
 
 /// The activations of a GEMM whose A and C are stored as `E` (f32, f16 or bf16), and the f32
 /// accumulation buffer a narrower C needs when K takes more than one block.
-pub(crate) struct Stored<'a, E> {
+pub(crate) struct GemmIo<'a, E> {
     pub a: &'a [E],
     pub lda: usize,
     pub c: &'a mut [E],
@@ -72,7 +71,7 @@ pub(crate) struct Stored<'a, E> {
 /// for f32 or a single K block (the tile is narrowed from a stack buffer), else `m x n`
 /// (partial sums of the K blocks stay in f32 and are narrowed once, after the last).
 pub(crate) fn acc_len<E: Element>(m: usize, b: &PackedB) -> Result<usize> {
-    if E::PRECISION == Precision::F32 || b.kc >= b.k {
+    if E::IS_F32 || b.kc >= b.k {
         Ok(0)
     } else {
         m.checked_mul(b.n).ok_or(KernelError::Overflow { what: "GEMM accumulation buffer" })
@@ -85,16 +84,16 @@ pub(crate) fn acc_len<E: Element>(m: usize, b: &PackedB) -> Result<usize> {
 ///
 /// # Safety
 /// As [`sgemm_tile`].
-pub(crate) unsafe fn gemm_stored<E: Element>(
+pub(crate) unsafe fn gemm_io<E: Element>(
     tile: &Tile,
     m: usize,
-    io: Stored<'_, E>,
+    io: GemmIo<'_, E>,
     b: &PackedB,
     bias: &[f32],
     activation: Activation,
     par: Par<'_>,
 ) -> Result<()> {
-    let Stored { a, lda, c, ldc, acc, convert } = io;
+    let GemmIo { a, lda, c, ldc, acc, convert } = io;
     let (k, n) = (b.k, b.n);
     if tile.nr != b.nr {
         return Err(KernelError::ShapeMismatch {
@@ -213,8 +212,8 @@ impl<E: Element> Nest<'_, E> {
         let (k, n, kc, nc) = (b.k, b.n, b.kc, b.nc);
         let mut edge = [0.0f32; MR_MAX * KC_LIMIT];
         let mut c_tile = [0.0f32; MR_MAX * NR_MAX];
-        // f32 C is written in place; a narrower one through an f32 stage (see `gemm_stored`).
-        let wide = E::PRECISION == Precision::F32;
+        // f32 C is written in place; a narrower one through an f32 stage (see `gemm_io`).
+        let wide = E::IS_F32;
         let k_blocks = k.div_ceil(kc);
         let mut j0 = n0 / nc * nc;
         while j0 < n1 {
@@ -230,7 +229,7 @@ impl<E: Element> Nest<'_, E> {
                 let mut i = m0;
                 while i < m1 {
                     let mr = mr_t.min(m1 - i);
-                    // SAFETY: rows i..i+mr of A exist (checked by gemm_stored); a partial or
+                    // SAFETY: rows i..i+mr of A exist (checked by gemm_io); a partial or
                     // narrower micro-panel is copied (widened) into the zero-padded `edge`
                     // (kcb <= KC_LIMIT).
                     let (a_ptr, lda) = unsafe {

@@ -61,6 +61,8 @@ mod pack;
 mod tiles;
 
 pub use conv::Gemm;
+pub(crate) use conv::{native_bf16, native_float};
+pub(crate) use driver::split_tasks;
 
 /// The FLOP rate of `vdpbf16ps` over the f32 FMA's on this core (measured once, see
 /// `avx512_bf16.rs`), or `None` where AVX512_BF16 cannot run (CPU, ceiling or build).

@@ -21,7 +21,7 @@
 //! costs a write and a re-read of `M * K` floats (1.35 MB for conv0) in copies of 3 floats.
 //! Measured on conv0 (one thread, Xeon model 207): see `Fused::rows`.
 
-use crate::algo::{bias_or_zeros, check_prepare, check_run, ConvAlgorithm, PreparedConv};
+use crate::algo::{Family, bias_or_zeros, check_prepare, check_run, ConvAlgorithm, PreparedConv};
 use crate::cache::KC_LIMIT;
 use crate::error::{checked_product, KernelError, Result};
 use crate::gemm::{
@@ -55,8 +55,8 @@ impl ConvAlgorithm for Im2col {
     fn name(&self) -> &'static str {
         self.name
     }
-    fn family(&self) -> &'static str {
-        "im2col"
+    fn family(&self) -> Family {
+        Family::Im2col
     }
     fn backend(&self) -> Backend {
         self.backend

@@ -3,7 +3,7 @@
 //! Obviously correct rather than fast. It accumulates in f64, so its own rounding error is
 //! negligible next to any fast path's, and every other algorithm is tested against it.
 
-use crate::algo::{bias_or_zeros, check_prepare, check_run, ConvAlgorithm, PreparedConv};
+use crate::algo::{Family, bias_or_zeros, check_prepare, check_run, ConvAlgorithm, PreparedConv};
 use crate::error::Result;
 use crate::isa::Isa;
 use crate::pool::Par;
@@ -80,8 +80,8 @@ impl ConvAlgorithm for Naive {
     fn name(&self) -> &'static str {
         "naive"
     }
-    fn family(&self) -> &'static str {
-        "naive"
+    fn family(&self) -> Family {
+        Family::Naive
     }
     fn backend(&self) -> Backend {
         Backend::Scalar

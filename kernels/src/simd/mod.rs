@@ -37,8 +37,8 @@ use crate::error::{KernelError, Result};
 use half::{bf16, f16};
 
 use crate::isa::{self, Isa};
-use crate::precision::Precision;
 use crate::spec::Activation;
+use crate::tensor::Plain;
 
 /// The widest vector of any implementation, in f32 lanes (AVX-512): sizes stack buffers
 /// and channel padding.
@@ -260,23 +260,22 @@ impl<S: Simd> ClampV<S> {
     }
 }
 
-/// A storage type of activations (and, rounded, of weights), computed in f32 lanes: `f32`,
-/// `half::f16`, `half::bf16` (see [`crate::Precision`]).
+/// A float storage type of activations (and, rounded, of weights), computed in f32 lanes:
+/// `f32`, `half::f16`, `half::bf16` (see [`crate::Precision`]).
 ///
 /// The kernel bodies are written once over `E: Element` and read and write their
 /// activations through [`Element::load`] / [`Element::store`], which widen to and narrow from
 /// f32 lanes with the implementation's converter: the hand-written x86 implementations
 /// use F16C (`vcvtph2ps` / `vcvtps2ph`) for f16 and integer shifts for bf16; the others
 /// ([`Simd::load_f16`]'s default) convert lane by lane through `half`, the reference.
-/// Narrowing rounds to nearest, ties to even; NaN stays NaN.
+/// Narrowing rounds to nearest, ties to even; NaN stays NaN. Quantized types are not
+/// `Element`s: they need a scale and a zero point to mean a number (`crate::int8`).
 ///
 /// # Safety
-/// For implementors: every bit pattern is a valid value and the type is at most 4 bytes
-/// with alignment at most 4, so zeroed, 64-byte-aligned storage can be viewed as a slice of
-/// it ([`crate::tensor::AlignedBuf`]).
-pub unsafe trait Element: Copy + Default + PartialEq + fmt::Debug + Send + Sync + 'static {
-    /// The precision this type stores.
-    const PRECISION: Precision;
+/// For implementors: the [`Plain`] contract (every bit pattern valid, at most 4 bytes).
+pub unsafe trait Element: Plain + PartialEq + fmt::Debug {
+    /// Whether the type is f32 itself (loads and stores convert nothing).
+    const IS_F32: bool = false;
     fn to_f32(self) -> f32;
     /// Rounds to nearest, ties to even.
     fn from_f32(x: f32) -> Self;
@@ -323,7 +322,7 @@ pub unsafe trait Element: Copy + Default + PartialEq + fmt::Debug + Send + Sync 
 
 // SAFETY: f32 is 4 bytes, align 4, every bit pattern valid.
 unsafe impl Element for f32 {
-    const PRECISION: Precision = Precision::F32;
+    const IS_F32: bool = true;
     #[inline(always)]
     fn to_f32(self) -> f32 {
         self
@@ -356,7 +355,6 @@ unsafe impl Element for f32 {
 
 // SAFETY: `f16` is `repr(transparent)` over u16: 2 bytes, align 2, every bit pattern valid.
 unsafe impl Element for f16 {
-    const PRECISION: Precision = Precision::F16;
     #[inline(always)]
     fn to_f32(self) -> f32 {
         f16::to_f32(self)
@@ -379,7 +377,6 @@ unsafe impl Element for f16 {
 
 // SAFETY: `bf16` is `repr(transparent)` over u16: 2 bytes, align 2, every bit pattern valid.
 unsafe impl Element for bf16 {
-    const PRECISION: Precision = Precision::Bf16;
     #[inline(always)]
     fn to_f32(self) -> f32 {
         bf16::to_f32(self)
@@ -675,14 +672,14 @@ impl Backend {
     }
 
     fn unavailable(self) -> KernelError {
-        KernelError::IsaUnavailable {
+        KernelError::Isa(crate::isa::IsaError::Unavailable {
             isa: self.isa(),
             reason: if self.compiled() {
                 "the CPU or KERNELS_ISA does not allow this backend"
             } else {
                 "this backend is not compiled into this build (cargo feature or target architecture)"
             },
-        }
+        })
     }
 }
 

@@ -76,10 +76,6 @@ fn layer_name(spec: &ConvSpec, d: Dims) -> String {
     format!("{kind} {}x{}x{}->{} pad {}", d.h, d.w, d.c, spec.out_channels, spec.padding.top)
 }
 
-/// The tile side of a `winograd-f{m}-...` algorithm.
-pub fn tile_of(name: &str) -> usize {
-    name.strip_prefix("winograd-f").and_then(|s| s[..1].parse().ok()).unwrap_or(0)
-}
 
 /// A plain f32-accumulating direct convolution (stride 1, no dilation): the yardstick.
 fn direct_f32(case: &Case) -> Result<Vec<f32>> {
@@ -121,7 +117,7 @@ fn direct_f32(case: &Case) -> Result<Vec<f32>> {
 /// of [`layers`] and every data distribution, [`SEEDS`] seeds each (the worst and the mean).
 pub fn accuracy() -> Result<Vec<AccuracyRow>> {
     let algos: Vec<&dyn ConvAlgorithm> =
-        registry::algorithms()?.into_iter().filter(|a| a.family() == "winograd").collect();
+        registry::algorithms()?.into_iter().filter(|a| a.family() == crate::Family::Winograd).collect();
     let mut rows = Vec::new();
     for (spec, dims) in layers() {
         for (k, &data) in DATA.iter().enumerate() {
@@ -160,7 +156,7 @@ pub fn accuracy() -> Result<Vec<AccuracyRow>> {
             for (i, algo) in algos.iter().enumerate() {
                 rows.push(AccuracyRow {
                     algorithm: algo.name().into(),
-                    tile: tile_of(algo.name()),
+                    tile: algo.winograd_tile().unwrap_or(0),
                     layer: layer.clone(),
                     data,
                     max_rel: acc[i + 1].0,

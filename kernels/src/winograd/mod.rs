@@ -18,7 +18,7 @@ pub use accuracy::{accuracy, accuracy_table, AccuracyRow};
 use body::{DensePlan, DwPlan, Geometry};
 use transforms::{filter_transform, Transform, F2, F4, F6};
 
-use crate::algo::{bias_or_zeros, check_prepare, check_run, Bind, ConvAlgorithm, PreparedConv, TokenLayer};
+use crate::algo::{Family, bias_or_zeros, check_prepare, check_run, Bind, ConvAlgorithm, PreparedConv, TokenLayer};
 use crate::cache;
 use crate::error::Result;
 use crate::pool::{Par, SharedOut};
@@ -114,8 +114,11 @@ impl ConvAlgorithm for Winograd {
     fn name(&self) -> &'static str {
         self.name
     }
-    fn family(&self) -> &'static str {
-        "winograd"
+    fn family(&self) -> Family {
+        Family::Winograd
+    }
+    fn winograd_tile(&self) -> Option<usize> {
+        Some(self.m)
     }
     fn backend(&self) -> Backend {
         self.backend

@@ -79,7 +79,7 @@ enum Command {
         /// 1000 classes).
         #[arg(long)]
         labels: Option<PathBuf>,
-        /// Storage type of weights and activations: f32, f16 or bf16 (f32 accumulation).
+        /// Storage type: f32, f16 or bf16 (f32 accumulation), or int8 (a file from `quantize`).
         #[arg(long, default_value = "f32", value_parser = parse_precision)]
         precision: Precision,
     },
@@ -103,7 +103,8 @@ enum Command {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
-        /// Storage type of weights and activations: f32, f16 or bf16 (f32 accumulation).
+        /// Storage type: f32, f16, bf16, or int8 (a file from `quantize`; without --weights,
+        /// the seeded weights quantized on a built-in synthetic calibration set).
         #[arg(long, default_value = "f32", value_parser = parse_precision)]
         precision: Precision,
         /// The wisdom file `auto` reads (see `run`).
@@ -130,6 +131,25 @@ enum Command {
         /// ~/.cache/dwconv/wisdom.json).
         #[arg(long)]
         wisdom: Option<PathBuf>,
+    },
+    /// Quantize a model to int8: calibrate the f32 model on CALIB (MinMax ranges of every
+    /// layer's output), quantize the folded weights per output channel, write an int8 file
+    /// for `run` / `bench --precision int8` (format: docs/int8.md).
+    Quantize {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// f32 weights (safetensors) of the reference model.
+        #[arg(long)]
+        weights: PathBuf,
+        /// An f32 `.npy` batch [N,3,H,W], or a folder of PNG/JPEG images (preprocessed as `run` does).
+        #[arg(long)]
+        calibration: PathBuf,
+        /// The int8 safetensors file to write.
+        #[arg(long)]
+        output: PathBuf,
+        /// Threads (default: the cores this process may use).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Rewrite a weights file (F16, BF16, F32 or F64 tensors) with every tensor stored as
     /// --precision, under the same names.
@@ -176,7 +196,7 @@ fn run(command: Command) -> Result<(), ModelError> {
                 b.b_block_bytes / 1024,
                 b.winograd_band_bytes / 1024
             );
-            println!("ISA ceiling: {}", kernels::isa::ceiling()?);
+            println!("ISA ceiling: {}", kernels::isa::ceiling().map_err(kernels::KernelError::from)?);
             if let Some(r) = kernels::gemm::bf16_dot_vs_fma() {
                 println!(
                     "bf16 GEMM: vdpbf16ps runs at {r:.2}x the f32 FMA's FLOP rate on this core (measured); {}",
@@ -231,7 +251,11 @@ fn run(command: Command) -> Result<(), ModelError> {
             let labels = Labels::for_run(labels.as_deref(), config.classes)?;
             let batch = input::load(&input, config.resolution)?;
             let w = match weights {
-                Some(p) => Weights::load(&p, &config)?,
+                Some(p) => model::quant::load(&p, &config)?,
+                None if precision == Precision::Int8 => {
+                    eprintln!("no --weights: the seeded weights, quantized on 8 synthetic calibration images");
+                    model::quant::seeded(&config, seed, 8, threads_or_all(threads))?
+                }
                 None => Weights::random(&config, seed)?,
             };
             let how = How {
@@ -266,7 +290,11 @@ fn run(command: Command) -> Result<(), ModelError> {
             let config = model.config();
             config.validate()?;
             let w = match weights {
-                Some(p) => Weights::load(&p, &config)?,
+                Some(p) => model::quant::load(&p, &config)?,
+                None if precision == Precision::Int8 => {
+                    eprintln!("no --weights: the seeded weights, quantized on 8 synthetic calibration images");
+                    model::quant::seeded(&config, 0, 8, threads_or_all(threads))?
+                }
                 None => Weights::random(&config, 0)?,
             };
             let how = How {
@@ -286,6 +314,21 @@ fn run(command: Command) -> Result<(), ModelError> {
                 rounds,
             };
             tune_command(&opts, wisdom)
+        }
+        Command::Quantize { model, weights, calibration, output, threads } => {
+            let config = model.config();
+            let w = Weights::load(&weights, &config)?;
+            let (n, images) = model::quant::load_calibration(&calibration, config.resolution)?;
+            let q = model::quant::quantize(&config, &w, &images, n, threads_or_all(threads), &mut |i, n| {
+                eprint!("\rcalibrating: {i}/{n} images");
+                if i == n {
+                    eprintln!();
+                }
+            })?;
+            let bytes = model::quant::to_safetensors(&q, &config)?;
+            std::fs::write(&output, &bytes).map_err(model::error::io_err(&output))?;
+            println!("{}: int8 ({} layers, MinMax over {n} images), {} bytes", output.display(), config.layers()?.len(), bytes.len());
+            Ok(())
         }
         Command::Convert { model, weights, precision, output } => {
             let w = Weights::load(&weights, &model.config())?;
@@ -316,7 +359,7 @@ fn precision_paths(set: &kernels::KernelSet, precision: Precision) -> Result<Str
     let mut seen = Vec::new();
     for l in net.layer_runs() {
         if !seen.iter().any(|(k, _)| *k == l.info.kind) {
-            let level = if l.storage == "native" { format!(" at {}", l.level) } else { String::new() };
+            let level = if l.storage == kernels::StoragePath::Native { format!(" at {}", l.level) } else { String::new() };
             seen.push((l.info.kind, format!("{}={}{level}", l.info.kind, l.storage)));
         }
     }
@@ -418,7 +461,7 @@ fn tune_command(opts: &TuneOptions, wisdom_path: Option<PathBuf>) -> Result<(), 
         opts.threads,
         opts.precision,
         wisdom::CpuKey::this_cpu().describe(),
-        kernels::isa::ceiling()?,
+        kernels::isa::ceiling().map_err(kernels::KernelError::from)?,
         path.display()
     );
     let entry = tune(opts, &mut |line| eprintln!("{line}"))?;
@@ -459,7 +502,7 @@ fn storage_summary(net: &MobileNet) -> String {
     let runs = net.layer_runs();
     let widened: Vec<String> = runs
         .iter()
-        .filter(|l| l.storage != "native")
+        .filter(|l| l.storage != kernels::StoragePath::Native)
         .map(|l| format!("{} ({})", l.info.name, l.algorithm))
         .collect();
     format!(
@@ -512,7 +555,7 @@ fn bench(
         let layers_json: Vec<serde_json::Value> = rows
             .iter()
             .map(|(l, ms, gf)| {
-                serde_json::json!({"name": l.info.name, "algorithm": l.algorithm, "storage": l.storage,
+                serde_json::json!({"name": l.info.name, "algorithm": l.algorithm, "storage": l.storage.name(),
                     "threads": l.threads, "fused_band_rows": l.fuse_band_rows, "in_fused_block": l.in_fused_block,
                     "median_ms": ms, "gflops": gf})
             })

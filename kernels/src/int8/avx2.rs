@@ -1,0 +1,164 @@
+//! AVX2 int8 kernels, exact without VNNI: the GEMM multiplies i16 pairs with `vpmaddwd`
+//! (u8 x s8 pairs summed by `vpmaddubsw` can exceed i16: 2 x 255 x 127 = 64,770), and the
+//! depthwise rows widen to i32 lanes as on AVX-512.
+
+use std::arch::x86_64::*;
+
+use super::depthwise::DwInt8;
+use super::gemm::GemmInt8;
+use super::REQUANT_LIMIT;
+use crate::gemm::split_tasks;
+use crate::pool::{Par, SharedOut};
+use crate::spec::Dims;
+
+/// Rows per GEMM tile: 6 rows x 2 `ymm` of 8 channels = 12 accumulators, plus 2 B vectors
+/// and a broadcast, of the 16 registers.
+const MR: usize = 6;
+/// Channels per packed panel.
+const NR: usize = 16;
+
+/// The requantizing store of 8 biased accumulators of `n <= 8` channels.
+#[inline(always)]
+unsafe fn store8(x: __m256i, mult: *const f32, zp: __m256i, lo: __m256i, hi: __m256i, dst: *mut u8, n: usize) {
+    // SAFETY (caller): `mult` holds 8 values, `dst` `n`.
+    unsafe {
+        let lim = _mm256_set1_ps(REQUANT_LIMIT);
+        let f = _mm256_mul_ps(_mm256_cvtepi32_ps(x), _mm256_loadu_ps(mult));
+        let f = _mm256_min_ps(_mm256_max_ps(f, _mm256_sub_ps(_mm256_setzero_ps(), lim)), lim);
+        let i = _mm256_add_epi32(_mm256_cvtps_epi32(f), zp);
+        let i = _mm256_min_epi32(_mm256_max_epi32(i, lo), hi);
+        // 8 i32 in 0..=255 -> 8 bytes.
+        let w = _mm256_packus_epi32(i, i);
+        let w = _mm256_permute4x64_epi64(w, 0b1000);
+        let b = _mm256_packus_epi16(w, w);
+        let bytes = _mm256_castsi256_si128(b);
+        let mut buf = [0u8; 16];
+        _mm_storeu_si128(buf.as_mut_ptr().cast(), bytes);
+        std::ptr::copy_nonoverlapping(buf.as_ptr(), dst, n.min(8));
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile<const R: usize>(l: &GemmInt8, a16: *const i32, kp: usize, b: *const i16, c: *mut u8, c0: usize, cols: usize) {
+    let n = l.q.spec.out_channels;
+    let mut acc = [[_mm256_setzero_si256(); 2]; R];
+    // SAFETY: the caller passes `R` widened rows of `kp` words at `a16`, a panel of
+    // `kp * 32` i16 at `b`, and `R` output rows of `n` bytes at `c`.
+    unsafe {
+        for g in 0..kp {
+            let bp = b.add(g * 32);
+            let bv = [_mm256_loadu_si256(bp.cast()), _mm256_loadu_si256(bp.add(16).cast())];
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let av = _mm256_set1_epi32(*a16.add(r * kp + g));
+                for v in 0..2 {
+                    acc_r[v] = _mm256_add_epi32(acc_r[v], _mm256_madd_epi16(av, bv[v]));
+                }
+            }
+        }
+        let rq = &l.q.requant;
+        let (zp, lo, hi) = (_mm256_set1_epi32(rq.zero_point), _mm256_set1_epi32(rq.lo), _mm256_set1_epi32(rq.hi));
+        for (r, acc_r) in acc.iter().enumerate() {
+            for (v, &acc_v) in acc_r.iter().enumerate() {
+                if v * 8 < cols {
+                    let ch = c0 + v * 8;
+                    let x = _mm256_add_epi32(acc_v, _mm256_loadu_si256(l.bias.as_ptr().add(ch).cast()));
+                    store8(x, l.multiplier.as_ptr().add(ch), zp, lo, hi, c.add(r * n + ch), cols - v * 8);
+                }
+            }
+        }
+    }
+}
+
+/// `c = requant(a x B)`: A widened into `scratch` as i16 pairs (one i32 word per pair of k),
+/// then 6 x 16 tiles over `par`.
+///
+/// # Safety
+/// The CPU has AVX2; `a` holds `m * k` bytes, `c` `m * n`, `scratch` at least
+/// `m * ceil(k / 2)` f32s, and `b` is `l`'s pair packing.
+pub(crate) unsafe fn gemm(l: &GemmInt8, b: &[i16], m: usize, a: &[u8], c: &mut [u8], scratch: &mut [f32], par: Par<'_>) {
+    let (k, n) = (l.q.spec.in_channels, l.q.spec.out_channels);
+    let kp = k.div_ceil(2);
+    // SAFETY: f32 and i32 have one size and alignment; the caller sized the scratch.
+    let a16 = unsafe { std::slice::from_raw_parts_mut(scratch.as_mut_ptr().cast::<i32>(), m * kp) };
+    for (row, dst) in a.chunks_exact(k).zip(a16.chunks_exact_mut(kp)) {
+        for (g, d) in dst.iter_mut().enumerate() {
+            let hi = if 2 * g + 1 < k { row[2 * g + 1] as i32 } else { 0 };
+            *d = row[2 * g] as i32 | (hi << 16);
+        }
+    }
+    let panel = kp * 32;
+    let (row_blocks, panels) = (m.div_ceil(MR), n.div_ceil(NR));
+    let out = SharedOut(c.as_mut_ptr());
+    let a16 = a16.as_ptr() as usize;
+    split_tasks(row_blocks, panels, par, |(r0, r1), (p0, p1)| {
+        let (a16, c) = (a16 as *const i32, out.get());
+        for p in p0..p1 {
+            let (c0, cols) = (p * NR, NR.min(n - p * NR));
+            // SAFETY: as in the AVX-512 GEMM: disjoint tiles inside the checked buffers.
+            unsafe {
+                let bp = b.as_ptr().add(p * panel);
+                for rb in r0..r1 {
+                    let row = rb * MR;
+                    let (ap, cp) = (a16.add(row * kp), c.add(row * n));
+                    match m - row {
+                        1 => tile::<1>(l, ap, kp, bp, cp, c0, cols),
+                        2 => tile::<2>(l, ap, kp, bp, cp, c0, cols),
+                        3 => tile::<3>(l, ap, kp, bp, cp, c0, cols),
+                        4 => tile::<4>(l, ap, kp, bp, cp, c0, cols),
+                        5 => tile::<5>(l, ap, kp, bp, cp, c0, cols),
+                        _ => tile::<MR>(l, ap, kp, bp, cp, c0, cols),
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Depthwise rows as in `avx512::dw_rows`, 8 channels per `ymm`.
+///
+/// # Safety
+/// The CPU has AVX2; as `avx512::dw_rows` otherwise.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn dw_rows(l: &DwInt8, input: &[u8], in_dims: Dims, o: Dims, first_row: usize, out: &mut [u8]) {
+    let spec = &l.q.spec;
+    let (c, cpad) = (o.c, l.cpad);
+    let rq = &l.q.requant;
+    let (zp, lo, hi) = (_mm256_set1_epi32(rq.zero_point), _mm256_set1_epi32(rq.lo), _mm256_set1_epi32(rq.hi));
+    let zx = _mm256_set1_epi32(l.q.input_zero_point);
+    let row = o.w * c;
+    let blocks = c.div_ceil(8);
+    for (r, out_row) in out.chunks_exact_mut(row).enumerate() {
+        let (b, oy) = ((first_row + r) / o.h, (first_row + r) % o.h);
+        let (ky0, ky1) = l.tap_range(oy, spec.stride_h, spec.padding.top, spec.kernel_h, in_dims.h);
+        for ox in 0..o.w {
+            let (kx0, kx1) = l.tap_range(ox, spec.stride_w, spec.padding.left, spec.kernel_w, in_dims.w);
+            for cb in 0..blocks {
+                let ch = cb * 8;
+                let n = (c - ch).min(8);
+                // SAFETY: taps inside the image; a channel tail goes through a stack buffer.
+                unsafe {
+                    let mut acc = _mm256_loadu_si256(l.bias.as_ptr().add(ch).cast());
+                    for ky in ky0..ky1 {
+                        let iy = oy * spec.stride_h + ky - spec.padding.top;
+                        let base = (b * in_dims.h + iy) * in_dims.w;
+                        for kx in kx0..kx1 {
+                            let ix = ox * spec.stride_w + kx - spec.padding.left;
+                            let px = input.as_ptr().add((base + ix) * c + ch);
+                            let raw = if n == 8 {
+                                _mm_loadl_epi64(px.cast())
+                            } else {
+                                let mut buf = [0u8; 16];
+                                std::ptr::copy_nonoverlapping(px, buf.as_mut_ptr(), n);
+                                _mm_loadu_si128(buf.as_ptr().cast())
+                            };
+                            let x = _mm256_sub_epi32(_mm256_cvtepu8_epi32(raw), zx);
+                            let w = _mm256_loadu_si256(l.weights.as_ptr().add((ky * spec.kernel_w + kx) * cpad + ch).cast());
+                            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, w));
+                        }
+                    }
+                    store8(acc, l.multiplier.as_ptr().add(ch), zp, lo, hi, out_row.as_mut_ptr().add(ox * c + ch), n);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The int8 pointwise / fully connected GEMM: `[M, K] u8 x [K, N] i8 -> [M, N] u8`, the
+//! native path of the `gemm` family at u8.
+//!
+//! - A (the NHWC activations) is read in place: `K` consecutive bytes per row, so four of them
+//!   are one 32-bit broadcast for `vpdpbusd`.
+//! - B is packed at prepare for the backend's kernel ([`Packed`]): groups of 4 K for
+//!   `vpdpbusd` (AVX-512 VNNI), pairs of i16 for `vpmaddwd` (AVX2), plain OIHW for scalar.
+//! - The zero-point correction `-z_x * sum_k w[c][k]` is folded into the i32 bias.
+//! - The store requantizes ([`super::Requant`]), so no i32 tile ever reaches memory.
+
+use super::{reference, Int8Isa, QuantLayer, QuantizedLayer};
+use crate::algo::{check_run, ConvAlgorithm, Layer, PreparedConv};
+use crate::error::Result;
+use crate::isa::Isa;
+use crate::pool::Par;
+use crate::spec::{ConvSpec, Dims};
+
+/// B packed for one kernel.
+pub(crate) enum Packed {
+    /// The reference's OIHW weights (in [`QuantizedLayer`]).
+    Scalar,
+    /// `[N / 64][ceil(K / 4)][64 channels][4 k]` bytes, zero-padded: one 64-byte `zmm` holds
+    /// 16 channels times 4 consecutive k.
+    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+    Vnni(Vec<i8>),
+    /// `[N / 16][ceil(K / 2)][16 channels][2 k]` i16, zero-padded: one 32-byte `ymm` holds 8
+    /// channels times a pair of k.
+    #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
+    Pairs(Vec<i16>),
+}
+
+/// An int8 pointwise layer with its weights packed.
+pub(crate) struct GemmInt8 {
+    pub(crate) q: QuantizedLayer,
+    name: &'static str,
+    isa: Int8Isa,
+    pub(crate) packed: Packed,
+    /// `bias_q[c] - z_x * sum_k w[c][k]`, zero-padded to the packed width.
+    pub(crate) bias: Vec<i32>,
+    /// The requantization multipliers zero-padded to the packed width.
+    pub(crate) multiplier: Vec<f32>,
+}
+
+/// The native path of `gemm` at u8 (every backend: the scalar reference where there is no
+/// kernel).
+pub(crate) fn native(algo: &dyn ConvAlgorithm, layer: &Layer<'_>, quant: &QuantLayer) -> Result<Option<Box<dyn PreparedConv<u8>>>> {
+    if !layer.spec.is_pointwise() {
+        return Ok(None);
+    }
+    let q = QuantizedLayer::new(layer, quant)?;
+    let (k, n) = (q.spec.in_channels, q.spec.out_channels);
+    let mut isa = Int8Isa::of(algo);
+    if isa == (Int8Isa::Avx512 { vnni: false }) {
+        // AVX-512 without VNNI: the AVX2 kernel (exact either way).
+        isa = if cfg!(all(feature = "avx2", target_arch = "x86_64")) { Int8Isa::Avx2 } else { Int8Isa::Scalar };
+    }
+    let w = |c: usize, kk: usize| if c < n && kk < k { q.weights[c * k + kk] } else { 0 };
+    let (packed, width) = match isa {
+        #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+        Int8Isa::Avx512 { .. } => {
+            let (np, kg) = (n.div_ceil(64), k.div_ceil(4));
+            let mut b = vec![0i8; np * kg * 256];
+            for p in 0..np {
+                for g in 0..kg {
+                    for j in 0..64 {
+                        for kk in 0..4 {
+                            b[(p * kg + g) * 256 + j * 4 + kk] = w(p * 64 + j, g * 4 + kk);
+                        }
+                    }
+                }
+            }
+            (Packed::Vnni(b), np * 64)
+        }
+        #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
+        Int8Isa::Avx2 => {
+            let (np, kp) = (n.div_ceil(16), k.div_ceil(2));
+            let mut b = vec![0i16; np * kp * 32];
+            for p in 0..np {
+                for g in 0..kp {
+                    for j in 0..16 {
+                        for kk in 0..2 {
+                            b[(p * kp + g) * 32 + j * 2 + kk] = w(p * 16 + j, g * 2 + kk) as i16;
+                        }
+                    }
+                }
+            }
+            (Packed::Pairs(b), np * 16)
+        }
+        _ => {
+            isa = Int8Isa::Scalar;
+            (Packed::Scalar, n)
+        }
+    };
+    let zx = q.input_zero_point;
+    let mut bias = vec![0i32; width];
+    let mut multiplier = vec![0f32; width];
+    for c in 0..n {
+        let sum: i32 = q.weights[c * k..(c + 1) * k].iter().map(|&x| x as i32).sum();
+        bias[c] = q.bias[c].wrapping_sub(zx.wrapping_mul(sum));
+        multiplier[c] = q.requant.multiplier[c];
+    }
+    Ok(Some(Box::new(GemmInt8 { q, name: algo.name(), isa, packed, bias, multiplier })))
+}
+
+impl PreparedConv<u8> for GemmInt8 {
+    fn spec(&self) -> &ConvSpec {
+        &self.q.spec
+    }
+    fn algorithm(&self) -> &'static str {
+        self.name
+    }
+    fn level(&self) -> Isa {
+        self.isa.level()
+    }
+    fn scratch_len(&self, input: Dims) -> Result<usize> {
+        // AVX2 widens A to i16 pairs: `m * ceil(k / 2)` i32 words.
+        match self.isa {
+            Int8Isa::Avx2 => {
+                let m = input.n * input.h * input.w;
+                m.checked_mul(self.q.spec.in_channels.div_ceil(2))
+                    .ok_or(crate::error::KernelError::Overflow { what: "int8 widened A" })
+            }
+            _ => Ok(0),
+        }
+    }
+    fn run(&self, input: &[u8], in_dims: Dims, output: &mut [u8], scratch: &mut [f32], par: Par<'_>) -> Result<()> {
+        let needed = self.scratch_len(in_dims)?;
+        let out = check_run(&self.q.spec, input, in_dims, output, scratch, needed)?;
+        let m = out.n * out.h * out.w;
+        match &self.packed {
+            #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+            // SAFETY: `Vnni` is packed only where `Int8Isa::of` saw AVX-512 (under the
+            // ceiling) and AVX512_VNNI; the buffers were checked.
+            Packed::Vnni(b) => unsafe { super::avx512::gemm(self, b, m, input, output, par) },
+            #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
+            // SAFETY: `Pairs` is packed only where AVX2 is available; the buffers were
+            // checked, the scratch holds `m * ceil(k / 2)` words.
+            Packed::Pairs(b) => unsafe { super::avx2::gemm(self, b, m, input, output, scratch, par) },
+            Packed::Scalar => reference::conv(&self.q, input, in_dims, output)?,
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,356 @@
+//! int8: the quantized row of the storage axis (`u8` activations, `i8` weights, i32
+//! accumulators, a requantizing store).
+//!
+//! The scheme is ONNX Runtime's and XNNPACK's on x86 (`docs/int8.md` says why and how):
+//!
+//! - **Activations:** per-tensor asymmetric u8: `real = (q - zero_point) * scale`, as ONNX
+//!   `DequantizeLinear`; `q = saturate(round_half_even(real / scale) + zero_point)`, as
+//!   `QuantizeLinear` ([`QuantParams`]).
+//! - **Weights:** per-output-channel symmetric i8 in -127..=127, zero point 0:
+//!   `scale[c] = max |w[c]| / 127` ([`weight_scales`], [`quantize_weights`]).
+//! - **Bias:** i32 `round(b[c] / (s_x * s_w[c]))`.
+//! - **Accumulation:** exact, in i32: `acc = bias_q + sum (x - z_x) * w_q`. The GEMM kernels
+//!   read raw `x` and fold `-z_x * sum_k w_q[c][k]` into the bias at prepare; depthwise
+//!   subtracts `z_x` from each tap, because a padded tap (real 0) has no `x` at all.
+//! - **Requantization**, in f32 in every kernel alike ([`Requant::apply`]):
+//!   `y = clamp(round_half_even(acc * (s_x * s_w[c] / s_y)) + z_y, lo, hi)`, where the fused
+//!   activation is the clamp `[lo, hi]` in the quantized domain (ReLU6: `[z_y, z_y +
+//!   round(6 / s_y)]`, within 0..=255).
+//!
+//! So every kernel computes the same integers as the scalar reference ([`reference`]) and
+//! then the same f32 operations: int8 kernels are held to **bit equality** with it.
+//!
+//! Native paths: `gemm` (pointwise and fully connected: AVX-512 VNNI `vpdpbusd`, AVX2
+//! `vpmaddwd` on widened operands, scalar) and `direct` (depthwise, channels across lanes on
+//! AVX-512 and AVX2, scalar elsewhere). Every other algorithm (conv0's `im2col`, `naive`)
+//! runs emulated: its f32 layer on the dequantized input, with the dequantized weights,
+//! quantizing its output: the QDQ graph itself.
+
+use crate::algo::{check_run, ConvAlgorithm, Family, Layer, NativeFn, PreparedConv, Storage, StoragePath};
+use crate::error::{KernelError, Result};
+use crate::isa::Isa;
+use crate::pool::Par;
+use crate::precision::Precision;
+use crate::spec::{Activation, ConvSpec, Dims};
+
+#[cfg(all(feature = "avx2", target_arch = "x86_64"))]
+mod avx2;
+#[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+mod avx512;
+mod depthwise;
+mod gemm;
+pub mod reference;
+
+/// The quantization of one u8 activation tensor: `real = (q - zero_point) * scale`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuantParams {
+    pub scale: f32,
+    pub zero_point: i32,
+}
+
+impl QuantParams {
+    /// Checked parameters: a finite positive scale, a zero point in 0..=255.
+    pub fn new(scale: f32, zero_point: i32) -> Result<Self> {
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(KernelError::Quantization(format!("scale must be finite and positive, got {scale}")));
+        }
+        if !(0..=255).contains(&zero_point) {
+            return Err(KernelError::Quantization(format!("u8 zero point must be in 0..=255, got {zero_point}")));
+        }
+        Ok(QuantParams { scale, zero_point })
+    }
+
+    /// The parameters that cover `[min, max]` (widened to include 0, so that 0 and padding are
+    /// exact): `scale = (max - min) / 255`, `zero_point = round(-min / scale)`, as ONNX
+    /// Runtime's MinMax calibration computes them. An empty range gives scale 1.
+    pub fn from_range(min: f32, max: f32) -> Result<Self> {
+        let (min, max) = (min.min(0.0), max.max(0.0));
+        if !(min.is_finite() && max.is_finite()) {
+            return Err(KernelError::Quantization(format!("range [{min}, {max}] is not finite")));
+        }
+        let scale = if max > min { (max - min) / 255.0 } else { 1.0 };
+        let zero_point = (-min / scale).round_ties_even().clamp(0.0, 255.0) as i32;
+        QuantParams::new(scale, zero_point)
+    }
+
+    /// ONNX `QuantizeLinear`: `saturate(round_half_even(x / scale) + zero_point)`; NaN -> the
+    /// zero point.
+    #[inline]
+    pub fn quantize(self, x: f32) -> u8 {
+        // NaN survives the clamp and `as i32` makes it 0: the zero point.
+        let q = x / self.scale;
+        (round_even(q.clamp(-512.0, 512.0)) + self.zero_point).clamp(0, 255) as u8
+    }
+
+    /// ONNX `DequantizeLinear`: `(q - zero_point) * scale`.
+    #[inline]
+    pub fn dequantize(self, q: u8) -> f32 {
+        (q as i32 - self.zero_point) as f32 * self.scale
+    }
+}
+
+/// `x` rounded to the nearest integer, ties to even, for `|x| <= 2^22`: adding and taking
+/// away `1.5 * 2^23` rounds in the FPU's default mode, which is that. The same value as
+/// `f32::round_ties_even`, without the libm call baseline x86-64 makes of it (so loops of it
+/// vectorize), and as `cvtps2dq` in the SIMD kernels.
+#[inline(always)]
+pub fn round_even(x: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0;
+    ((x + MAGIC) - MAGIC) as i32
+}
+
+/// What one int8 layer needs besides its f32 weights: its input's and output's
+/// quantization and one weight scale per output channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantLayer {
+    pub input: QuantParams,
+    pub output: QuantParams,
+    pub weight_scales: Vec<f32>,
+}
+
+impl QuantLayer {
+    /// Checks the parameters against `spec`: one finite positive weight scale per output
+    /// channel, and valid activation parameters.
+    pub fn validate(&self, spec: &ConvSpec) -> Result<()> {
+        QuantParams::new(self.input.scale, self.input.zero_point)?;
+        QuantParams::new(self.output.scale, self.output.zero_point)?;
+        if self.weight_scales.len() != spec.out_channels {
+            return Err(KernelError::BufferLength {
+                what: "weight scales",
+                expected: spec.out_channels,
+                actual: self.weight_scales.len(),
+            });
+        }
+        if let Some(s) = self.weight_scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(KernelError::Quantization(format!("weight scale must be finite and positive, got {s}")));
+        }
+        Ok(())
+    }
+}
+
+/// Symmetric per-output-channel weight scales of OIHW `weights`: `max |w[c]| / 127` (1 for an
+/// all-zero channel, whose weights then quantize to 0 whatever the scale).
+pub fn weight_scales(out_channels: usize, weights_oihw: &[f32]) -> Vec<f32> {
+    let per = weights_oihw.len() / out_channels.max(1);
+    weights_oihw
+        .chunks(per.max(1))
+        .take(out_channels)
+        .map(|w| {
+            let m = w.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            if m > 0.0 && m.is_finite() {
+                m / 127.0
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
+/// OIHW weights quantized per output channel: `clamp(round_half_even(w / s[c]), -127, 127)`.
+pub fn quantize_weights(weights_oihw: &[f32], scales: &[f32]) -> Vec<i8> {
+    let per = weights_oihw.len() / scales.len().max(1);
+    weights_oihw
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| (w / scales[i / per.max(1)]).round_ties_even().clamp(-127.0, 127.0) as i8)
+        .collect()
+}
+
+/// The i32 bias: `round_half_even(b[c] / (s_x * s_w[c]))`, saturated to i32.
+pub fn quantize_bias(bias: Option<&[f32]>, input_scale: f32, weight_scales: &[f32]) -> Vec<i32> {
+    weight_scales
+        .iter()
+        .enumerate()
+        .map(|(c, &sw)| {
+            let b = bias.map_or(0.0, |b| b[c]) as f64;
+            (b / (input_scale as f64 * sw as f64)).round_ties_even().clamp(i32::MIN as f64, i32::MAX as f64) as i32
+        })
+        .collect()
+}
+
+/// The requantizing store of one layer: per output channel a multiplier, one output zero
+/// point, and the activation's clamp in the quantized domain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Requant {
+    /// `s_x * s_w[c] / s_y`, per output channel.
+    pub multiplier: Vec<f32>,
+    pub zero_point: i32,
+    pub lo: i32,
+    pub hi: i32,
+}
+
+/// `|acc * multiplier|` is clamped to this before rounding, in every kernel alike: the
+/// output saturates to 0..=255 anyway, and the clamp keeps the float -> int conversion in
+/// range (SIMD conversions and Rust's `as` disagree outside it).
+pub const REQUANT_LIMIT: f32 = 65536.0;
+
+impl Requant {
+    pub fn new(q: &QuantLayer, activation: Activation) -> Requant {
+        let multiplier =
+            q.weight_scales.iter().map(|&sw| ((q.input.scale as f64 * sw as f64) / q.output.scale as f64) as f32).collect();
+        let (lo, hi) = quantized_clamp(q.output, activation);
+        Requant { multiplier, zero_point: q.output.zero_point, lo, hi }
+    }
+
+    /// The store of one accumulator of channel `c`.
+    #[inline(always)]
+    pub fn apply(&self, acc: i32, c: usize) -> u8 {
+        let v = (acc as f32 * self.multiplier[c]).clamp(-REQUANT_LIMIT, REQUANT_LIMIT);
+        (round_even(v) + self.zero_point).clamp(self.lo, self.hi) as u8
+    }
+}
+
+/// The activation's bounds in the quantized domain of `out`, within 0..=255.
+pub fn quantized_clamp(out: QuantParams, activation: Activation) -> (i32, i32) {
+    let (lo, hi) = activation.bounds();
+    let q = |x: f32| {
+        if x.is_infinite() {
+            if x > 0.0 {
+                255
+            } else {
+                0
+            }
+        } else {
+            out.quantize(x) as i32
+        }
+    };
+    match activation {
+        Activation::None => (0, 255),
+        _ => (q(lo), q(hi)),
+    }
+}
+
+/// The integer form of a layer that every int8 kernel starts from.
+#[derive(Debug, Clone)]
+pub struct QuantizedLayer {
+    pub spec: ConvSpec,
+    /// OIHW, per-output-channel symmetric.
+    pub weights: Vec<i8>,
+    /// `round(b / (s_x * s_w))`.
+    pub bias: Vec<i32>,
+    pub input_zero_point: i32,
+    pub requant: Requant,
+}
+
+impl QuantizedLayer {
+    /// Quantizes `layer` with `q` (checked).
+    pub fn new(layer: &Layer<'_>, q: &QuantLayer) -> Result<Self> {
+        q.validate(layer.spec)?;
+        Ok(QuantizedLayer {
+            spec: *layer.spec,
+            weights: quantize_weights(layer.weights_oihw, &q.weight_scales),
+            bias: quantize_bias(layer.bias, q.input.scale, &q.weight_scales),
+            input_zero_point: q.input.zero_point,
+            requant: Requant::new(q, layer.activation),
+        })
+    }
+}
+
+impl Storage for u8 {
+    const PRECISION: Precision = Precision::Int8;
+    type Quant = QuantLayer;
+    type Tensor = QuantParams;
+    fn tensors(q: &QuantLayer) -> (QuantParams, QuantParams) {
+        (q.input, q.output)
+    }
+    #[inline]
+    fn from_real(x: f32, t: QuantParams) -> u8 {
+        t.quantize(x)
+    }
+    #[inline]
+    fn to_real(self, t: QuantParams) -> f32 {
+        t.dequantize(self)
+    }
+    const NATIVE: &'static [(Family, NativeFn<u8>)] =
+        &[(Family::Gemm, gemm::native), (Family::Direct, depthwise::native)];
+    fn emulated(algo: &dyn ConvAlgorithm, layer: &Layer<'_>, q: &QuantLayer) -> Result<Box<dyn PreparedConv<u8>>> {
+        let ql = QuantizedLayer::new(layer, q)?;
+        // The f32 layer computes with exactly the values the integers stand for.
+        let per = ql.weights.len() / ql.spec.out_channels;
+        let w: Vec<f32> = ql.weights.iter().enumerate().map(|(i, &w)| w as f32 * q.weight_scales[i / per]).collect();
+        let b: Vec<f32> =
+            ql.bias.iter().zip(&q.weight_scales).map(|(&b, &sw)| b as f32 * q.input.scale * sw).collect();
+        let inner = algo.prepare(layer.spec, &w, Some(&b), layer.activation)?;
+        Ok(Box::new(Dequantized { inner, input: q.input, output: q.output }))
+    }
+}
+
+/// See [`Storage::emulated`] for u8: an f32 layer between a dequantization of its input and
+/// a quantization of its output.
+struct Dequantized {
+    inner: Box<dyn PreparedConv>,
+    input: QuantParams,
+    output: QuantParams,
+}
+
+impl PreparedConv<u8> for Dequantized {
+    fn spec(&self) -> &ConvSpec {
+        self.inner.spec()
+    }
+    fn algorithm(&self) -> &'static str {
+        self.inner.algorithm()
+    }
+    fn level(&self) -> Isa {
+        self.inner.level()
+    }
+    fn storage(&self) -> StoragePath {
+        StoragePath::Widened
+    }
+    fn scratch_len(&self, input: Dims) -> Result<usize> {
+        let out = self.spec().output_dims(input)?;
+        let inner = self.inner.scratch_len(input)?;
+        [input.len()?, out.len()?, inner]
+            .into_iter()
+            .try_fold(0usize, |a, x| a.checked_add(x))
+            .ok_or(KernelError::Overflow { what: "dequantized scratch" })
+    }
+    fn run(&self, input: &[u8], in_dims: Dims, output: &mut [u8], scratch: &mut [f32], par: Par<'_>) -> Result<()> {
+        let needed = self.scratch_len(in_dims)?;
+        check_run(self.spec(), input, in_dims, output, scratch, needed)?;
+        let (wide_in, rest) = scratch.split_at_mut(input.len());
+        let (wide_out, inner) = rest.split_at_mut(output.len());
+        for (d, &q) in wide_in.iter_mut().zip(input) {
+            *d = self.input.dequantize(q);
+        }
+        self.inner.run(wide_in, in_dims, wide_out, inner, par)?;
+        for (d, &y) in output.iter_mut().zip(wide_out.iter()) {
+            *d = self.output.quantize(y);
+        }
+        Ok(())
+    }
+}
+
+/// Which instructions an int8 kernel of `backend` may use here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Int8Isa {
+    /// The scalar reference (every backend without an int8 kernel: scalar, pulp, wide, NEON).
+    Scalar,
+    /// AVX2: `vpmaddwd` on operands widened to i16 (exact; `vpmaddubsw` could saturate).
+    Avx2,
+    /// AVX-512BW (depthwise) and AVX-512 VNNI `vpdpbusd` (GEMM) where the CPU has it.
+    Avx512 { vnni: bool },
+}
+
+impl Int8Isa {
+    /// The int8 kernels `algo`'s backend runs here.
+    pub(crate) fn of(algo: &dyn ConvAlgorithm) -> Int8Isa {
+        use crate::simd::Backend;
+        match algo.backend() {
+            #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+            Backend::Avx512 if crate::isa::available(Isa::Avx512) => {
+                Int8Isa::Avx512 { vnni: std::arch::is_x86_feature_detected!("avx512vnni") }
+            }
+            #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
+            Backend::Avx2 if crate::isa::available(Isa::Avx2) => Int8Isa::Avx2,
+            _ => Int8Isa::Scalar,
+        }
+    }
+
+    pub(crate) fn level(self) -> Isa {
+        match self {
+            Int8Isa::Scalar => Isa::Scalar,
+            Int8Isa::Avx2 => Isa::Avx2,
+            Int8Isa::Avx512 { .. } => Isa::Avx512,
+        }
+    }
+}
