@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use bench_harness::machine::Provenance;
 use half::{bf16, f16};
-use kernels::algo::Stored;
+use kernels::simd::Element;
+use kernels::{Layer, Storage, StoragePath};
 use kernels::testing::{agreement, precision_tolerance, random_values, Case};
 use kernels::{Activation, ConvAlgorithm, Dims, KernelSet, LayerKind, Precision};
 use model::{npy, top_k, Config, LayerInfo, MobileNet, Weights};
@@ -158,10 +159,11 @@ fn distinct_shapes(infos: &[LayerInfo]) -> Vec<(&LayerInfo, Vec<String>)> {
 
 /// Runs `case` (already rounded) with `algo` prepared for `E`; returns the widened output
 /// and the storage path of the prepared layer (`native (level)` or `widened`).
-fn run_stored<E: Stored>(algo: &dyn ConvAlgorithm, case: &Case) -> Res<(Vec<f32>, String)> {
-    let prepared = E::prepare(algo, &case.spec, &case.weights, Some(&case.bias), case.activation)?;
+fn run_stored<E: Element + Storage<Quant = ()>>(algo: &dyn ConvAlgorithm, case: &Case) -> Res<(Vec<f32>, String)> {
+    let layer = Layer::new(&case.spec, &case.weights, Some(&case.bias), case.activation);
+    let prepared = kernels::prepare::<E>(algo, &layer, &())?;
     let storage = match prepared.storage() {
-        "native" => format!("native ({})", prepared.level()),
+        StoragePath::Native => format!("native ({})", prepared.level()),
         other => other.to_string(),
     };
     Ok((case.run_as::<E>(algo, 1)?, storage))
@@ -180,7 +182,7 @@ fn layer_accuracy(set: &KernelSet, infos: &[LayerInfo]) -> Res<Vec<ShapeRow>> {
             let (got, storage) = match precision {
                 Precision::F16 => run_stored::<f16>(algo, &case)?,
                 Precision::Bf16 => run_stored::<bf16>(algo, &case)?,
-                Precision::F32 => run_stored::<f32>(algo, &case)?,
+                Precision::F32 | Precision::Int8 => run_stored::<f32>(algo, &case)?,
             };
             let (want, scale) = case.reference()?;
             let a = agreement(&got, &want, &scale);
@@ -298,7 +300,7 @@ struct E2e {
 fn storage_counts(net: &MobileNet) -> String {
     let runs = net.layer_runs();
     let mut parts = Vec::new();
-    for path in ["native", "widened"] {
+    for path in [StoragePath::Native, StoragePath::Widened] {
         let names: Vec<&str> =
             runs.iter().filter(|l| l.storage == path).map(|l| l.info.name.as_str()).collect();
         match names.len() {
@@ -502,7 +504,7 @@ fn fixture_rows(set: &KernelSet) -> Res<Vec<FixtureRow>> {
     let batch = input.shape[0];
     let ours_f32 = MobileNet::new(config, &weights, set, batch, 1)?.forward(&input.data)?.to_vec();
     let mut rows = Vec::new();
-    for precision in Precision::ALL {
+    for precision in Precision::FLOATS {
         // The path a user takes: `mobilenet convert --precision p`, then load the file.
         let bytes = weights.to_safetensors_as(precision)?;
         let converted = Weights::from_safetensors(&bytes, &config)?;
@@ -528,7 +530,7 @@ fn fixture_rows(set: &KernelSet) -> Res<Vec<FixtureRow>> {
 // ---------------------------------------------------------------------------------------
 // 4. Speed
 
-/// One layer's times (seconds) at every precision, in [`Precision::ALL`] order.
+/// One layer's times (seconds) at every float precision, in [`Precision::FLOATS`] order.
 struct LayerSpeed {
     name: String,
     op: String,
@@ -568,7 +570,7 @@ fn speed_at(set: &KernelSet, config: Config, threads: usize, s: &Settings) -> Re
     weights.randomize_batchnorm(2);
     let image = smooth_images(1, config.resolution, 7);
     let mut nets = Vec::new();
-    for p in Precision::ALL {
+    for p in Precision::FLOATS {
         nets.push(MobileNet::with_precision(config, &weights, set, 1, threads, p)?);
     }
     let n_layers = nets[0].layer_runs().len();
@@ -613,9 +615,9 @@ fn speed_at(set: &KernelSet, config: Config, threads: usize, s: &Settings) -> Re
                 algorithm: [0, 1, 2].map(|p| runs[p][i].algorithm),
                 path: [0, 1, 2].map(|p| {
                     let l = &runs[p][i];
-                    if Precision::ALL[p] == Precision::F32 {
+                    if Precision::FLOATS[p] == Precision::F32 {
                         "-".to_string()
-                    } else if l.storage == "native" {
+                    } else if l.storage == StoragePath::Native {
                         format!("native ({})", l.level)
                     } else {
                         l.storage.to_string()

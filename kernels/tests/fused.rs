@@ -8,7 +8,8 @@
 //! each output relative to `|bias| + sum |w| |mid|` must stay within the pointwise
 //! algorithm's own tolerance against naive (`ConvAlgorithm::tolerance`).
 
-use kernels::algo::Stored;
+use kernels::simd::Element;
+use kernels::{Layer, Storage};
 use kernels::fused::FusedBlock;
 use kernels::testing::random_values;
 use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, KernelError, Par, ThreadPool};
@@ -35,7 +36,7 @@ struct Shape {
     stride: usize,
 }
 
-fn check_as<E: Stored>(
+fn check_as<E: Element + Storage<Quant = ()>>(
     dw_algo: &dyn ConvAlgorithm,
     pw_algo: &dyn ConvAlgorithm,
     s: &Shape,
@@ -51,8 +52,8 @@ fn check_as<E: Stored>(
     let seed = (s.h * 31 + s.w * 7 + s.c) as u64;
     let (wd, bd) = (random_values(dw_spec.weights_len().unwrap(), seed), random_values(s.c, seed + 1));
     let (wp, bp) = (random_values(pw_spec.weights_len().unwrap(), seed + 2), random_values(s.cout, seed + 3));
-    let dw = E::prepare(dw_algo, &dw_spec, &wd, Some(&bd), Activation::Relu6).unwrap();
-    let pw = E::prepare(pw_algo, &pw_spec, &wp, Some(&bp), Activation::Relu6).unwrap();
+    let dw = kernels::prepare::<E>(dw_algo, &Layer::new(&dw_spec, &wd, Some(&bd), Activation::Relu6), &()).unwrap();
+    let pw = kernels::prepare::<E>(pw_algo, &Layer::new(&pw_spec, &wp, Some(&bp), Activation::Relu6), &()).unwrap();
     let input: Vec<E> =
         random_values(in_dims.len().unwrap(), seed + 4).into_iter().map(E::from_f32).collect();
 

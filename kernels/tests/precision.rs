@@ -5,7 +5,7 @@
 //! the register tiles, and on random shapes (proptest).
 
 use half::{bf16, f16};
-use kernels::algo::Stored;
+use kernels::Storage;
 use kernels::simd::{Backend, Element, Simd, SimdOp, MAX_LANES};
 use kernels::testing::{check_as, Case};
 use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, Padding, Precision};
@@ -107,7 +107,7 @@ fn runnable() -> Vec<&'static dyn ConvAlgorithm> {
     registry::algorithms().expect("KERNELS_ISA must be valid for the tests")
 }
 
-fn check_every_algorithm_as<E: Stored>(case: &Case) {
+fn check_every_algorithm_as<E: Element + Storage<Quant = ()>>(case: &Case) {
     for algo in runnable() {
         if !algo.supports(&case.spec) {
             continue;
@@ -175,8 +175,8 @@ fn precision_names_parse() {
     for p in Precision::ALL {
         assert_eq!(Precision::parse(p.name()).unwrap(), p);
     }
-    assert_eq!(<f16 as Element>::PRECISION, Precision::F16);
-    assert_eq!(<bf16 as Element>::PRECISION, Precision::Bf16);
+    assert_eq!(<f16 as Storage>::PRECISION, Precision::F16);
+    assert_eq!(<bf16 as Storage>::PRECISION, Precision::Bf16);
 }
 
 fn arb_case() -> impl Strategy<Value = Case> {
@@ -217,7 +217,7 @@ fn nan_and_inf_give_what_naive_gives_at_every_precision() {
         case.input[at(h - 1, w - 1, c - 1)] = f32::NEG_INFINITY;
         case
     }
-    fn check<E: Stored>(case: &Case) {
+    fn check<E: Element + Storage<Quant = ()>>(case: &Case) {
         let naive: &dyn ConvAlgorithm = &kernels::naive::Naive;
         let want = case.run_as::<E>(naive, 1).unwrap();
         for algo in runnable() {

@@ -4,7 +4,7 @@
 //! 2x2 images), channels 1..=70 (every SIMD remainder), every padding 0..=2.
 
 use kernels::testing::{check, Case};
-use kernels::winograd::{self, accuracy::tile_of};
+use kernels::winograd;
 use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, Padding};
 use proptest::prelude::*;
 
@@ -131,7 +131,7 @@ fn stride_two_dilation_and_grouped_are_not_winograd() {
 #[test]
 fn tolerances_are_the_measured_ones() {
     for algo in winograd_algos() {
-        let tile = tile_of(algo.name());
+        let tile = algo.winograd_tile().expect("a Winograd algorithm has a tile");
         let want = TOLERANCES.iter().find(|t| t.0 == tile).expect("tile 2, 4 or 6").1;
         assert_eq!(algo.tolerance(), want, "{}", algo.name());
     }
