@@ -38,7 +38,10 @@ fn algorithms() -> Vec<&'static dyn ConvAlgorithm> {
             eprintln!("SKIPPED: {} cannot run on this CPU / under KERNELS_ISA", a.name());
         }
     }
-    runnable.into_iter().filter(|a| a.family() == kernels::Family::Direct || a.family() == kernels::Family::Naive).collect()
+    runnable
+        .into_iter()
+        .filter(|a| a.family() == kernels::Family::Direct || a.family() == kernels::Family::Naive)
+        .collect()
 }
 
 fn thread_counts(algo: &dyn ConvAlgorithm) -> &'static [usize] {

@@ -71,8 +71,7 @@ impl Layer {
                 t.elapsed().as_secs_f64()
             })
             .collect();
-        ts.sort_by(f64::total_cmp);
-        ts[reps / 2]
+        model::stats::median(&ts).unwrap_or(f64::NAN)
     }
 }
 

@@ -45,9 +45,7 @@ fn record(id: &str, elapsed: Duration, iters: u64) {
 fn median_of(id: &str, n: usize) -> Option<f64> {
     let map = SAMPLES.lock().unwrap_or_else(|e| e.into_inner());
     let v = map.get(id)?;
-    let mut last: Vec<f64> = v[v.len().saturating_sub(n)..].to_vec();
-    last.sort_by(f64::total_cmp);
-    (!last.is_empty()).then(|| last[last.len() / 2])
+    model::stats::median(&v[v.len().saturating_sub(n)..])
 }
 
 struct Settings {
@@ -130,11 +128,7 @@ fn main() {
     eprintln!("measuring the roofs (FMA peak, read bandwidth)...");
     let peak_avx2 = peak::fma_peak_avx2_gflops();
     let peak_avx512 = peak::fma_peak_avx512_gflops();
-    let peak_gflops = match kernels::isa::ceiling() {
-        Ok(kernels::Isa::Avx512 | kernels::Isa::Avx512Bf16 | kernels::Isa::Amx) => peak_avx512.or(peak_avx2),
-        Ok(kernels::Isa::Avx2) => peak_avx2,
-        _ => None,
-    };
+    let peak_gflops = kernels::isa::ceiling().ok().and_then(peak::fma_peak_gflops_at);
     let roofs =
         Roofs { peak_gflops, peak_avx2, peak_avx512, bandwidth_gbs: Some(peak::read_bandwidth_gbs(3)) };
 
@@ -321,9 +315,10 @@ fn lower_ceilings() -> Vec<Isa> {
             })
             .collect();
     }
-    [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon]
+    // The f32 levels of the ISA table (the bf16-only ones run the AVX-512 f32 kernels).
+    Isa::ALL
         .into_iter()
-        .filter(|&isa| isa.detected() && isa != own && isa.within(own))
+        .filter(|&isa| isa.f32_level() == isa && isa.detected() && isa != own && isa.within(own))
         .collect()
 }
 
@@ -388,10 +383,10 @@ fn ceiling_child(c: &mut Criterion, sets: &[KernelSet], settings: &Settings, out
 }
 
 /// `results/winograd-accuracy.md`: the error of every Winograd tile size against the f64
-/// oracle (`kernels::winograd::accuracy`), with the tolerances the tests enforce.
+/// oracle (`bench_harness::winograd_accuracy`), with the tolerances the tests enforce.
 #[cfg(feature = "winograd")]
 fn write_winograd_accuracy(dir: &Path, provenance: &Provenance) {
-    let rows = match kernels::winograd::accuracy() {
+    let rows = match bench_harness::winograd_accuracy::accuracy() {
         Ok(rows) => rows,
         Err(e) => {
             eprintln!("SKIPPED: winograd accuracy: {e}");
@@ -403,7 +398,7 @@ fn write_winograd_accuracy(dir: &Path, provenance: &Provenance) {
          Error relative to `|bias| + sum |w||x|` against the f64-accumulating naive oracle, 4 seeds per row, \
          worst runnable flavour per tile size. Why the error grows with the tile: docs/winograd.md.\n\n{}",
         provenance.markdown(),
-        kernels::winograd::accuracy_table(&rows)
+        bench_harness::winograd_accuracy::accuracy_table(&rows)
     );
     let path = dir.join("winograd-accuracy.md");
     match std::fs::write(&path, text) {

@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use bench_harness::machine::Provenance;
 use half::{bf16, f16};
 use kernels::simd::Element;
-use kernels::{Layer, Storage, StoragePath};
 use kernels::testing::{agreement, precision_tolerance, random_values, Case};
 use kernels::{Activation, ConvAlgorithm, Dims, KernelSet, LayerKind, Precision};
-use model::{npy, top_k, Config, LayerInfo, MobileNet, Weights};
+use kernels::{Layer, Storage, StoragePath};
+use model::{npy, stats, top_k, Config, LayerInfo, MobileNet, Weights};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -159,7 +159,10 @@ fn distinct_shapes(infos: &[LayerInfo]) -> Vec<(&LayerInfo, Vec<String>)> {
 
 /// Runs `case` (already rounded) with `algo` prepared for `E`; returns the widened output
 /// and the storage path of the prepared layer (`native (level)` or `widened`).
-fn run_stored<E: Element + Storage<Quant = ()>>(algo: &dyn ConvAlgorithm, case: &Case) -> Res<(Vec<f32>, String)> {
+fn run_stored<E: Element + Storage<Quant = ()>>(
+    algo: &dyn ConvAlgorithm,
+    case: &Case,
+) -> Res<(Vec<f32>, String)> {
     let layer = Layer::new(&case.spec, &case.weights, Some(&case.bias), case.activation);
     let prepared = kernels::prepare::<E>(algo, &layer, &())?;
     let storage = match prepared.storage() {
@@ -548,15 +551,6 @@ struct Speed {
     e2e: [(f64, f64, f64); 3],
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v[v.len() / 2]
-    }
-}
-
 /// A predicate picking a group of layers for the speed summary.
 type LayerFilter = dyn Fn(&LayerSpeed) -> bool;
 
@@ -598,10 +592,10 @@ fn speed_at(set: &KernelSet, config: Config, threads: usize, s: &Settings) -> Re
                     acc.push(t.as_secs_f64());
                 }
             }
-            for (dst, mut src) in layer_rounds[pi].iter_mut().zip(per_layer) {
-                dst.push(median(&mut src));
+            for (dst, src) in layer_rounds[pi].iter_mut().zip(per_layer) {
+                dst.push(stats::median(&src).unwrap_or(f64::NAN));
             }
-            e2e_rounds[pi].push(median(&mut whole));
+            e2e_rounds[pi].push(stats::median(&whole).unwrap_or(f64::NAN));
         }
     }
     let runs: Vec<_> = nets.iter().map(|n| n.layer_runs()).collect();
@@ -623,14 +617,13 @@ fn speed_at(set: &KernelSet, config: Config, threads: usize, s: &Settings) -> Re
                         l.storage.to_string()
                     }
                 }),
-                median_s: [0, 1, 2].map(|p| median(&mut layer_rounds[p][i].clone())),
+                median_s: [0, 1, 2].map(|p| stats::median(&layer_rounds[p][i]).unwrap_or(f64::NAN)),
             }
         })
         .collect();
     let e2e = [0, 1, 2].map(|p| {
-        let v = &e2e_rounds[p];
-        let (lo, hi) = v.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-        (median(&mut v.clone()), lo, hi)
+        stats::Summary::of(&e2e_rounds[p])
+            .map_or((f64::NAN, f64::NAN, f64::NAN), |s| (s.median, s.min, s.max))
     });
     eprintln!(
         "  {threads} thread(s): f32 {:.3} ms, f16 {:.3} ms, bf16 {:.3} ms",

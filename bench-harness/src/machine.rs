@@ -126,33 +126,12 @@ impl Provenance {
 
     /// As [`collect`](Self::collect) for a run started by `command` (the arguments are added).
     pub fn collect_for(command: &str, settings: String) -> Provenance {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let field = |name: &str| cpuinfo_field(&cpuinfo, name);
-        let cpu_id = match (field("cpu family"), field("model"), field("CPU implementer"), field("CPU part"))
-        {
-            (Some(f), Some(m), _, _) => format!("family {f} model {m}"),
-            (_, _, Some(i), Some(p)) => format!("implementer {i} part {p}"),
-            _ => String::new(),
-        };
-        let cpu = field("model name").unwrap_or_else(|| "unknown CPU".into());
-        let all_flags = field("flags").or_else(|| field("Features")).unwrap_or_default();
-        let wanted = [
-            "avx2",
-            "fma",
-            "f16c",
-            "avx512f",
-            "avx512vl",
-            "avx512bw",
-            "avx512dq",
-            "avx512_bf16",
-            "avx512_vnni",
-            "avx512_fp16",
-            "amx_tile",
-            "amx_bf16",
-            "asimd",
-            "neon",
-        ];
-        let flags: Vec<&str> = all_flags.split_whitespace().filter(|f| wanted.contains(f)).collect();
+        // The one CPU reader (kernels::cpu) and its one flag list.
+        let info = kernels::cpu::this_cpu();
+        let cpu_id = info.id();
+        let cpu =
+            if info.model_name.is_empty() { "unknown CPU".to_string() } else { info.model_name.clone() };
+        let flags = &info.flags;
         let dirty =
             run("git", &["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
         let commit = run("git", &["rev-parse", "--short=12", "HEAD"])
@@ -169,7 +148,7 @@ impl Provenance {
             isa,
             cpu,
             cpu_id,
-            slug: slug_from(&cpuinfo, std::env::consts::ARCH),
+            slug: cpu_slug(),
             flags: flags.join(" "),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             rustc: run("rustc", &["-V"]).unwrap_or_else(|| "unknown".into()),

@@ -8,8 +8,8 @@ use crate::isa::Isa;
 use crate::pool::Par;
 use crate::precision::Precision;
 use crate::simd::{Backend, Convert, ConvertOp, Element, Simd, SimdOp};
-use crate::tensor::Plain;
 use crate::spec::{Activation, ConvSpec, Dims};
+use crate::tensor::Plain;
 
 /// The layer kinds of a depthwise-separable network; a [`crate::KernelSet`] picks one
 /// algorithm for each.
@@ -67,7 +67,8 @@ pub enum Family {
 }
 
 impl Family {
-    pub const ALL: [Family; 5] = [Family::Naive, Family::Gemm, Family::Im2col, Family::Direct, Family::Winograd];
+    pub const ALL: [Family; 5] =
+        [Family::Naive, Family::Gemm, Family::Im2col, Family::Direct, Family::Winograd];
 
     /// The name in algorithm names (`direct-avx2`), bench ids and reports.
     pub fn name(self) -> &'static str {
@@ -202,8 +203,11 @@ pub trait Storage: Plain + PartialEq + fmt::Debug + Send + Sync {
     /// The families with a native path at this type (see the trait docs).
     const NATIVE: &'static [(Family, NativeFn<Self>)];
     /// The path of every algorithm without a native one (see the trait docs).
-    fn emulated(algo: &dyn ConvAlgorithm, layer: &Layer<'_>, quant: &Self::Quant)
-        -> Result<Box<dyn PreparedConv<Self>>>;
+    fn emulated(
+        algo: &dyn ConvAlgorithm,
+        layer: &Layer<'_>,
+        quant: &Self::Quant,
+    ) -> Result<Box<dyn PreparedConv<Self>>>;
 }
 
 /// Prepares `layer` on `algo` for activations stored as `E`: the native path of `algo`'s

@@ -121,6 +121,17 @@ impl Isa {
         }
     }
 
+    /// The level whose f32 kernels this one runs: the bf16-only levels (`avx512bf16`, `amx`)
+    /// run the AVX-512 f32 kernels, every other level its own. The harness measures the f32
+    /// levels as ceilings and quotes each against its own FMA peak
+    /// ([`crate::peak::fma_peak_gflops_at`]).
+    pub fn f32_level(self) -> Isa {
+        match self {
+            Isa::Avx512Bf16 | Isa::Amx => Isa::Avx512,
+            other => other,
+        }
+    }
+
     /// Whether `self` may run under the ceiling `ceiling` (NEON and x86 levels are disjoint).
     pub fn within(self, ceiling: Isa) -> bool {
         match (self, ceiling) {
@@ -135,6 +146,19 @@ impl Isa {
 impl fmt::Display for Isa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// Whether AMX-INT8 (`tdpbusd`, CPUID leaf 7 EDX bit 25) can run: AMX allowed under the
+/// ceiling (the tile state granted) and the CPU has the int8 tiles.
+pub fn amx_int8() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        available(Isa::Amx) && (std::arch::x86_64::__cpuid_count(7, 0).edx >> 25) & 1 == 1
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 

@@ -14,6 +14,7 @@
 pub mod algo;
 pub mod cache;
 pub mod cost;
+pub mod cpu;
 pub mod direct;
 pub mod error;
 mod float;
@@ -23,6 +24,7 @@ pub mod im2col;
 pub mod int8;
 pub mod isa;
 pub mod naive;
+pub mod peak;
 pub mod pool;
 pub mod precision;
 pub mod registry;

@@ -58,10 +58,7 @@ impl Precision {
     /// Parses a `--precision` value (case-insensitive).
     pub fn parse(s: &str) -> Result<Precision, UnknownPrecision> {
         let t = s.trim().to_ascii_lowercase();
-        Precision::ALL
-            .into_iter()
-            .find(|p| p.name() == t)
-            .ok_or_else(|| UnknownPrecision(s.to_string()))
+        Precision::ALL.into_iter().find(|p| p.name() == t).ok_or_else(|| UnknownPrecision(s.to_string()))
     }
 
     /// Bytes per stored element.

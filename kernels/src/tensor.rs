@@ -44,13 +44,20 @@ pub struct AlignedBuf<E: Plain = f32> {
 }
 
 impl<E: Plain> AlignedBuf<E> {
-    /// `len` zeros. Errors (instead of aborting) if the allocation size overflows.
+    /// `len` zeros. Errors (instead of aborting) if the allocation size overflows or the
+    /// allocator refuses it: `vec![..; n]` would abort the process (SIGABRT) on a failed
+    /// allocation, so the lines are reserved with `try_reserve_exact` first.
     pub fn zeros(len: usize) -> Result<Self> {
         let overflow = KernelError::Overflow { what: "aligned buffer size" };
         let bytes = len.checked_mul(size_of::<E>()).ok_or(overflow.clone())?;
-        let lines = bytes.div_ceil(64);
-        lines.checked_mul(64).filter(|&b| b <= isize::MAX as usize).ok_or(overflow)?;
-        Ok(AlignedBuf { lines: vec![Line([0.0; 16]); lines], len, _element: PhantomData })
+        let n = bytes.div_ceil(64);
+        n.checked_mul(64).filter(|&b| b <= isize::MAX as usize).ok_or(overflow)?;
+        let mut lines = Vec::new();
+        lines.try_reserve_exact(n).map_err(|_| KernelError::Overflow {
+            what: "aligned buffer allocation (the allocator refused it: out of memory)",
+        })?;
+        lines.resize(n, Line([0.0; 16]));
+        Ok(AlignedBuf { lines, len, _element: PhantomData })
     }
 
     /// Copies `data` into a new aligned buffer.
@@ -236,6 +243,14 @@ mod tests {
         }
         assert!(AlignedBuf::<f32>::zeros(usize::MAX).is_err());
         assert!(AlignedBuf::<half::bf16>::zeros(usize::MAX / 2 + 1).is_err());
+    }
+
+    /// Issue 17, item 9: a size that passes the overflow checks but that no allocator can
+    /// give (2^62 bytes) is an `Err`; it used to abort the process.
+    #[test]
+    fn refused_allocation_is_an_error_not_an_abort() {
+        let e = AlignedBuf::<u8>::zeros(1 << 62).unwrap_err();
+        assert!(e.to_string().contains("out of memory"), "{e}");
     }
 
     #[test]

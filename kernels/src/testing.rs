@@ -9,11 +9,11 @@
 //! outputs that cancel to near zero.
 
 use crate::algo::{self, ConvAlgorithm, Layer, Storage};
-use crate::simd::Element;
 use crate::error::Result;
 use crate::naive;
 use crate::pool::Par;
 use crate::precision::Precision;
+use crate::simd::Element;
 use crate::spec::{Activation, ConvSpec, Dims};
 
 /// A convolution with random data.
@@ -104,7 +104,11 @@ impl Case {
 
     /// Runs `algo` prepared for storage type `E` (input rounded to `E` on the way in), and
     /// returns the output widened to f32.
-    pub fn run_as<E: Element + Storage<Quant = ()>>(&self, algo: &dyn ConvAlgorithm, threads: usize) -> Result<Vec<f32>> {
+    pub fn run_as<E: Element + Storage<Quant = ()>>(
+        &self,
+        algo: &dyn ConvAlgorithm,
+        threads: usize,
+    ) -> Result<Vec<f32>> {
         let layer = Layer::new(&self.spec, &self.weights, Some(&self.bias), self.activation);
         let prepared = algo::prepare::<E>(algo, &layer, &())?;
         let out_dims = self.spec.output_dims(self.in_dims)?;

@@ -8,11 +8,11 @@
 //! each output relative to `|bias| + sum |w| |mid|` must stay within the pointwise
 //! algorithm's own tolerance against naive (`ConvAlgorithm::tolerance`).
 
-use kernels::simd::Element;
-use kernels::{Layer, Storage};
 use kernels::fused::FusedBlock;
+use kernels::simd::Element;
 use kernels::testing::random_values;
 use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, KernelError, Par, ThreadPool};
+use kernels::{Layer, Storage};
 use proptest::prelude::*;
 
 /// The fusable depthwise kernels and the pointwise kernels runnable here.
@@ -52,8 +52,10 @@ fn check_as<E: Element + Storage<Quant = ()>>(
     let seed = (s.h * 31 + s.w * 7 + s.c) as u64;
     let (wd, bd) = (random_values(dw_spec.weights_len().unwrap(), seed), random_values(s.c, seed + 1));
     let (wp, bp) = (random_values(pw_spec.weights_len().unwrap(), seed + 2), random_values(s.cout, seed + 3));
-    let dw = kernels::prepare::<E>(dw_algo, &Layer::new(&dw_spec, &wd, Some(&bd), Activation::Relu6), &()).unwrap();
-    let pw = kernels::prepare::<E>(pw_algo, &Layer::new(&pw_spec, &wp, Some(&bp), Activation::Relu6), &()).unwrap();
+    let dw = kernels::prepare::<E>(dw_algo, &Layer::new(&dw_spec, &wd, Some(&bd), Activation::Relu6), &())
+        .unwrap();
+    let pw = kernels::prepare::<E>(pw_algo, &Layer::new(&pw_spec, &wp, Some(&bp), Activation::Relu6), &())
+        .unwrap();
     let input: Vec<E> =
         random_values(in_dims.len().unwrap(), seed + 4).into_iter().map(E::from_f32).collect();
 

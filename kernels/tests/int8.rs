@@ -5,7 +5,9 @@
 //! saturation worst case (all-255 activations times all-127 weights) and K up to 9 x 1024.
 
 use kernels::int8::{reference, weight_scales, QuantLayer, QuantParams, QuantizedLayer};
-use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, Family, KernelError, Layer, Par, Storage};
+use kernels::{
+    registry, Activation, ConvAlgorithm, ConvSpec, Dims, Family, KernelError, Layer, Par, Storage,
+};
 use proptest::prelude::*;
 
 /// Every runnable algorithm with a native int8 path for `spec`'s kind.
@@ -43,7 +45,8 @@ impl Case {
     fn new(spec: ConvSpec, dims: Dims, zx: i32, seed: u64, activation: Activation) -> Case {
         let weights = values(spec.weights_len().unwrap(), seed, -1.0, 1.0);
         let bias = values(spec.out_channels, seed + 1, -0.5, 0.5);
-        let input = values(dims.len().unwrap(), seed + 2, 0.0, 256.0).iter().map(|&x| x.min(255.0) as u8).collect();
+        let input =
+            values(dims.len().unwrap(), seed + 2, 0.0, 256.0).iter().map(|&x| x.min(255.0) as u8).collect();
         let quant = QuantLayer {
             input: QuantParams::new(0.02, zx).unwrap(),
             output: QuantParams::new(0.05, 3).unwrap(),
@@ -121,8 +124,28 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Dense convolutions (conv0's family): the u8 column buffer pads with the zero point.
+    #[test]
+    fn im2col_is_bit_exact(
+        cin in 1usize..6, cout in 1usize..40, kernel in 1usize..4, stride in 1usize..3, pad in 0usize..2,
+        h in 3usize..10, w in 3usize..10, zx in prop_oneof![Just(0), Just(128), Just(255), 0i32..256],
+        seed in 0u64..1000,
+    ) {
+        prop_assume!(pad < kernel);
+        let spec = ConvSpec::dense(cin, cout, kernel, stride, pad);
+        let case = Case::new(spec, Dims::new(1, h, w, cin), zx, seed, Activation::Relu6);
+        case.check(Family::Im2col, 2)?;
+    }
+}
+
 #[test]
 fn mobilenet_shapes_are_bit_exact() {
+    Case::new(ConvSpec::dense(3, 32, 3, 2, 1), Dims::new(1, 32, 30, 3), 114, 5, Activation::Relu6)
+        .check(Family::Im2col, 2)
+        .unwrap();
     for (spec, dims) in [
         (ConvSpec::pointwise(32, 64), Dims::new(1, 7, 9, 32)),
         (ConvSpec::pointwise(512, 512), Dims::new(1, 14, 14, 512)),
@@ -138,6 +161,30 @@ fn mobilenet_shapes_are_bit_exact() {
         (ConvSpec::depthwise(1024, 3, 1, 1), Dims::new(1, 7, 7, 1024)),
     ] {
         Case::new(spec, dims, 128, 9, Activation::Relu6).check(Family::Direct, 2).unwrap();
+    }
+}
+
+/// Shapes around the AMX-INT8 tiles (K in steps of 64, N of 32, rows in blocks of 32 and 16
+/// with the rest on `vpdpbusd`), where the CPU has them; elsewhere the same shapes on the
+/// other paths.
+#[test]
+fn amx_shapes_are_bit_exact() {
+    if !kernels::isa::amx_int8() {
+        eprintln!("SKIPPED: AMX-INT8 tiles (not on this CPU or under this KERNELS_ISA): the shapes run on the other paths");
+    }
+    for (m, k, n) in
+        [(16, 64, 32), (31, 64, 32), (32, 128, 64), (33, 192, 96), (48, 64, 32), (50, 256, 128), (15, 64, 32)]
+    {
+        for zx in [0, 128, 255] {
+            let case = Case::new(
+                ConvSpec::pointwise(k, n),
+                Dims::new(1, 1, m, k),
+                zx,
+                (m * k + n) as u64,
+                Activation::Relu6,
+            );
+            case.check(Family::Gemm, 2).unwrap();
+        }
     }
 }
 
@@ -185,9 +232,15 @@ fn bad_quantization_is_a_typed_error() {
     let mut case = Case::new(spec, Dims::new(1, 1, 2, 8), 0, 1, Activation::None);
     case.quant.weight_scales.pop();
     let algo = natives(Family::Gemm)[0];
-    assert!(matches!(kernels::prepare::<u8>(algo, &case.layer(), &case.quant), Err(KernelError::BufferLength { .. })));
+    assert!(matches!(
+        kernels::prepare::<u8>(algo, &case.layer(), &case.quant),
+        Err(KernelError::BufferLength { .. })
+    ));
     case.quant.weight_scales.push(0.0);
-    assert!(matches!(kernels::prepare::<u8>(algo, &case.layer(), &case.quant), Err(KernelError::Quantization(_))));
+    assert!(matches!(
+        kernels::prepare::<u8>(algo, &case.layer(), &case.quant),
+        Err(KernelError::Quantization(_))
+    ));
 }
 
 #[test]

@@ -5,9 +5,9 @@
 //! the register tiles, and on random shapes (proptest).
 
 use half::{bf16, f16};
-use kernels::Storage;
 use kernels::simd::{Backend, Element, Simd, SimdOp, MAX_LANES};
 use kernels::testing::{check_as, Case};
+use kernels::Storage;
 use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, Padding, Precision};
 use proptest::prelude::*;
 

@@ -106,6 +106,19 @@ impl Config {
 
     /// The layer table for one image, in execution order.
     pub fn layers(&self) -> Result<Vec<LayerInfo>> {
+        self.table(false)
+    }
+
+    /// The layer table of the network with each depthwise-separable block (dw 3x3 + pw 1x1)
+    /// replaced by the standard 3x3 convolution it factorises (same channels, stride and
+    /// padding; named `conv1`..`conv13`): the paper's Table 4 "Conv MobileNet" row, 4,866M
+    /// mult-adds and 29.3M parameters at 1.0-224, against 569M and 4.2M. Only counted,
+    /// never run (`mobilenet info --standard-conv`).
+    pub fn standard_conv_layers(&self) -> Result<Vec<LayerInfo>> {
+        self.table(true)
+    }
+
+    fn table(&self, standard: bool) -> Result<Vec<LayerInfo>> {
         self.validate()?;
         let mut out = Vec::with_capacity(28);
         let mut hw = (self.resolution, self.resolution);
@@ -121,13 +134,14 @@ impl Config {
         let mut cin = c0;
         for (i, &(cout, stride)) in BLOCKS.iter().enumerate() {
             let cout = self.channels(cout);
-            push(
-                format!("dw{}", i + 1),
-                LayerKind::Depthwise,
-                ConvSpec::depthwise(cin, 3, stride, 1),
-                &mut hw,
-            )?;
-            push(format!("pw{}", i + 1), LayerKind::Pointwise, ConvSpec::pointwise(cin, cout), &mut hw)?;
+            if standard {
+                let spec = ConvSpec::dense(cin, cout, 3, stride, 1);
+                push(format!("conv{}", i + 1), LayerKind::Dense, spec, &mut hw)?;
+            } else {
+                let dw = ConvSpec::depthwise(cin, 3, stride, 1);
+                push(format!("dw{}", i + 1), LayerKind::Depthwise, dw, &mut hw)?;
+                push(format!("pw{}", i + 1), LayerKind::Pointwise, ConvSpec::pointwise(cin, cout), &mut hw)?;
+            }
             cin = cout;
         }
         // Global average pooling, then the FC layer as a 1x1 convolution on a 1x1 image.
@@ -142,6 +156,17 @@ impl Config {
     /// Total cost for one image.
     pub fn total_cost(&self) -> Result<Cost> {
         Ok(self.layers()?.iter().map(|l| l.cost).sum())
+    }
+}
+
+/// The conv name of layer `idx` in the reference model (`first_conv.0`, `bottleneck.{i}.0`
+/// or `.3`, `linear`).
+pub fn conv_name(idx: usize, kind: kernels::LayerKind) -> String {
+    match (idx, kind) {
+        (_, kernels::LayerKind::FullyConnected) => "linear".into(),
+        (0, _) => "first_conv.0".into(),
+        (i, _) if i % 2 == 1 => format!("bottleneck.{}.0", (i - 1) / 2),
+        (i, _) => format!("bottleneck.{}.3", (i - 1) / 2),
     }
 }
 
@@ -171,6 +196,26 @@ mod tests {
         assert_eq!(layers[0].output_hw, (112, 112));
         assert_eq!(layers[26].output_hw, (7, 7));
         assert_eq!(layers[27].input_hw, (7, 7));
+    }
+
+    #[test]
+    fn standard_conv_mobilenet_is_the_paper_table_4_row() {
+        let layers = cfg(1.0, 224).standard_conv_layers().unwrap();
+        assert_eq!(layers.len(), 15);
+        let total: Cost = layers.iter().map(|l| l.cost).sum();
+        // Paper: 4,866M mult-adds, 29.3M parameters.
+        assert_eq!(total.macs, 4_867_293_184);
+        assert_eq!(total.params(), 29_288_104);
+        // Within 0.03% of the paper's figure (which counts 1.3M fewer).
+        assert!((total.macs as f64 / 1e6 - 4866.0).abs() / 4866.0 < 3e-4);
+        assert_eq!((total.params() as f64 / 1e5).round() / 10.0, 29.3);
+        assert_eq!(layers[13].name, "conv13");
+        assert_eq!(layers[13].output_hw, (7, 7));
+        assert!(layers[1..14].iter().all(|l| l.kind == LayerKind::Dense && l.spec.kernel_h == 3));
+        // conv0 and fc are the same layers as in MobileNetV1.
+        let ours = cfg(1.0, 224).layers().unwrap();
+        assert_eq!(layers[0], ours[0]);
+        assert_eq!(layers[14], ours[27]);
     }
 
     #[test]

@@ -4,6 +4,8 @@ use std::fmt;
 
 use kernels::KernelError;
 
+use crate::units::{gib, group};
+
 #[derive(Debug)]
 pub enum ModelError {
     /// A kernel rejected a shape, a buffer or an ISA.
@@ -20,6 +22,9 @@ pub enum ModelError {
     Image(String),
     /// A class-names file that does not fit the model; `path` names the file.
     Labels { path: String, problem: String },
+    /// A model (or buffer) that needs more memory than is available: refused before it is
+    /// allocated (`crate::memory`). `source` says where `available` was read.
+    Memory { what: String, needed: u64, available: u64, source: &'static str },
 }
 
 impl fmt::Display for ModelError {
@@ -33,6 +38,14 @@ impl fmt::Display for ModelError {
             Self::Npy(s) => write!(f, "npy: {s}"),
             Self::Image(s) => write!(f, "image: {s}"),
             Self::Labels { path, problem } => write!(f, "labels {path}: {problem}"),
+            Self::Memory { what, needed, available, source } => write!(
+                f,
+                "not enough memory: {what} needs {} bytes ({}), {} bytes ({}) are available ({source})",
+                group(*needed),
+                gib(*needed),
+                group(*available),
+                gib(*available)
+            ),
         }
     }
 }

@@ -7,15 +7,25 @@
 //! - [`MobileNet`]: batch norm folded into the convolutions, ReLU6 fused, every buffer
 //!   allocated at build time; `forward` allocates nothing.
 
+mod auto;
+pub mod bench;
+pub mod clock;
 pub mod config;
+pub mod cost;
 pub mod error;
+pub mod files;
 pub mod input;
 pub mod labels;
+pub mod memory;
 pub mod net;
 pub mod npy;
 pub mod plan;
 pub mod quant;
+pub mod report;
+pub mod setup;
+pub mod stats;
 pub mod tune;
+pub mod units;
 pub mod weights;
 pub mod wisdom;
 

@@ -8,14 +8,14 @@ use half::{bf16, f16};
 use kernels::fused::FusedBlock;
 use kernels::tensor::nchw_to_nhwc_par;
 use kernels::{
-    Activation, AlignedBuf, Dims, Isa, KernelSet, LayerKind, Par, Precision, PreparedConv, Storage, StoragePath,
+    AlignedBuf, Dims, Isa, KernelSet, LayerKind, Par, Precision, PreparedConv, Storage, StoragePath,
     ThreadPool,
 };
 
 use crate::config::{Config, LayerInfo};
 use crate::error::{ModelError, Result};
 use crate::plan::{self, Plan};
-use crate::weights::{fold_batchnorm, Weights};
+use crate::weights::Weights;
 
 /// One prepared layer and the NHWC shapes it runs on (the whole batch).
 struct Layer<E: Storage> {
@@ -148,6 +148,7 @@ impl MobileNet {
         threads: usize,
         precision: Precision,
     ) -> Result<Self> {
+        crate::memory::check(&config, batch, precision)?;
         config.validate()?;
         if batch == 0 || batch > 1 << 16 {
             return Err(ModelError::Config(format!("batch must be in 1..=65536, got {batch}")));
@@ -328,7 +329,7 @@ impl<E: Storage> Net<E> {
         }
         let mut layers = Vec::with_capacity(infos.len());
         for (idx, (info, choice)) in infos.into_iter().zip(&plan.layers).enumerate() {
-            let (w, b, activation) = layer_weights(weights, idx, info.kind)?;
+            let (w, b, activation) = weights.layer(idx, info.kind)?;
             let layer = kernels::Layer::new(&info.spec, &w, Some(&b), activation);
             let quant = quants[idx].clone();
             let conv = kernels::prepare::<E>(plan::algorithm(&choice.algorithm)?, &layer, &quant)?;
@@ -354,6 +355,10 @@ impl<E: Storage> Net<E> {
         let fc = &layers[layers.len() - 1];
         // The pool sums one image's channels in the scratch before the fc layer runs.
         scratch_len = scratch_len.max(fc.in_dims.c);
+        // The scratch depends on the algorithms, so it is checked here, before the allocation
+        // (`memory::check` counted the activations up front).
+        let scratch_bytes = (scratch_len as u64).saturating_mul(4);
+        crate::memory::ensure_available(scratch_bytes, "the layers' scratch")?;
         Ok(Net {
             input_tensor: E::tensors(&layers[0].quant).0,
             pooled: AlignedBuf::zeros(fc.in_dims.len()?)?,
@@ -449,7 +454,11 @@ impl<E: Storage> Net<E> {
             }
             if let Some(obs) = observe.as_deref_mut() {
                 let last = i + step - 1;
-                let out: &[E] = if last + 1 == n_layers { &self.logits } else { &self.ping[..layers[last].out_dims.len()?] };
+                let out: &[E] = if last + 1 == n_layers {
+                    &self.logits
+                } else {
+                    &self.ping[..layers[last].out_dims.len()?]
+                };
                 let t = E::tensors(&layers[last].quant).1;
                 let (lo, hi) = out.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
                     let v = x.to_real(t);
@@ -513,48 +522,6 @@ fn global_average_pool<E: Storage>(
             *d = E::from_real(s * inv, to);
         }
     }
-}
-
-/// The folded weights, bias and activation of layer `idx` (0 = conv0, then dw/pw pairs, fc).
-pub(crate) fn layer_weights(w: &Weights, idx: usize, kind: LayerKind) -> Result<(Vec<f32>, Vec<f32>, Activation)> {
-    if w.quantization().is_some() {
-        // A quantized file holds the folded weights (dequantized) under the conv names.
-        let conv = crate::quant::conv_name(idx, kind);
-        let activation = if kind == LayerKind::FullyConnected { Activation::None } else { Activation::Relu6 };
-        return Ok((
-            w.get(&format!("{conv}.weight"))?.data.clone(),
-            w.get(&format!("{conv}.bias"))?.data.clone(),
-            activation,
-        ));
-    }
-    if kind == LayerKind::FullyConnected {
-        return Ok((
-            w.get("linear.weight")?.data.clone(),
-            w.get("linear.bias")?.data.clone(),
-            Activation::None,
-        ));
-    }
-    let (conv, bn) = match idx {
-        0 => ("first_conv.0".to_string(), "first_conv.1".to_string()),
-        i => {
-            let block = (i - 1) / 2;
-            if i % 2 == 1 {
-                (format!("bottleneck.{block}.0"), format!("bottleneck.{block}.1"))
-            } else {
-                (format!("bottleneck.{block}.3"), format!("bottleneck.{block}.4"))
-            }
-        }
-    };
-    let get = |k: String| w.get(&k).map(|p| p.data.as_slice());
-    let (fw, fb) = fold_batchnorm(
-        get(format!("{conv}.weight"))?,
-        get(format!("{conv}.bias"))?,
-        get(format!("{bn}.weight"))?,
-        get(format!("{bn}.bias"))?,
-        get(format!("{bn}.running_mean"))?,
-        get(format!("{bn}.running_var"))?,
-    );
-    Ok((fw, fb, Activation::Relu6))
 }
 
 /// Softmax over the last axis of `[rows, classes]` logits, computed stably.

@@ -3,17 +3,16 @@
 //!
 //! A plan comes from a kernel set ([`Plan::from_set`]: the set's algorithm per layer kind,
 //! every layer on every thread, nothing fused) or is the `auto` plan
-//! ([`Plan::auto`]): the measured choices of `mobilenet tune` when the wisdom file holds
+//! ([`Plan::auto`], in `auto.rs`, which reads the wisdom): the measured choices of `mobilenet tune` when the wisdom file holds
 //! some for this CPU and model, and otherwise defaults derived from the detected caches
 //! ([`Plan::defaults`]).
 
 use kernels::fused::FusedBlock;
-use kernels::{ConvAlgorithm, Dims, KernelSet, LayerKind, Precision};
+use kernels::{ConvAlgorithm, Dims, KernelSet, LayerKind};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, LayerInfo};
 use crate::error::{ModelError, Result};
-use crate::wisdom::{self, Wisdom, WisdomKey};
 
 /// The kernel-set name that selects [`Plan::auto`].
 pub const AUTO: &str = "auto";
@@ -54,53 +53,6 @@ impl Plan {
             })
             .collect();
         Ok(Plan { name: set.name().to_string(), source: format!("kernel set {}", set.name()), layers })
-    }
-
-    /// The `auto` plan for this CPU: the wisdom file's entry for (CPU, model, batch,
-    /// threads, precision) when there is one and it is valid here, else
-    /// [`defaults`](Self::defaults). A wisdom file that cannot be read, comes from another
-    /// CPU or names algorithms this build cannot run is ignored with one line on
-    /// `warn`.
-    pub fn auto(
-        config: &Config,
-        batch: usize,
-        threads: usize,
-        precision: Precision,
-        wisdom_path: Option<&std::path::Path>,
-        warn: &mut dyn FnMut(&str),
-    ) -> Result<Plan> {
-        let key = WisdomKey::new(config, batch, threads, precision);
-        let path = match wisdom_path {
-            Some(p) => Some(p.to_path_buf()),
-            None => wisdom::default_path(),
-        };
-        if let Some(path) = path.filter(|p| p.exists()) {
-            match Wisdom::load(&path) {
-                Err(e) => warn(&format!("warning: ignoring wisdom file {}: {e}", path.display())),
-                Ok(w) if !w.cpu.matches_this_cpu() => warn(&format!(
-                    "warning: ignoring wisdom file {}: it was measured on another CPU ({}), this is {}",
-                    path.display(),
-                    w.cpu.describe(),
-                    wisdom::CpuKey::this_cpu().describe()
-                )),
-                Ok(w) => {
-                    if let Some(entry) = w.find(&key) {
-                        let plan = Plan {
-                            name: AUTO.into(),
-                            source: format!("wisdom {} (tuned {})", path.display(), entry.measured),
-                            layers: entry.layers.clone(),
-                        };
-                        match plan.check(config, threads) {
-                            Ok(()) => return Ok(plan),
-                            Err(e) => {
-                                warn(&format!("warning: ignoring wisdom entry in {}: {e}", path.display()))
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Self::defaults(config, batch, threads)
     }
 
     /// The untuned `auto` plan, derived from the detected caches:

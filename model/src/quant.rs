@@ -24,52 +24,13 @@ use kernels::int8::{quantize_weights, weight_scales, QuantLayer, QuantParams};
 use kernels::LayerKind;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::config::Config;
+use crate::config::{conv_name, Config};
 use crate::error::{ModelError, Result};
-use crate::net::{layer_weights, MobileNet};
-use crate::weights::{Param, Weights};
+use crate::net::MobileNet;
+use crate::weights::{Param, Quantization, Weights};
 
 /// The format tag of a quantized file.
 pub const FORMAT: &str = "dwconv-int8-v1";
-
-/// The quantization of a whole model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Quantization {
-    /// The model input's parameters (quantized on entry, with the NCHW -> NHWC copy).
-    pub input: QuantParams,
-    /// Per layer (conv0, dw1, pw1, ..., fc): its output's parameters.
-    pub outputs: Vec<QuantParams>,
-    /// Per layer: one weight scale per output channel.
-    pub weight_scales: Vec<Vec<f32>>,
-}
-
-impl Quantization {
-    /// Every layer's [`QuantLayer`]: its input is the previous layer's output (the FC
-    /// layer's, the last pointwise layer's through the pool).
-    pub fn layers(&self) -> Vec<QuantLayer> {
-        let mut input = self.input;
-        self.outputs
-            .iter()
-            .zip(&self.weight_scales)
-            .map(|(&output, scales)| {
-                let q = QuantLayer { input, output, weight_scales: scales.clone() };
-                input = output;
-                q
-            })
-            .collect()
-    }
-}
-
-/// The conv name of layer `idx` in the reference model (`first_conv.0`, `bottleneck.{i}.0`
-/// or `.3`, `linear`).
-pub fn conv_name(idx: usize, kind: LayerKind) -> String {
-    match (idx, kind) {
-        (_, LayerKind::FullyConnected) => "linear".into(),
-        (0, _) => "first_conv.0".into(),
-        (i, _) if i % 2 == 1 => format!("bottleneck.{}.0", (i - 1) / 2),
-        (i, _) => format!("bottleneck.{}.3", (i - 1) / 2),
-    }
-}
 
 /// Calibrates `weights` (f32) on `images` (`n` NCHW images, `[n, 3, r, r]`) and quantizes
 /// them: MinMax ranges of the input and of every layer's output, per-channel symmetric
@@ -112,7 +73,7 @@ pub fn quantize(
     let mut params = BTreeMap::new();
     let (mut outputs, mut scales) = (Vec::new(), Vec::new());
     for (idx, info) in infos.iter().enumerate() {
-        let (w, b, _) = layer_weights(weights, idx, info.kind)?;
+        let (w, b, _) = weights.layer(idx, info.kind)?;
         let s = weight_scales(info.spec.out_channels, &w);
         let q = quantize_weights(&w, &s);
         let shape = weight_shape(info);
@@ -123,7 +84,8 @@ pub fn quantize(
         outputs.push(QuantParams::from_range(ranges[idx].0, ranges[idx].1)?);
         scales.push(s);
     }
-    let quant = Quantization { input: QuantParams::from_range(input.0, input.1)?, outputs, weight_scales: scales };
+    let quant =
+        Quantization { input: QuantParams::from_range(input.0, input.1)?, outputs, weight_scales: scales };
     Ok(Weights::quantized(params, quant))
 }
 
@@ -164,7 +126,12 @@ pub fn to_safetensors(weights: &Weights, config: &Config) -> Result<Vec<u8>> {
         let w = weights.get(&format!("{name}.weight"))?;
         let s = &q.weight_scales[idx];
         let iq = quantize_weights(&w.data, s);
-        tensors.push((format!("{name}.weight"), Dtype::I8, w.shape.clone(), iq.iter().map(|&x| x as u8).collect()));
+        tensors.push((
+            format!("{name}.weight"),
+            Dtype::I8,
+            w.shape.clone(),
+            iq.iter().map(|&x| x as u8).collect(),
+        ));
         tensors.push((format!("{name}.weight_scale"), Dtype::F32, vec![s.len()], f32s(s)));
         let b = weights.get(&format!("{name}.bias"))?;
         tensors.push((format!("{name}.bias"), Dtype::F32, vec![b.data.len()], f32s(&b.data)));
@@ -186,7 +153,8 @@ pub fn to_safetensors(weights: &Weights, config: &Config) -> Result<Vec<u8>> {
         ("resolution".to_string(), config.resolution.to_string()),
         ("classes".to_string(), config.classes.to_string()),
     ]);
-    safetensors::serialize(views, Some(meta)).map_err(|e| ModelError::Weights { key: String::new(), problem: e.to_string() })
+    safetensors::serialize(views, Some(meta))
+        .map_err(|e| ModelError::Weights { key: String::new(), problem: e.to_string() })
 }
 
 fn bad(key: &str, problem: impl Into<String>) -> ModelError {
@@ -196,7 +164,8 @@ fn bad(key: &str, problem: impl Into<String>) -> ModelError {
 /// Parses a quantized file for `config`: every key, dtype and shape checked, and every scale
 /// and zero point (a one-line error naming the key).
 pub fn from_safetensors(bytes: &[u8], config: &Config) -> Result<Weights> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| bad("", format!("not a valid safetensors file: {e}")))?;
+    let st =
+        SafeTensors::deserialize(bytes).map_err(|e| bad("", format!("not a valid safetensors file: {e}")))?;
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad("", e.to_string()))?;
     let meta = meta.metadata().clone().unwrap_or_default();
     if meta.get("format").map(String::as_str) != Some(FORMAT) {
@@ -213,7 +182,10 @@ pub fn from_safetensors(bytes: &[u8], config: &Config) -> Result<Weights> {
             _ => got == want,
         };
         if !same {
-            return Err(bad(key, format!("the file is quantized for {key} {got}, the model asks for {want}")));
+            return Err(bad(
+                key,
+                format!("the file is quantized for {key} {got}, the model asks for {want}"),
+            ));
         }
     }
     let get = |key: &str, dtype: Dtype, shape: &[usize]| -> Result<Vec<u8>> {
@@ -226,7 +198,9 @@ pub fn from_safetensors(bytes: &[u8], config: &Config) -> Result<Weights> {
         }
         Ok(v.data().to_vec())
     };
-    let f32s = |b: Vec<u8>| b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect::<Vec<f32>>();
+    let f32s = |b: Vec<u8>| {
+        b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect::<Vec<f32>>()
+    };
     let params_of = |prefix: &str| -> Result<QuantParams> {
         let scale = f32s(get(&format!("{prefix}scale"), Dtype::F32, &[1])?)[0];
         let zp = get(&format!("{prefix}zero_point"), Dtype::U8, &[1])?[0];
@@ -241,7 +215,8 @@ pub fn from_safetensors(bytes: &[u8], config: &Config) -> Result<Weights> {
         let name = conv_name(idx, info.kind);
         let c = info.spec.out_channels;
         let shape = weight_shape(info);
-        let q: Vec<i8> = get(&format!("{name}.weight"), Dtype::I8, &shape)?.into_iter().map(|x| x as i8).collect();
+        let q: Vec<i8> =
+            get(&format!("{name}.weight"), Dtype::I8, &shape)?.into_iter().map(|x| x as i8).collect();
         let skey = format!("{name}.weight_scale");
         let s = f32s(get(&skey, Dtype::F32, &[c])?);
         if let Some(bad_scale) = s.iter().find(|x| !(x.is_finite() && **x > 0.0)) {

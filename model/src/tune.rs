@@ -13,6 +13,7 @@
 //! the least disturbed estimate of what the code can do. After the first round a
 //! candidate more than [`PRUNE`] times slower than the best is dropped.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::quant::Synthetic;
@@ -24,8 +25,9 @@ use crate::config::{Config, LayerInfo};
 use crate::error::{ModelError, Result};
 use crate::net::MobileNet;
 use crate::plan::{self, LayerChoice, Plan, AUTO};
+use crate::stats::median;
 use crate::weights::Weights;
-use crate::wisdom::{Entry, WisdomKey};
+use crate::wisdom::{self, Entry, Wisdom, WisdomKey};
 
 /// Time one round of one candidate aims to fill.
 pub const ROUND_TARGET: Duration = Duration::from_millis(2);
@@ -48,6 +50,7 @@ pub struct TuneOptions {
 /// Tunes the model and returns the wisdom entry (not yet saved). `progress` gets one line
 /// per step.
 pub fn tune(opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -> Result<Entry> {
+    crate::memory::check(&opts.config, opts.batch, opts.precision)?;
     match opts.precision {
         Precision::F32 => tune_as::<f32>(opts, progress),
         Precision::F16 => tune_as::<half::f16>(opts, progress),
@@ -307,14 +310,13 @@ fn tune_as<E: Synthetic>(opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -> 
     }
     for _ in 0..rounds.max(1) {
         for (net, b) in nets.iter_mut().zip(best.iter_mut()) {
-            let mut ts: Vec<f64> = (0..10)
+            let ts: Vec<f64> = (0..10)
                 .map(|_| {
                     let t = Instant::now();
                     net.forward(&image).map(|_| t.elapsed().as_secs_f64() * 1e3)
                 })
                 .collect::<Result<_>>()?;
-            ts.sort_by(f64::total_cmp);
-            *b = b.min(ts[ts.len() / 2]);
+            *b = b.min(median(&ts).unwrap_or(f64::INFINITY));
         }
     }
     let won = (0..3).min_by(|&a, &b| best[a].total_cmp(&best[b])).unwrap_or(0);
@@ -340,7 +342,7 @@ fn tune_as<E: Synthetic>(opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -> 
     let plan = plans[won].clone();
     Ok(Entry {
         key: WisdomKey::new(&config, batch, threads, precision),
-        measured: now_utc(),
+        measured: crate::clock::now_utc(),
         statistic,
         tuned_ms: best[won],
         default_ms: best[2],
@@ -349,19 +351,57 @@ fn tune_as<E: Synthetic>(opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -> 
     })
 }
 
-/// `YYYY-MM-DD HH:MM` UTC, from the system clock (no date crate for one line).
-fn now_utc() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+/// `mobilenet tune`: tunes for `opts` and saves the entry in the wisdom file at
+/// `wisdom_path` (default: [`wisdom::default_path`]), replacing a file of another CPU or
+/// one that cannot be read (with a warning on `log`, which also gets the progress lines).
+/// Returns what to print on stdout: the tuned plan and the file written.
+pub fn tune_into_wisdom(
+    opts: &TuneOptions,
+    wisdom_path: Option<PathBuf>,
+    log: &mut dyn FnMut(&str),
+) -> Result<String> {
+    let path = wisdom_path.or_else(wisdom::default_path).ok_or_else(|| {
+        ModelError::Config("no wisdom location: pass --wisdom PATH or set DWCONV_WISDOM".into())
+    })?;
+    log(&format!(
+        "tuning MobileNetV1 {}-{} batch {} on {} thread(s) at {} on {} (ISA ceiling {}); wisdom: {}",
+        opts.config.width,
+        opts.config.resolution,
+        opts.batch,
+        opts.threads,
+        opts.precision,
+        wisdom::CpuKey::this_cpu().describe(),
+        kernels::isa::ceiling().map_err(kernels::KernelError::from)?,
+        path.display()
+    ));
+    let entry = tune(opts, &mut *log)?;
+    let mut file = match Wisdom::load(&path) {
+        Ok(w) if w.cpu.matches_this_cpu() => w,
+        Ok(w) => {
+            log(&format!(
+                "warning: {} held wisdom of another CPU ({}): replacing it",
+                path.display(),
+                w.cpu.describe()
+            ));
+            Wisdom::new()
+        }
+        Err(_) if !path.exists() => Wisdom::new(),
+        Err(e) => {
+            log(&format!("warning: {} is not readable wisdom ({e}): replacing it", path.display()));
+            Wisdom::new()
+        }
+    };
+    let infos = opts.config.layers()?;
+    let plan = Plan { name: AUTO.into(), source: String::new(), layers: entry.layers.clone() };
+    let mut out = format!(
+        "tuned plan (end to end {:.3} ms; untuned defaults {:.3} ms):\n",
+        entry.tuned_ms, entry.default_ms
+    );
+    for line in plan.describe(&infos) {
+        out.push_str(&format!("  {line}\n"));
+    }
+    file.insert(entry);
+    file.save(&path)?;
+    out.push_str(&format!("wrote {}\n", path.display()));
+    Ok(out)
 }

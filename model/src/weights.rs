@@ -21,11 +21,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use half::{bf16, f16};
-use kernels::Precision;
+use kernels::{Activation, LayerKind, Precision};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::config::{Config, BLOCKS, CONV0_CHANNELS};
 use crate::error::{io_err, ModelError, Result};
+use crate::files::write_atomic;
+use crate::units::group;
 
 /// One named f32 tensor.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,7 +47,7 @@ pub struct Weights {
     stored: BTreeMap<String, &'static str>,
     /// Set for quantized weights (`crate::quant`): then `params` holds each layer's folded
     /// weights and bias under its conv name, the weights dequantized from their int8 values.
-    quant: Option<std::sync::Arc<crate::quant::Quantization>>,
+    quant: Option<std::sync::Arc<Quantization>>,
 }
 
 impl PartialEq for Weights {
@@ -277,20 +279,65 @@ impl Weights {
     }
 
     /// Writes a safetensors file with every tensor stored as `precision`
-    /// (see [`Weights::to_safetensors_as`]).
+    /// (see [`Weights::to_safetensors_as`]), atomically ([`crate::files::write_atomic`]).
     pub fn save_as(&self, path: &Path, precision: Precision) -> Result<()> {
-        std::fs::write(path, self.to_safetensors_as(precision)?).map_err(io_err(path))
+        crate::files::write_atomic(path, &self.to_safetensors_as(precision)?)
     }
 
     /// Quantized weights: folded per-layer tensors (`{conv}.weight`, `{conv}.bias`) and their
     /// quantization ([`crate::quant`]).
-    pub(crate) fn quantized(params: BTreeMap<String, Param>, quant: crate::quant::Quantization) -> Weights {
+    pub(crate) fn quantized(params: BTreeMap<String, Param>, quant: Quantization) -> Weights {
         Weights { params, stored: BTreeMap::new(), quant: Some(std::sync::Arc::new(quant)) }
     }
 
     /// The int8 quantization these weights carry, if they are a quantized model.
-    pub fn quantization(&self) -> Option<&crate::quant::Quantization> {
+    pub fn quantization(&self) -> Option<&Quantization> {
         self.quant.as_deref()
+    }
+
+    /// The folded weights, bias and activation of layer `idx` (0 = conv0, then dw/pw pairs,
+    /// fc): batch norm folded here, or a quantized file's folded (dequantized) weights.
+    pub fn layer(&self, idx: usize, kind: LayerKind) -> Result<(Vec<f32>, Vec<f32>, Activation)> {
+        let w = self;
+        if w.quantization().is_some() {
+            // A quantized file holds the folded weights (dequantized) under the conv names.
+            let conv = crate::config::conv_name(idx, kind);
+            let activation =
+                if kind == LayerKind::FullyConnected { Activation::None } else { Activation::Relu6 };
+            return Ok((
+                w.get(&format!("{conv}.weight"))?.data.clone(),
+                w.get(&format!("{conv}.bias"))?.data.clone(),
+                activation,
+            ));
+        }
+        if kind == LayerKind::FullyConnected {
+            return Ok((
+                w.get("linear.weight")?.data.clone(),
+                w.get("linear.bias")?.data.clone(),
+                Activation::None,
+            ));
+        }
+        let (conv, bn) = match idx {
+            0 => ("first_conv.0".to_string(), "first_conv.1".to_string()),
+            i => {
+                let block = (i - 1) / 2;
+                if i % 2 == 1 {
+                    (format!("bottleneck.{block}.0"), format!("bottleneck.{block}.1"))
+                } else {
+                    (format!("bottleneck.{block}.3"), format!("bottleneck.{block}.4"))
+                }
+            }
+        };
+        let get = |k: String| w.get(&k).map(|p| p.data.as_slice());
+        let (fw, fb) = fold_batchnorm(
+            get(format!("{conv}.weight"))?,
+            get(format!("{conv}.bias"))?,
+            get(format!("{bn}.weight"))?,
+            get(format!("{bn}.bias"))?,
+            get(format!("{bn}.running_mean"))?,
+            get(format!("{bn}.running_var"))?,
+        );
+        Ok((fw, fb, Activation::Relu6))
     }
 
     /// One tensor by name.
@@ -398,6 +445,52 @@ pub fn fold_batchnorm(
     let w = weights.iter().enumerate().map(|(i, &v)| (v as f64 * scale[i / per_channel]) as f32).collect();
     let b = (0..c).map(|o| ((bias[o] as f64 - mean[o] as f64) * scale[o] + beta[o] as f64) as f32).collect();
     (w, b)
+}
+
+/// `mobilenet convert`: rewrites `input` (checked against `config`) with every tensor
+/// stored as `precision`, to `output` (which may be `input`). Returns the line to print,
+/// with both sizes (the input's read before anything is written).
+pub fn convert(input: &Path, config: &Config, precision: Precision, output: &Path) -> Result<String> {
+    let in_bytes = std::fs::metadata(input).map_err(io_err(input))?.len();
+    let w = Weights::load(input, config)?;
+    let bytes = w.to_safetensors_as(precision)?;
+    write_atomic(output, &bytes)?;
+    Ok(format!(
+        "{}: {} -> {} as {precision}: {} -> {} bytes",
+        input.display(),
+        w.summary(),
+        output.display(),
+        group(in_bytes),
+        group(bytes.len() as u64)
+    ))
+}
+
+/// The quantization of a whole model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quantization {
+    /// The model input's parameters (quantized on entry, with the NCHW -> NHWC copy).
+    pub input: kernels::int8::QuantParams,
+    /// Per layer (conv0, dw1, pw1, ..., fc): its output's parameters.
+    pub outputs: Vec<kernels::int8::QuantParams>,
+    /// Per layer: one weight scale per output channel.
+    pub weight_scales: Vec<Vec<f32>>,
+}
+
+impl Quantization {
+    /// Every layer's [`QuantLayer`]: its input is the previous layer's output (the FC
+    /// layer's, the last pointwise layer's through the pool).
+    pub fn layers(&self) -> Vec<kernels::int8::QuantLayer> {
+        let mut input = self.input;
+        self.outputs
+            .iter()
+            .zip(&self.weight_scales)
+            .map(|(&output, scales)| {
+                let q = kernels::int8::QuantLayer { input, output, weight_scales: scales.clone() };
+                input = output;
+                q
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -594,7 +687,7 @@ mod tests {
     fn to_safetensors_as_round_trips_at_every_precision() {
         let (cfg, w) = (small(), weights());
         let f32_len = w.to_safetensors().unwrap().len();
-        for p in Precision::ALL {
+        for p in Precision::FLOATS {
             let bytes = w.to_safetensors_as(p).unwrap();
             let loaded = Weights::from_safetensors(&bytes, &cfg).unwrap();
             let mut want = w.clone();
@@ -641,5 +734,21 @@ mod tests {
         let a = Weights::random(&small(), 1).unwrap();
         assert_eq!(a, Weights::random(&small(), 1).unwrap());
         assert_ne!(a, Weights::random(&small(), 2).unwrap());
+    }
+
+    #[test]
+    fn convert_in_place_reports_the_input_size_it_read() {
+        let d = std::env::temp_dir().join(format!("model-weights-convert-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let config = Config { width: 0.25, resolution: 32, classes: 4 };
+        let p = d.join("w.safetensors");
+        Weights::random(&config, 1).unwrap().save(&p).unwrap();
+        let before = std::fs::metadata(&p).unwrap().len();
+        let line = convert(&p, &config, Precision::F16, &p).unwrap();
+        let after = std::fs::metadata(&p).unwrap().len();
+        assert!(after < before, "{before} -> {after}");
+        assert!(line.ends_with(&format!("{} -> {} bytes", group(before), group(after))), "{line}");
+        assert!(Weights::load(&p, &config).unwrap().summary().contains("(f16)"));
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

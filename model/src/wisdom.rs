@@ -25,24 +25,6 @@ use crate::plan::LayerChoice;
 /// The format tag of the files this version reads and writes.
 pub const FORMAT: &str = "dwconv-wisdom-1";
 
-/// CPU flags that change which kernels run or how fast.
-const FLAGS: &[&str] = &[
-    "avx2",
-    "fma",
-    "f16c",
-    "avx512f",
-    "avx512bw",
-    "avx512vl",
-    "avx512dq",
-    "avx512_bf16",
-    "avx512_fp16",
-    "amx_tile",
-    "amx_bf16",
-    "asimd",
-    "fphp",
-    "bf16",
-];
-
 /// Which CPU a wisdom file was measured on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CpuKey {
@@ -50,7 +32,7 @@ pub struct CpuKey {
     pub vendor: String,
     /// `family/model/stepping` from /proc/cpuinfo (x86), or the implementer/part (Arm).
     pub signature: String,
-    /// The flags of [`FLAGS`] this CPU has, in that order.
+    /// The flags of [`kernels::cpu::FLAGS`] this CPU has, in that order.
     pub flags: Vec<String>,
     pub l1d_bytes: usize,
     pub l2_bytes: usize,
@@ -60,30 +42,13 @@ pub struct CpuKey {
 impl CpuKey {
     /// This CPU's key.
     pub fn this_cpu() -> CpuKey {
-        let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let field = |name: &str| {
-            info.lines()
-                .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-                .unwrap_or_default()
-        };
-        let have: Vec<String> = {
-            let all = format!("{} {}", field("flags"), field("Features"));
-            let set: Vec<&str> = all.split_whitespace().collect();
-            FLAGS.iter().filter(|f| set.contains(f)).map(|f| f.to_string()).collect()
-        };
-        let signature = if field("cpu family").is_empty() {
-            format!("{}/{}", field("CPU implementer"), field("CPU part"))
-        } else {
-            format!("{}/{}/{}", field("cpu family"), field("model"), field("stepping"))
-        };
+        let cpu = kernels::cpu::this_cpu();
         let caches = kernels::cache::caches();
         CpuKey {
-            model_name: field("model name"),
-            vendor: field("vendor_id"),
-            signature,
-            flags: have,
+            model_name: cpu.model_name.clone(),
+            vendor: cpu.vendor.clone(),
+            signature: cpu.signature(),
+            flags: cpu.flags.iter().map(|f| f.to_string()).collect(),
             l1d_bytes: caches.l1d,
             l2_bytes: caches.l2,
             l3_bytes: caches.l3,

@@ -275,3 +275,133 @@ fn run_prints_class_names_from_labels_or_imagenet() {
     let stdout = succeeds(&args);
     assert!(stdout.starts_with("image 0: class ") && !stdout.contains('('), "{stdout}");
 }
+
+/// Issue 17, item 9: `bench --resolution 8192 --batch 64 --kernels direct` died with SIGABRT
+/// from a failed 51,539,607,552-byte allocation. It must be refused up front, in one line
+/// that gives the bytes it needs and the memory available, with an exit code (no signal).
+#[test]
+fn bench_at_resolution_8192_batch_64_is_refused_in_one_line_not_aborted() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mobilenet"))
+        .args(["bench", "--resolution", "8192", "--batch", "64", "--kernels", "direct", "--iters", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "killed by a signal or wrong exit: {:?}: {stderr}", out.status);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: not enough memory: ")
+            && stderr.contains(" bytes (")
+            && stderr.contains("available"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn convert_over_its_own_input_reports_both_sizes_and_gets_the_umask_mode() {
+    let dir = std::env::temp_dir().join(format!("mobilenet-cli-{}-inplace", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let w = dir.join("w.safetensors");
+    std::fs::copy(fixtures().join("weights.safetensors"), &w).unwrap();
+    let before = std::fs::metadata(&w).unwrap().len();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let ws = w.to_str().unwrap();
+    let line = succeeds(&[
+        "convert",
+        "--weights",
+        ws,
+        "--output",
+        ws,
+        "--precision",
+        "bf16",
+        "--width",
+        "0.25",
+        "--resolution",
+        "64",
+        "--classes",
+        "10",
+    ]);
+    let after = std::fs::metadata(&w).unwrap().len();
+    assert!(after < before * 6 / 10, "{before} -> {after}");
+    assert!(
+        line.contains(&format!("{} -> {} bytes", model::units::group(before), model::units::group(after))),
+        "{line}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let fresh = dir.join("fresh");
+        std::fs::write(&fresh, b"").unwrap();
+        let umask_mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(std::fs::metadata(&w).unwrap().permissions().mode() & 0o777, umask_mode);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cost_prints_three_versions_and_the_explainer_discrepancy() {
+    let args =
+        ["cost", "--input", "227x227x3", "--kernel", "11", "--stride", "4", "--out", "6", "--groups", "3"];
+    let out = succeeds(&args);
+    for needle in [
+        "standard",
+        "2,178",
+        "13,176,900",
+        "grouped, 3 groups",
+        "4,392,300",
+        "depthwise-separable",
+        "1/N + 1/K^2 = 1/6 + 1/121",
+        "2,205,225",
+    ] {
+        assert!(out.contains(needle), "{needle:?} missing: {out}");
+    }
+    fails(&["cost", "--input", "227x227", "--kernel", "3", "--out", "6"], "HxWxC");
+    fails(&["cost", "--input", "227x227x3", "--kernel", "11", "--out", "6", "--groups", "4"], "groups");
+    fails(&["cost", "--input", "8x8x3", "--kernel", "11", "--out", "6"], "larger than the padded input");
+}
+
+#[test]
+fn info_standard_conv_is_the_papers_conv_mobilenet() {
+    let out = succeeds(&["info", "--standard-conv"]);
+    assert!(out.contains("total      4,867,293,184 MACs"), "{out}");
+    assert!(out.contains("29,288,104 parameters"), "{out}");
+    let plain = succeeds(&["info"]);
+    assert!(
+        plain.contains("total        568,740,352 MACs") && plain.contains("4,221,032 parameters"),
+        "{plain}"
+    );
+}
+
+#[test]
+fn bench_json_is_the_versioned_schema_and_int8_rates_are_gops() {
+    let small = [
+        "bench",
+        "--width",
+        "0.25",
+        "--resolution",
+        "32",
+        "--classes",
+        "10",
+        "--iters",
+        "2",
+        "--threads",
+        "1",
+    ];
+    let mut args = small.to_vec();
+    args.extend(["--kernels", "direct", "--json"]);
+    let out = succeeds(&args);
+    let report: model::bench::BenchReport = serde_json::from_str(&out).unwrap();
+    assert_eq!(report.schema_version, model::bench::SCHEMA_VERSION);
+    assert_eq!((report.iters, report.batch, report.layers.len()), (2, 1, 28));
+    assert!(report.min_ms <= report.median_ms && report.median_ms <= report.max_ms, "{out}");
+    assert!(report.layers.iter().all(|l| !l.level.is_empty()), "{out}");
+    let mut args = small.to_vec();
+    args.extend(["--kernels", "direct", "--precision", "int8"]);
+    let table = succeeds(&args);
+    assert!(table.contains("GOP/s") && !table.contains("GFLOP/s") && table.contains("% peak"), "{table}");
+    assert!(table.contains("end to end: "), "{table}");
+}

@@ -172,7 +172,7 @@ fn onnx_fixture_matches_at_f16_and_bf16_weight_files() {
 
 #[test]
 fn unknown_precision_name_is_an_error() {
-    for bad in ["fp8", "", "f 16", "float16", "int8"] {
+    for bad in ["fp8", "", "f 16", "float16", "int4"] {
         let e = Precision::parse(bad).expect_err(bad);
         assert!(e.to_string().contains("unknown precision"), "{bad:?}: {e}");
     }

@@ -286,9 +286,18 @@ def ncnn_engine(state, image, tmp):
     return {"name": "ncnn", "version": ncnn.__version__, "route": route, "make": make}
 
 
+# The `mobilenet bench --json` schema this script reads (model::bench::BenchReport).
+BENCH_SCHEMA = 1
+
+
 def ours_bench(wpath, kernel_set, threads, iters):
-    return json.loads(sh(MOBILENET, "bench", "--weights", wpath, "--kernels", kernel_set, "--threads", str(threads),
-                         "--iters", str(iters), "--json"))
+    out = json.loads(sh(MOBILENET, "bench", "--weights", wpath, "--kernels", kernel_set, "--threads", str(threads),
+                        "--iters", str(iters), "--json"))
+    # Before schema_version existed (schema 1 without the field) the fields read here were the same.
+    version = out.get("schema_version", BENCH_SCHEMA)
+    if version != BENCH_SCHEMA:
+        raise SystemExit(f"mobilenet bench --json has schema_version {version}; peers.py reads {BENCH_SCHEMA}")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

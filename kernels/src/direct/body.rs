@@ -196,6 +196,9 @@ unsafe fn rows_with<S: Simd, E: Element, const K: usize, const ST: usize, const 
 /// Every tap of the `T` pixels in kernel rows `0..kyn` from `src` is inside the input; `dst`
 /// holds `T` pixels; `(c_full, tail)` split the channels into whole vectors and a tail.
 #[inline(always)]
+// Kernel entries: every argument is a pointer, a stride or a count the loop needs in a
+// register; a struct of them would be unpacked on entry anyway.
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile_channels<
     S: Simd,
     E: Element,
@@ -261,6 +264,9 @@ unsafe fn tile_channels<
 /// # Safety
 /// As [`tile_channels`], for `B` channel blocks (`n` lanes of one with `TAIL`).
 #[inline(always)]
+// Kernel entries: every argument is a pointer, a stride or a count the loop needs in a
+// register; a struct of them would be unpacked on entry anyway.
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile<
     S: Simd,
     E: Element,
@@ -326,6 +332,9 @@ unsafe fn tile<
 /// `img` is the pixel's image, kernel rows `ky0..ky1` from input row `iy0` are inside it,
 /// `ox` is an output column and `dst` holds its `c` channels.
 #[inline(always)]
+// Kernel entries: every argument is a pointer, a stride or a count the loop needs in a
+// register; a struct of them would be unpacked on entry anyway.
+#[allow(clippy::too_many_arguments)]
 unsafe fn pixel<S: Simd, E: Element>(
     s: S,
     job: &DwArgs<E>,
@@ -391,6 +400,9 @@ unsafe fn pixel<S: Simd, E: Element>(
 /// # Safety
 /// Taps `(0..kyn) x (kx0..kx1)` from `src` are inside the input, `dst` holds the blocks.
 #[inline(always)]
+// Kernel entries: every argument is a pointer, a stride or a count the loop needs in a
+// register; a struct of them would be unpacked on entry anyway.
+#[allow(clippy::too_many_arguments)]
 unsafe fn pixel_block<S: Simd, E: Element, const B: usize, const TAIL: bool>(
     s: S,
     src: *const E,

@@ -27,11 +27,11 @@
 //!   square or rectangular kernel up to 7x7 and any stride run every pixel through the
 //!   checked per-pixel path (correct, about half the speed: two loads per FMA).
 //! - **Threads**: `threads > 1` splits the output rows (over the batch too) into
-//!   `2 * threads` contiguous chunks for rayon; `threads == 1` never touches rayon.
+//!   `2 * threads` contiguous chunks on the pool (`kernels::pool`); `threads == 1` runs inline.
 
 use crate::algo::{
-    check_prepare, check_run, rounded, Bind, ConvAlgorithm, Family, Layer as AlgoLayer, PreparedConv, Storage,
-    TokenLayer,
+    check_prepare, check_run, rounded, Bind, ConvAlgorithm, Family, Layer as AlgoLayer, PreparedConv,
+    Storage, TokenLayer,
 };
 use crate::error::{KernelError, Result};
 use crate::pool::Par;
@@ -111,7 +111,10 @@ pub(crate) fn native<E: Element + Storage>(
 impl Direct {
     /// The one prepare of every storage type: weights and bias rounded to `E`'s precision,
     /// kept as f32 (a depthwise layer moves its activations, not its 9 taps per channel).
-    fn prepare_stored<E: Element + Storage>(&self, layer: &AlgoLayer<'_>) -> Result<Box<dyn PreparedConv<E>>> {
+    fn prepare_stored<E: Element + Storage>(
+        &self,
+        layer: &AlgoLayer<'_>,
+    ) -> Result<Box<dyn PreparedConv<E>>> {
         let AlgoLayer { spec, weights_oihw, bias, activation } = *layer;
         check_prepare(self, spec, weights_oihw, bias, activation)?;
         let p = E::PRECISION;

@@ -15,11 +15,11 @@
 //! and pads at each image's edges, and the pointwise layer treats a band as a list of
 //! pixels. Parallel runs hand each task a contiguous range of bands and its own buffer.
 
+use crate::algo::Storage;
 use crate::algo::{check_buffers, PreparedConv};
 use crate::cache;
 use crate::error::{KernelError, Result};
 use crate::pool::{Par, SharedOut};
-use crate::algo::Storage;
 use crate::spec::Dims;
 
 /// A depthwise layer and the pointwise layer that consumes its output, run in row bands.

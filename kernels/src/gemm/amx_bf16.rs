@@ -34,9 +34,10 @@ use crate::simd::Clamp;
 /// The K and N granularity of the tiles.
 pub(crate) const STEP: usize = 32;
 
-/// The 64-byte tile configuration (palette 1): eight tiles of 16 rows x 64 bytes.
+/// The 64-byte tile configuration (palette 1): eight tiles of 16 rows x 64 bytes (the int8
+/// GEMM, `int8/amx.rs`, loads the same one).
 #[repr(C, align(64))]
-struct TileConfig {
+pub(crate) struct TileConfig {
     palette: u8,
     start_row: u8,
     reserved: [u8; 14],
@@ -44,7 +45,7 @@ struct TileConfig {
     rows: [u8; 16],
 }
 
-const CONFIG: TileConfig = TileConfig {
+pub(crate) const CONFIG: TileConfig = TileConfig {
     palette: 1,
     start_row: 0,
     reserved: [0; 14],
@@ -63,6 +64,9 @@ pub(crate) fn fits(k: usize, n: usize) -> bool {
 /// The CPU has AMX-BF16 with the tile state granted and AVX512_BF16
 /// (`isa::available(Isa::Amx)`); `fits(b.k, b.n)`; A holds `m` rows of `b.k` bf16s `lda`
 /// apart and C `m` rows of `b.n` `ldc` apart.
+// Kernel entries: every argument is a pointer, a stride or a count the loop needs in a
+// register; a struct of them would be unpacked on entry anyway.
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm(
     m: usize,
     a: &[bf16],

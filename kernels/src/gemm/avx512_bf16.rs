@@ -88,10 +88,13 @@ impl PackedPairs {
 }
 
 /// `C[i][j] = act(bias[j] + sum_p A[i][p] B[p][j])` for `i < m`, rows of A and C `lda` and
-/// `ldc` apart, on `threads` rayon tasks of the current pool.
+/// `ldc` apart, on `threads` tasks of the hot pool (`crate::pool`).
 ///
 /// # Safety
 /// The CPU must have AVX-512F/BW/VL and AVX512_BF16 (`isa::available(Isa::Avx512Bf16)`).
+// Kernel entries: every argument is a pointer, a stride or a count the loop needs in a
+// register; a struct of them would be unpacked on entry anyway.
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm(
     m: usize,
     a: &[bf16],
@@ -290,12 +293,17 @@ unsafe fn tile<const R: usize>(t: &TileArgs) {
 /// compute-bound (pw12/pw13, 49 rows: 0.68 / 1.45 ms on pairs against 0.63 / 1.35 on f32).
 pub(crate) const DOT_MAX_ROWS_WHEN_SLOWER: usize = 16;
 
-/// The FLOP rate of `vdpbf16ps` over that of `vfmadd231ps` on this core (both on zmm, 12
-/// independent accumulators: more than latency x throughput for either), measured once per
-/// process in about 0.1 ms (best of 5). Emerald Rapids (Xeon model 207, KVM) issues
-/// `vdpbf16ps` at a quarter of the FMA rate: 1.74 against 6.9 G instructions/s, so 0.51x
-/// the FLOPs; Zen 4 is documented at one per cycle like its FMA, 2x the FLOPs.
-/// `KERNELS_BF16_DOT=1` or `0` skips the measurement (always / never prefer the pairs).
+/// The FLOP rate of `vdpbf16ps` over that of `vfmadd231ps` this process plans with: a
+/// recorded decision, never a timing, so that two runs of one binary on one machine take the
+/// same path and print the same numbers.
+///
+/// - `KERNELS_BF16_DOT=1` or `0`: always / never prefer the pairs (2.0 / 0.0);
+/// - otherwise from the CPU's vendor (CPUID leaf 0): AMD 2.0 (Zen 4 issues `vdpbf16ps` at one
+///   per cycle like its FMA, twice the FLOPs), Intel 0.5 (Emerald Rapids, Xeon model 207 under
+///   KVM, measured 1.74 against 6.9 G instructions/s: 0.51x the FLOPs; Sapphire Rapids alike),
+///   anything else 0.5.
+///
+/// [`measure_dot_vs_fma`] times it (what `mobilenet kernels` and `tune` report).
 ///
 /// # Safety
 /// The CPU must have AVX-512F and AVX512_BF16.
@@ -306,20 +314,36 @@ pub(crate) unsafe fn dot_vs_fma() -> f64 {
         Ok("1") => 2.0,
         Ok("0") => 0.0,
         _ => {
-            let best = |f: unsafe fn(usize) -> f32| {
-                (0..5)
-                    .map(|_| {
-                        let t = std::time::Instant::now();
-                        // SAFETY: the caller guarantees the ISA.
-                        std::hint::black_box(unsafe { f(2000) });
-                        t.elapsed().as_secs_f64()
-                    })
-                    .fold(f64::INFINITY, f64::min)
-            };
-            // Each dot instruction does twice the FLOPs of an FMA.
-            2.0 * best(fma_loop) / best(dot_loop)
+            // CPUID leaf 0 (the vendor string) exists on every x86-64 CPU.
+            let id = __cpuid(0);
+            let vendor: Vec<u8> = [id.ebx, id.edx, id.ecx].iter().flat_map(|r| r.to_le_bytes()).collect();
+            if vendor == b"AuthenticAMD" {
+                2.0
+            } else {
+                0.5
+            }
         }
     })
+}
+
+/// The measured ratio of [`dot_vs_fma`]: best of 5 runs of 12 independent chains of each
+/// instruction (about 0.1 ms).
+///
+/// # Safety
+/// The CPU must have AVX-512F and AVX512_BF16.
+pub(crate) unsafe fn measure_dot_vs_fma() -> f64 {
+    let best = |f: unsafe fn(usize) -> f32| {
+        (0..5)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                // SAFETY: the caller guarantees the ISA.
+                std::hint::black_box(unsafe { f(2000) });
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    // Each dot instruction does twice the FLOPs of an FMA.
+    2.0 * best(fma_loop) / best(dot_loop)
 }
 
 /// Applies `$step` to each of the 12 accumulators of `$acc`, written out: a loop over the

@@ -40,7 +40,7 @@ pub fn sgemm(backend: Backend, m: usize, ops: &Operands, c: &mut [f32], par: Par
 /// with `C[i][j] = c[i * ldc + j]`, using `tile`.
 ///
 /// Checks every length (an error, never a panic or an out-of-bounds access). `m == 0` is a
-/// no-op. `threads > 1` runs rayon tasks on the current pool.
+/// no-op. `threads > 1` runs tasks on the hot pool (`crate::pool`).
 ///
 /// # Safety
 /// The CPU must have `tile`'s level: a tile of [`super::tiles`] for a backend that can run

@@ -43,16 +43,16 @@
 //! # Threads
 //!
 //! `threads > 1` splits `(m, n)` into about `4 * threads` rectangles (whole MR x NR tiles,
-//! rows first, columns too when `m` is small) run as rayon tasks on the current pool; each
+//! rows first, columns too when `m` is small) run as tasks on the hot pool (`crate::pool`); each
 //! task owns its C rectangle across every K block, so the epilogue stays fused.
-//! `threads == 1` runs the loop nest inline without touching rayon.
+//! `threads == 1` runs the loop nest inline without touching the pool.
 //!
 //! Files: `tiles.rs` (the microkernel body and the tile tables), `pack.rs` ([`PackedB`]),
 //! `driver.rs` (the loop nest, threads, argument checks), `conv.rs` (the `gemm-*`
 //! algorithms).
 
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-mod amx_bf16;
+pub(crate) mod amx_bf16;
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
 mod avx512_bf16;
 mod conv;
@@ -64,13 +64,14 @@ pub use conv::Gemm;
 pub(crate) use conv::{native_bf16, native_float};
 pub(crate) use driver::split_tasks;
 
-/// The FLOP rate of `vdpbf16ps` over the f32 FMA's on this core (measured once, see
-/// `avx512_bf16.rs`), or `None` where AVX512_BF16 cannot run (CPU, ceiling or build).
-pub fn bf16_dot_vs_fma() -> Option<f64> {
+/// The FLOP rate of `vdpbf16ps` over the f32 FMA's that the bf16 GEMM plans with (a
+/// recorded decision from the CPU's identity or `KERNELS_BF16_DOT`, see `avx512_bf16.rs`),
+/// and the rate measured now, or `None` where AVX512_BF16 cannot run (CPU, ceiling, build).
+pub fn bf16_dot_vs_fma() -> Option<(f64, f64)> {
     #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
     if crate::isa::available(crate::Isa::Avx512Bf16) {
         // SAFETY: AVX512_BF16 is available (checked above).
-        return Some(unsafe { avx512_bf16::dot_vs_fma() });
+        return Some(unsafe { (avx512_bf16::dot_vs_fma(), avx512_bf16::measure_dot_vs_fma()) });
     }
     None
 }

@@ -101,15 +101,16 @@ const fn tile<S: Simd, const MR: usize, const NV: usize, const U: usize>(speed: 
     Tile { mr: MR, nr: NV * S::LANES, speed, kernel: tile_entry::<S, MR, NV, U>, backend: S::NAME }
 }
 
-/// The tile table of each implementation, chosen by its register shape (so `pulp` at
-/// x86-64-v4 runs the AVX-512 tiles and `wide` the AVX2 ones). The first tile is the
+/// The tile table of each implementation, chosen by its register shape, lanes *and*
+/// registers (so `pulp` at x86-64-v4 runs the AVX-512 tiles and `wide` the AVX2 ones; a new
+/// ISA of another shape gets tiles sized by its register count, not another ISA's). The first tile is the
 /// preferred one; B is packed for its NR unless [`nr_for`] picks a wider one.
 pub(crate) trait TileTable: Simd {
     const TILES: &'static [Tile];
 }
 
 impl<S: Simd> TileTable for S {
-    const TILES: &'static [Tile] = match S::LANES {
+    const TILES: &'static [Tile] = match (S::LANES, S::REGISTERS) {
         // 16 lanes, 32 registers (AVX-512). Measured (bench `gemm`, one thread, Xeon model
         // 207): 14x32 >= 12x32 on every shape (pw6..pw11: 188 vs 179 GFLOP/s); 7x32 within
         // 1% of 14x32 on full tiles and far ahead at M = 49 (pw12: 174 vs 96 GFLOP/s); 14
@@ -117,7 +118,7 @@ impl<S: Simd> TileTable for S {
         // shape, B in L2): 1x32 62, 2x32 122, 4x32 156 vs 14x32 188 GFLOP/s (1x32 is bound by
         // L2 -> L1 bandwidth: 128 B of B per 2 FMAs); they win only for small M. 6x64 is
         // for K <= 128 (see `nr_for`).
-        16 => &[
+        (16, 32) => &[
             tile::<S, 14, 2, 1>(1.0),
             tile::<S, 7, 2, 1>(0.99),
             tile::<S, 12, 2, 1>(0.97),
@@ -130,7 +131,7 @@ impl<S: Simd> TileTable for S {
         // full tiles (85 vs 94 GFLOP/s on pw6..pw11), so it is chosen only where it saves
         // more than that in padding. Small-M on full tiles (pw7 shape): 1x16 44, 2x16 79,
         // 4x16 78 vs 6x16 93 GFLOP/s; FC 1024 -> 1000 at M = 1: 1x16 0.136 vs 6x16 0.171 ms.
-        8 => &[
+        (8, 16) => &[
             tile::<S, 6, 2, 1>(1.0),
             tile::<S, 5, 2, 1>(0.91),
             tile::<S, 1, 2, 4>(0.47),
@@ -139,7 +140,7 @@ impl<S: Simd> TileTable for S {
         ],
         // 4 lanes, 32 registers (NEON): 8x12 = 24 accumulators + 3 B vectors + A.
         // Speeds as the AVX-512 tiles at the same chain counts (not measured: qemu).
-        4 => &[
+        (4, 32) => &[
             tile::<S, 8, 3, 1>(1.0),
             tile::<S, 1, 3, 3>(0.33),
             tile::<S, 2, 3, 2>(0.65),
@@ -147,7 +148,12 @@ impl<S: Simd> TileTable for S {
         ],
         // 1 lane (scalar): 4x8 = 32 accumulators; the small-M tiles already have 8
         // independent chains, so no K split. Speeds are estimates.
-        _ => &[tile::<S, 4, 8, 1>(1.0), tile::<S, 1, 8, 1>(0.5), tile::<S, 2, 8, 1>(0.8)],
+        (1, _) => &[tile::<S, 4, 8, 1>(1.0), tile::<S, 1, 8, 1>(0.5), tile::<S, 2, 8, 1>(0.8)],
+        // Any other shape (a new ISA without a measured table): two vectors wide, as many
+        // rows as the registers hold (12 x 2 accumulators + 2 B + A of 32; 6 x 2 of 16).
+        // Unmeasured estimates until someone benches it and adds a row above.
+        (_, r) if r >= 32 => &[tile::<S, 12, 2, 1>(1.0), tile::<S, 1, 2, 4>(0.33), tile::<S, 4, 2, 1>(0.83)],
+        _ => &[tile::<S, 6, 2, 1>(1.0), tile::<S, 1, 2, 4>(0.47), tile::<S, 4, 2, 1>(0.84)],
     };
 }
 

@@ -21,7 +21,7 @@
 //! costs a write and a re-read of `M * K` floats (1.35 MB for conv0) in copies of 3 floats.
 //! Measured on conv0 (one thread, Xeon model 207): see `Fused::rows`.
 
-use crate::algo::{Family, bias_or_zeros, check_prepare, check_run, ConvAlgorithm, PreparedConv};
+use crate::algo::{bias_or_zeros, check_prepare, check_run, ConvAlgorithm, Family, PreparedConv};
 use crate::cache::KC_LIMIT;
 use crate::error::{checked_product, KernelError, Result};
 use crate::gemm::{
@@ -343,6 +343,9 @@ impl Fused<'_> {
     /// # Safety
     /// `a` holds `tile.mr` readable rows (stride `lda`) at the offsets `steps` names; B rows
     /// from `b_off` plus `steps.total()` exist; the CPU has the tile's level.
+    // Kernel entries: every argument is a pointer, a stride or a count the loop needs in a
+    // register; a struct of them would be unpacked on entry anyway.
+    #[allow(clippy::too_many_arguments)]
     unsafe fn call(
         &self,
         tile: &Tile,

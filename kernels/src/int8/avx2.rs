@@ -6,7 +6,6 @@ use std::arch::x86_64::*;
 
 use super::depthwise::DwInt8;
 use super::gemm::GemmInt8;
-use super::REQUANT_LIMIT;
 use crate::gemm::split_tasks;
 use crate::pool::{Par, SharedOut};
 use crate::spec::Dims;
@@ -19,29 +18,51 @@ const NR: usize = 16;
 
 /// The requantizing store of 8 biased accumulators of `n <= 8` channels.
 #[inline(always)]
-unsafe fn store8(x: __m256i, mult: *const f32, zp: __m256i, lo: __m256i, hi: __m256i, dst: *mut u8, n: usize) {
-    // SAFETY (caller): `mult` holds 8 values, `dst` `n`.
+unsafe fn store8(x: __m256i, mult: *const f32, zp: __m256i, lo: __m256, hi: __m256, dst: *mut u8, n: usize) {
+    // SAFETY: (the caller) `mult` holds 8 values, `dst` `n`.
     unsafe {
-        let lim = _mm256_set1_ps(REQUANT_LIMIT);
         let f = _mm256_mul_ps(_mm256_cvtepi32_ps(x), _mm256_loadu_ps(mult));
-        let f = _mm256_min_ps(_mm256_max_ps(f, _mm256_sub_ps(_mm256_setzero_ps(), lim)), lim);
+        // `Requant::apply`: clamp, round to nearest even, add the zero point (0..=255).
+        let f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);
         let i = _mm256_add_epi32(_mm256_cvtps_epi32(f), zp);
-        let i = _mm256_min_epi32(_mm256_max_epi32(i, lo), hi);
         // 8 i32 in 0..=255 -> 8 bytes.
         let w = _mm256_packus_epi32(i, i);
         let w = _mm256_permute4x64_epi64(w, 0b1000);
         let b = _mm256_packus_epi16(w, w);
         let bytes = _mm256_castsi256_si128(b);
-        let mut buf = [0u8; 16];
-        _mm_storeu_si128(buf.as_mut_ptr().cast(), bytes);
-        std::ptr::copy_nonoverlapping(buf.as_ptr(), dst, n.min(8));
+        if n >= 8 {
+            _mm_storel_epi64(dst.cast(), bytes);
+        } else {
+            let mut buf = [0u8; 16];
+            _mm_storeu_si128(buf.as_mut_ptr().cast(), bytes);
+            std::ptr::copy_nonoverlapping(buf.as_ptr(), dst, n);
+        }
     }
 }
 
+/// The requantization constants of `rq` as vectors: zero point, and the clamp's bounds.
+#[inline(always)]
+fn requant_consts(rq: &super::Requant) -> (__m256i, __m256, __m256) {
+    let (lo, hi) = rq.bounds();
+    // SAFETY: plain register broadcasts (AVX), in the callers' target-feature context.
+    unsafe { (_mm256_set1_epi32(rq.zero_point), _mm256_set1_ps(lo), _mm256_set1_ps(hi)) }
+}
+
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile<const R: usize>(l: &GemmInt8, a16: *const i32, kp: usize, b: *const i16, c: *mut u8, c0: usize, cols: usize) {
+unsafe fn tile<const R: usize>(
+    l: &GemmInt8,
+    a16: *const i32,
+    kp: usize,
+    b: *const i16,
+    c: *mut u8,
+    c0: usize,
+    cols: usize,
+) {
     let n = l.q.spec.out_channels;
-    let mut acc = [[_mm256_setzero_si256(); 2]; R];
+    // The accumulators start at the folded bias (padded to the panel width).
+    // SAFETY: the bias holds the packed width, a multiple of 16 channels.
+    let bias = unsafe { [0, 1].map(|v| _mm256_loadu_si256(l.bias.as_ptr().add(c0 + v * 8).cast())) };
+    let mut acc = [bias; R];
     // SAFETY: the caller passes `R` widened rows of `kp` words at `a16`, a panel of
     // `kp * 32` i16 at `b`, and `R` output rows of `n` bytes at `c`.
     unsafe {
@@ -56,13 +77,12 @@ unsafe fn tile<const R: usize>(l: &GemmInt8, a16: *const i32, kp: usize, b: *con
             }
         }
         let rq = &l.q.requant;
-        let (zp, lo, hi) = (_mm256_set1_epi32(rq.zero_point), _mm256_set1_epi32(rq.lo), _mm256_set1_epi32(rq.hi));
+        let (zp, lo, hi) = requant_consts(rq);
         for (r, acc_r) in acc.iter().enumerate() {
             for (v, &acc_v) in acc_r.iter().enumerate() {
                 if v * 8 < cols {
                     let ch = c0 + v * 8;
-                    let x = _mm256_add_epi32(acc_v, _mm256_loadu_si256(l.bias.as_ptr().add(ch).cast()));
-                    store8(x, l.multiplier.as_ptr().add(ch), zp, lo, hi, c.add(r * n + ch), cols - v * 8);
+                    store8(acc_v, l.multiplier.as_ptr().add(ch), zp, lo, hi, c.add(r * n + ch), cols - v * 8);
                 }
             }
         }
@@ -75,7 +95,15 @@ unsafe fn tile<const R: usize>(l: &GemmInt8, a16: *const i32, kp: usize, b: *con
 /// # Safety
 /// The CPU has AVX2; `a` holds `m * k` bytes, `c` `m * n`, `scratch` at least
 /// `m * ceil(k / 2)` f32s, and `b` is `l`'s pair packing.
-pub(crate) unsafe fn gemm(l: &GemmInt8, b: &[i16], m: usize, a: &[u8], c: &mut [u8], scratch: &mut [f32], par: Par<'_>) {
+pub(crate) unsafe fn gemm(
+    l: &GemmInt8,
+    b: &[i16],
+    m: usize,
+    a: &[u8],
+    c: &mut [u8],
+    scratch: &mut [f32],
+    par: Par<'_>,
+) {
     let (k, n) = (l.q.spec.in_channels, l.q.spec.out_channels);
     let kp = k.div_ceil(2);
     // SAFETY: f32 and i32 have one size and alignment; the caller sized the scratch.
@@ -114,50 +142,151 @@ pub(crate) unsafe fn gemm(l: &GemmInt8, b: &[i16], m: usize, a: &[u8], c: &mut [
     });
 }
 
-/// Depthwise rows as in `avx512::dw_rows`, 8 channels per `ymm`.
+/// Depthwise rows as in `avx512::dw_rows`, 8 channels per `ymm`: interior pixels of 3x3
+/// layers four at a time on raw `x` ([`dw3_tile`]), the others tap by tap.
 ///
 /// # Safety
 /// The CPU has AVX2; as `avx512::dw_rows` otherwise.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn dw_rows(l: &DwInt8, input: &[u8], in_dims: Dims, o: Dims, first_row: usize, out: &mut [u8]) {
+pub(crate) unsafe fn dw_rows(
+    l: &DwInt8,
+    input: &[u8],
+    in_dims: Dims,
+    o: Dims,
+    first_row: usize,
+    out: &mut [u8],
+) {
     let spec = &l.q.spec;
-    let (c, cpad) = (o.c, l.cpad);
+    let c = o.c;
     let rq = &l.q.requant;
-    let (zp, lo, hi) = (_mm256_set1_epi32(rq.zero_point), _mm256_set1_epi32(rq.lo), _mm256_set1_epi32(rq.hi));
-    let zx = _mm256_set1_epi32(l.q.input_zero_point);
+    let (zp, lo, hi) = requant_consts(rq);
     let row = o.w * c;
-    let blocks = c.div_ceil(8);
+    let tiled =
+        spec.kernel_h == 3 && spec.kernel_w == 3 && spec.stride_h == spec.stride_w && spec.stride_w <= 2;
+    let (ix0, ix1) = if tiled { l.interior(o.w, in_dims.w) } else { (0, 0) };
     for (r, out_row) in out.chunks_exact_mut(row).enumerate() {
         let (b, oy) = ((first_row + r) / o.h, (first_row + r) % o.h);
         let (ky0, ky1) = l.tap_range(oy, spec.stride_h, spec.padding.top, spec.kernel_h, in_dims.h);
-        for ox in 0..o.w {
-            let (kx0, kx1) = l.tap_range(ox, spec.stride_w, spec.padding.left, spec.kernel_w, in_dims.w);
-            for cb in 0..blocks {
-                let ch = cb * 8;
-                let n = (c - ch).min(8);
-                // SAFETY: taps inside the image; a channel tail goes through a stack buffer.
+        let (mut ox, full_rows) = (0, ky1 - ky0 == spec.kernel_h);
+        while ox < o.w {
+            if full_rows && ox >= ix0 && ox + 4 <= ix1 {
+                let iy = oy * spec.stride_h - spec.padding.top;
+                let ix = ox * spec.stride_w - spec.padding.left;
+                // SAFETY: the 4 pixels' taps are inside the image (interior columns, full
+                // rows); the output pixels are inside `out_row`.
                 unsafe {
-                    let mut acc = _mm256_loadu_si256(l.bias.as_ptr().add(ch).cast());
-                    for ky in ky0..ky1 {
-                        let iy = oy * spec.stride_h + ky - spec.padding.top;
-                        let base = (b * in_dims.h + iy) * in_dims.w;
-                        for kx in kx0..kx1 {
-                            let ix = ox * spec.stride_w + kx - spec.padding.left;
-                            let px = input.as_ptr().add((base + ix) * c + ch);
-                            let raw = if n == 8 {
-                                _mm_loadl_epi64(px.cast())
-                            } else {
-                                let mut buf = [0u8; 16];
-                                std::ptr::copy_nonoverlapping(px, buf.as_mut_ptr(), n);
-                                _mm_loadu_si128(buf.as_ptr().cast())
-                            };
-                            let x = _mm256_sub_epi32(_mm256_cvtepu8_epi32(raw), zx);
-                            let w = _mm256_loadu_si256(l.weights.as_ptr().add((ky * spec.kernel_w + kx) * cpad + ch).cast());
-                            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, w));
-                        }
+                    let src = input.as_ptr().add(((b * in_dims.h + iy) * in_dims.w + ix) * c);
+                    let dst = out_row.as_mut_ptr().add(ox * c);
+                    if spec.stride_w == 1 {
+                        dw3_tile::<1>(l, src, in_dims.w * c, dst, c, (zp, lo, hi));
+                    } else {
+                        dw3_tile::<2>(l, src, in_dims.w * c, dst, c, (zp, lo, hi));
                     }
-                    store8(acc, l.multiplier.as_ptr().add(ch), zp, lo, hi, out_row.as_mut_ptr().add(ox * c + ch), n);
                 }
+                ox += 4;
+                continue;
+            }
+            let (kx0, kx1) = l.tap_range(ox, spec.stride_w, spec.padding.left, spec.kernel_w, in_dims.w);
+            // SAFETY: taps from the ranges lie inside the image; `ox < o.w`.
+            unsafe {
+                dw_pixel(
+                    l,
+                    input,
+                    in_dims,
+                    (b, oy, ox),
+                    (ky0, ky1, kx0, kx1),
+                    out_row.as_mut_ptr().add(ox * c),
+                    (zp, lo, hi),
+                )
+            };
+            ox += 1;
+        }
+    }
+}
+
+/// Loads `n <= 8` bytes (a stack buffer for a channel tail) widened to 8 i32.
+#[inline(always)]
+unsafe fn load8(px: *const u8, n: usize) -> __m256i {
+    // SAFETY: (the caller) `px` holds `n` bytes.
+    unsafe {
+        let raw = if n == 8 {
+            _mm_loadl_epi64(px.cast())
+        } else {
+            let mut buf = [0u8; 16];
+            std::ptr::copy_nonoverlapping(px, buf.as_mut_ptr(), n);
+            _mm_loadu_si128(buf.as_ptr().cast())
+        };
+        _mm256_cvtepu8_epi32(raw)
+    }
+}
+
+/// One output pixel: `(x - z_x) * w` over the taps inside the image.
+#[inline(always)]
+unsafe fn dw_pixel(
+    l: &DwInt8,
+    input: &[u8],
+    in_dims: Dims,
+    (b, oy, ox): (usize, usize, usize),
+    (ky0, ky1, kx0, kx1): (usize, usize, usize, usize),
+    dst: *mut u8,
+    (zp, lo, hi): (__m256i, __m256, __m256),
+) {
+    let spec = &l.q.spec;
+    let (c, cpad) = (in_dims.c, l.cpad);
+    let zx = _mm256_set1_epi32(l.q.input_zero_point);
+    for ch in (0..c).step_by(8) {
+        let n = (c - ch).min(8);
+        // SAFETY: (the caller) taps inside the image; weights and bias padded to `cpad`.
+        unsafe {
+            let mut acc = _mm256_loadu_si256(l.bias.as_ptr().add(ch).cast());
+            for ky in ky0..ky1 {
+                let iy = oy * spec.stride_h + ky - spec.padding.top;
+                let base = (b * in_dims.h + iy) * in_dims.w;
+                for kx in kx0..kx1 {
+                    let ix = ox * spec.stride_w + kx - spec.padding.left;
+                    let x = _mm256_sub_epi32(load8(input.as_ptr().add((base + ix) * c + ch), n), zx);
+                    let w = _mm256_loadu_si256(
+                        l.weights.as_ptr().add((ky * spec.kernel_w + kx) * cpad + ch).cast(),
+                    );
+                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, w));
+                }
+            }
+            store8(acc, l.multiplier.as_ptr().add(ch), zp, lo, hi, dst.add(ch), n);
+        }
+    }
+}
+
+/// Four interior output pixels of a 3x3 layer at stride `S` (see `avx512::dw3_tile`).
+#[inline(always)]
+unsafe fn dw3_tile<const S: usize>(
+    l: &DwInt8,
+    src: *const u8,
+    in_row: usize,
+    dst: *mut u8,
+    c: usize,
+    (zp, lo, hi): (__m256i, __m256, __m256),
+) {
+    const R: usize = 4;
+    let cpad = l.cpad;
+    for ch in (0..c).step_by(8) {
+        let n = (c - ch).min(8);
+        // SAFETY: (the caller) the tile's taps are inside the image.
+        unsafe {
+            let bias = _mm256_loadu_si256(l.interior_bias.as_ptr().add(ch).cast());
+            let mut acc = [bias; R];
+            for ky in 0..3 {
+                let row = src.add(ky * in_row + ch);
+                let w = [0, 1, 2]
+                    .map(|kx| _mm256_loadu_si256(l.weights.as_ptr().add((ky * 3 + kx) * cpad + ch).cast()));
+                for (p, acc_p) in acc.iter_mut().enumerate() {
+                    for (kx, &wk) in w.iter().enumerate() {
+                        let x = load8(row.add((S * p + kx) * c), n);
+                        *acc_p = _mm256_add_epi32(*acc_p, _mm256_madd_epi16(x, wk));
+                    }
+                }
+            }
+            for (p, &acc_p) in acc.iter().enumerate() {
+                store8(acc_p, l.multiplier.as_ptr().add(ch), zp, lo, hi, dst.add(p * c + ch), n);
             }
         }
     }

@@ -22,11 +22,18 @@ pub(crate) struct DwInt8 {
     pub(crate) cpad: usize,
     pub(crate) weights: Vec<i32>,
     pub(crate) bias: Vec<i32>,
+    /// `bias[c] - z_x * sum_taps w[c]`: the bias of a pixel whose taps all fall inside the
+    /// image, which then multiplies the raw `x` (no subtraction per tap).
+    pub(crate) interior_bias: Vec<i32>,
     pub(crate) multiplier: Vec<f32>,
 }
 
 /// The native path of `direct` at u8.
-pub(crate) fn native(algo: &dyn ConvAlgorithm, layer: &Layer<'_>, quant: &QuantLayer) -> Result<Option<Box<dyn PreparedConv<u8>>>> {
+pub(crate) fn native(
+    algo: &dyn ConvAlgorithm,
+    layer: &Layer<'_>,
+    quant: &QuantLayer,
+) -> Result<Option<Box<dyn PreparedConv<u8>>>> {
     if !crate::direct::supports_shape(layer.spec) {
         return Ok(None);
     }
@@ -35,43 +42,77 @@ pub(crate) fn native(algo: &dyn ConvAlgorithm, layer: &Layer<'_>, quant: &QuantL
     let cpad = c.div_ceil(CPAD) * CPAD;
     let taps = q.spec.kernel_h * q.spec.kernel_w;
     let mut weights = vec![0i32; taps * cpad];
-    let (mut bias, mut multiplier) = (vec![0i32; cpad], vec![0f32; cpad]);
+    let (mut bias, mut interior_bias, mut multiplier) =
+        (vec![0i32; cpad], vec![0i32; cpad], vec![0f32; cpad]);
     for ch in 0..c {
+        let mut sum = 0i32;
         for t in 0..taps {
-            weights[t * cpad + ch] = q.weights[ch * taps + t] as i16 as u16 as i32;
+            let w = q.weights[ch * taps + t];
+            weights[t * cpad + ch] = w as i16 as u16 as i32;
+            sum += w as i32;
         }
         bias[ch] = q.bias[ch];
+        interior_bias[ch] = q.bias[ch].wrapping_sub(q.input_zero_point.wrapping_mul(sum));
         multiplier[ch] = q.requant.multiplier[ch];
     }
-    let isa = match Int8Isa::of(algo) {
-        Int8Isa::Avx512 { .. } => Int8Isa::Avx512 { vnni: false },
-        other => other,
-    };
-    Ok(Some(Box::new(DwInt8 { q, name: algo.name(), isa, cpad, weights, bias, multiplier })))
+    let isa = Int8Isa::of(algo);
+    Ok(Some(Box::new(DwInt8 { q, name: algo.name(), isa, cpad, weights, bias, interior_bias, multiplier })))
 }
 
 impl DwInt8 {
     /// The taps `k0..k1` of output position `o` that fall inside an input of `size`.
     #[inline(always)]
-    pub(crate) fn tap_range(&self, o: usize, stride: usize, pad: usize, kernel: usize, size: usize) -> (usize, usize) {
+    pub(crate) fn tap_range(
+        &self,
+        o: usize,
+        stride: usize,
+        pad: usize,
+        kernel: usize,
+        size: usize,
+    ) -> (usize, usize) {
         let start = (o * stride) as isize - pad as isize;
         let k0 = (-start).max(0) as usize;
         let k1 = ((size as isize - start).max(0) as usize).min(kernel);
         (k0.min(k1), k1)
     }
 
+    /// The output columns `lo..hi` (of `out_w`) whose taps all fall inside an input of
+    /// width `w` (empty when there are none).
+    pub(crate) fn interior(&self, out_w: usize, w: usize) -> (usize, usize) {
+        let s = &self.q.spec;
+        let (pad, k, st) = (s.padding.left, s.kernel_w, s.stride_w);
+        let lo = pad.div_ceil(st);
+        let hi = if w + pad >= k { ((w + pad - k) / st + 1).min(out_w) } else { 0 };
+        (lo.min(hi), hi)
+    }
+
     /// Output rows `first_row..` into `out` (whole rows), serially.
     fn rows(&self, input: &[u8], in_dims: Dims, first_row: usize, out: &mut [u8]) -> Result<()> {
         let o = self.q.spec.output_dims(in_dims)?;
         let row = o.w * o.c;
-        if input.len() != in_dims.len()? || row == 0 || out.len() % row != 0 || first_row + out.len() / row > o.n * o.h {
-            return Err(KernelError::BufferLength { what: "int8 depthwise rows", expected: in_dims.len()?, actual: input.len() });
+        if input.len() != in_dims.len()?
+            || row == 0
+            || !out.len().is_multiple_of(row)
+            || first_row + out.len() / row > o.n * o.h
+        {
+            return Err(KernelError::BufferLength {
+                what: "int8 depthwise rows",
+                expected: in_dims.len()?,
+                actual: input.len(),
+            });
         }
         match self.isa {
             #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
             // SAFETY: `Avx512` is chosen only where AVX-512 is available; the buffers are
             // checked above.
-            Int8Isa::Avx512 { .. } => unsafe { super::avx512::dw_rows(self, input, in_dims, o, first_row, out) },
+            Int8Isa::Avx512 { vnni: false } => unsafe {
+                super::avx512::dw_rows(self, input, in_dims, o, first_row, out)
+            },
+            #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+            // SAFETY: as above, and `vnni` is set only where AVX512_VNNI is detected.
+            Int8Isa::Avx512 { vnni: true } => unsafe {
+                super::avx512::dw_rows_vnni(self, input, in_dims, o, first_row, out)
+            },
             #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
             // SAFETY: as above, for AVX2.
             Int8Isa::Avx2 => unsafe { super::avx2::dw_rows(self, input, in_dims, o, first_row, out) },
@@ -91,7 +132,14 @@ impl PreparedConv<u8> for DwInt8 {
     fn level(&self) -> Isa {
         self.isa.level()
     }
-    fn run(&self, input: &[u8], in_dims: Dims, output: &mut [u8], scratch: &mut [f32], par: Par<'_>) -> Result<()> {
+    fn run(
+        &self,
+        input: &[u8],
+        in_dims: Dims,
+        output: &mut [u8],
+        scratch: &mut [f32],
+        par: Par<'_>,
+    ) -> Result<()> {
         let o = check_run(&self.q.spec, input, in_dims, output, scratch, 0)?;
         let (rows, row) = (o.n * o.h, o.w * o.c);
         if rows == 0 || row == 0 {

@@ -39,20 +39,32 @@ pub(crate) struct GemmInt8 {
     pub(crate) bias: Vec<i32>,
     /// The requantization multipliers zero-padded to the packed width.
     pub(crate) multiplier: Vec<f32>,
+    /// Whether whole 16-row blocks run on AMX-INT8 tiles (`amx.rs`).
+    pub(crate) amx: bool,
 }
 
 /// The native path of `gemm` at u8 (every backend: the scalar reference where there is no
 /// kernel).
-pub(crate) fn native(algo: &dyn ConvAlgorithm, layer: &Layer<'_>, quant: &QuantLayer) -> Result<Option<Box<dyn PreparedConv<u8>>>> {
+pub(crate) fn native(
+    algo: &dyn ConvAlgorithm,
+    layer: &Layer<'_>,
+    quant: &QuantLayer,
+) -> Result<Option<Box<dyn PreparedConv<u8>>>> {
     if !layer.spec.is_pointwise() {
         return Ok(None);
     }
+    Ok(Some(Box::new(prepare(algo, layer, quant)?)))
+}
+
+/// The int8 GEMM of a pointwise `layer` on `algo`'s backend.
+pub(crate) fn prepare(algo: &dyn ConvAlgorithm, layer: &Layer<'_>, quant: &QuantLayer) -> Result<GemmInt8> {
     let q = QuantizedLayer::new(layer, quant)?;
     let (k, n) = (q.spec.in_channels, q.spec.out_channels);
     let mut isa = Int8Isa::of(algo);
     if isa == (Int8Isa::Avx512 { vnni: false }) {
         // AVX-512 without VNNI: the AVX2 kernel (exact either way).
-        isa = if cfg!(all(feature = "avx2", target_arch = "x86_64")) { Int8Isa::Avx2 } else { Int8Isa::Scalar };
+        isa =
+            if cfg!(all(feature = "avx2", target_arch = "x86_64")) { Int8Isa::Avx2 } else { Int8Isa::Scalar };
     }
     let w = |c: usize, kk: usize| if c < n && kk < k { q.weights[c * k + kk] } else { 0 };
     let (packed, width) = match isa {
@@ -99,7 +111,12 @@ pub(crate) fn native(algo: &dyn ConvAlgorithm, layer: &Layer<'_>, quant: &QuantL
         bias[c] = q.bias[c].wrapping_sub(zx.wrapping_mul(sum));
         multiplier[c] = q.requant.multiplier[c];
     }
-    Ok(Some(Box::new(GemmInt8 { q, name: algo.name(), isa, packed, bias, multiplier })))
+    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+    let amx =
+        matches!(isa, Int8Isa::Avx512 { vnni: true }) && crate::isa::amx_int8() && super::amx::fits(k, n);
+    #[cfg(not(all(feature = "avx512", target_arch = "x86_64")))]
+    let amx = false;
+    Ok(GemmInt8 { q, name: algo.name(), isa, packed, bias, multiplier, amx })
 }
 
 impl PreparedConv<u8> for GemmInt8 {
@@ -110,7 +127,11 @@ impl PreparedConv<u8> for GemmInt8 {
         self.name
     }
     fn level(&self) -> Isa {
-        self.isa.level()
+        if self.amx {
+            Isa::Amx
+        } else {
+            self.isa.level()
+        }
     }
     fn scratch_len(&self, input: Dims) -> Result<usize> {
         // AVX2 widens A to i16 pairs: `m * ceil(k / 2)` i32 words.
@@ -123,7 +144,14 @@ impl PreparedConv<u8> for GemmInt8 {
             _ => Ok(0),
         }
     }
-    fn run(&self, input: &[u8], in_dims: Dims, output: &mut [u8], scratch: &mut [f32], par: Par<'_>) -> Result<()> {
+    fn run(
+        &self,
+        input: &[u8],
+        in_dims: Dims,
+        output: &mut [u8],
+        scratch: &mut [f32],
+        par: Par<'_>,
+    ) -> Result<()> {
         let needed = self.scratch_len(in_dims)?;
         let out = check_run(&self.q.spec, input, in_dims, output, scratch, needed)?;
         let m = out.n * out.h * out.w;

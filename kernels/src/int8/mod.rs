@@ -13,17 +13,19 @@
 //!   read raw `x` and fold `-z_x * sum_k w_q[c][k]` into the bias at prepare; depthwise
 //!   subtracts `z_x` from each tap, because a padded tap (real 0) has no `x` at all.
 //! - **Requantization**, in f32 in every kernel alike ([`Requant::apply`]):
-//!   `y = clamp(round_half_even(acc * (s_x * s_w[c] / s_y)) + z_y, lo, hi)`, where the fused
-//!   activation is the clamp `[lo, hi]` in the quantized domain (ReLU6: `[z_y, z_y +
-//!   round(6 / s_y)]`, within 0..=255).
+//!   `y = round_half_even(clamp(acc * (s_x * s_w[c] / s_y), lo - z_y, hi - z_y)) + z_y`,
+//!   where `[lo, hi]` is the fused activation in the quantized domain (ReLU6: `[z_y, z_y +
+//!   round(6 / s_y)]`, within 0..=255). Clamping before rounding to integer bounds is the
+//!   same as clamping after, and keeps the float -> int conversion in range.
 //!
 //! So every kernel computes the same integers as the scalar reference ([`reference`]) and
 //! then the same f32 operations: int8 kernels are held to **bit equality** with it.
 //!
 //! Native paths: `gemm` (pointwise and fully connected: AVX-512 VNNI `vpdpbusd`, AVX2
-//! `vpmaddwd` on widened operands, scalar) and `direct` (depthwise, channels across lanes on
-//! AVX-512 and AVX2, scalar elsewhere). Every other algorithm (conv0's `im2col`, `naive`)
-//! runs emulated: its f32 layer on the dequantized input, with the dequantized weights,
+//! `vpmaddwd` on widened operands, scalar), `im2col` (dense convolutions such as conv0: a
+//! u8 column buffer and the same GEMM) and `direct` (depthwise, channels across lanes on
+//! AVX-512 and AVX2, scalar elsewhere). Every other algorithm (`naive`, Winograd) runs
+//! emulated: its f32 layer on the dequantized input, with the dequantized weights,
 //! quantizing its output: the QDQ graph itself.
 
 use crate::algo::{check_run, ConvAlgorithm, Family, Layer, NativeFn, PreparedConv, Storage, StoragePath};
@@ -33,12 +35,15 @@ use crate::pool::Par;
 use crate::precision::Precision;
 use crate::spec::{Activation, ConvSpec, Dims};
 
+#[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+mod amx;
 #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
 mod avx2;
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
 mod avx512;
 mod depthwise;
 mod gemm;
+mod im2col;
 pub mod reference;
 
 /// The quantization of one u8 activation tensor: `real = (q - zero_point) * scale`.
@@ -55,7 +60,9 @@ impl QuantParams {
             return Err(KernelError::Quantization(format!("scale must be finite and positive, got {scale}")));
         }
         if !(0..=255).contains(&zero_point) {
-            return Err(KernelError::Quantization(format!("u8 zero point must be in 0..=255, got {zero_point}")));
+            return Err(KernelError::Quantization(format!(
+                "u8 zero point must be in 0..=255, got {zero_point}"
+            )));
         }
         Ok(QuantParams { scale, zero_point })
     }
@@ -122,7 +129,9 @@ impl QuantLayer {
             });
         }
         if let Some(s) = self.weight_scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-            return Err(KernelError::Quantization(format!("weight scale must be finite and positive, got {s}")));
+            return Err(KernelError::Quantization(format!(
+                "weight scale must be finite and positive, got {s}"
+            )));
         }
         Ok(())
     }
@@ -163,7 +172,8 @@ pub fn quantize_bias(bias: Option<&[f32]>, input_scale: f32, weight_scales: &[f3
         .enumerate()
         .map(|(c, &sw)| {
             let b = bias.map_or(0.0, |b| b[c]) as f64;
-            (b / (input_scale as f64 * sw as f64)).round_ties_even().clamp(i32::MIN as f64, i32::MAX as f64) as i32
+            (b / (input_scale as f64 * sw as f64)).round_ties_even().clamp(i32::MIN as f64, i32::MAX as f64)
+                as i32
         })
         .collect()
 }
@@ -179,24 +189,31 @@ pub struct Requant {
     pub hi: i32,
 }
 
-/// `|acc * multiplier|` is clamped to this before rounding, in every kernel alike: the
-/// output saturates to 0..=255 anyway, and the clamp keeps the float -> int conversion in
-/// range (SIMD conversions and Rust's `as` disagree outside it).
-pub const REQUANT_LIMIT: f32 = 65536.0;
-
 impl Requant {
     pub fn new(q: &QuantLayer, activation: Activation) -> Requant {
-        let multiplier =
-            q.weight_scales.iter().map(|&sw| ((q.input.scale as f64 * sw as f64) / q.output.scale as f64) as f32).collect();
+        let multiplier = q
+            .weight_scales
+            .iter()
+            .map(|&sw| ((q.input.scale as f64 * sw as f64) / q.output.scale as f64) as f32)
+            .collect();
         let (lo, hi) = quantized_clamp(q.output, activation);
         Requant { multiplier, zero_point: q.output.zero_point, lo, hi }
     }
 
-    /// The store of one accumulator of channel `c`.
+    /// The store of one accumulator of channel `c`: the clamp to the activation's bounds
+    /// (shifted by the zero point) comes before the rounding, which keeps the float -> int
+    /// conversion in range, where SIMD conversions and Rust's `as` agree.
     #[inline(always)]
     pub fn apply(&self, acc: i32, c: usize) -> u8 {
-        let v = (acc as f32 * self.multiplier[c]).clamp(-REQUANT_LIMIT, REQUANT_LIMIT);
-        (round_even(v) + self.zero_point).clamp(self.lo, self.hi) as u8
+        let (lo, hi) = self.bounds();
+        let v = (acc as f32 * self.multiplier[c]).clamp(lo, hi);
+        (round_even(v) + self.zero_point) as u8
+    }
+
+    /// `(lo - z_y, hi - z_y)` as f32: the clamp of [`apply`](Self::apply) before rounding.
+    #[inline(always)]
+    pub fn bounds(&self) -> (f32, f32) {
+        ((self.lo - self.zero_point) as f32, (self.hi - self.zero_point) as f32)
     }
 }
 
@@ -261,13 +278,21 @@ impl Storage for u8 {
     fn to_real(self, t: QuantParams) -> f32 {
         t.dequantize(self)
     }
-    const NATIVE: &'static [(Family, NativeFn<u8>)] =
-        &[(Family::Gemm, gemm::native), (Family::Direct, depthwise::native)];
-    fn emulated(algo: &dyn ConvAlgorithm, layer: &Layer<'_>, q: &QuantLayer) -> Result<Box<dyn PreparedConv<u8>>> {
+    const NATIVE: &'static [(Family, NativeFn<u8>)] = &[
+        (Family::Gemm, gemm::native),
+        (Family::Direct, depthwise::native),
+        (Family::Im2col, im2col::native),
+    ];
+    fn emulated(
+        algo: &dyn ConvAlgorithm,
+        layer: &Layer<'_>,
+        q: &QuantLayer,
+    ) -> Result<Box<dyn PreparedConv<u8>>> {
         let ql = QuantizedLayer::new(layer, q)?;
         // The f32 layer computes with exactly the values the integers stand for.
         let per = ql.weights.len() / ql.spec.out_channels;
-        let w: Vec<f32> = ql.weights.iter().enumerate().map(|(i, &w)| w as f32 * q.weight_scales[i / per]).collect();
+        let w: Vec<f32> =
+            ql.weights.iter().enumerate().map(|(i, &w)| w as f32 * q.weight_scales[i / per]).collect();
         let b: Vec<f32> =
             ql.bias.iter().zip(&q.weight_scales).map(|(&b, &sw)| b as f32 * q.input.scale * sw).collect();
         let inner = algo.prepare(layer.spec, &w, Some(&b), layer.activation)?;
@@ -304,7 +329,14 @@ impl PreparedConv<u8> for Dequantized {
             .try_fold(0usize, |a, x| a.checked_add(x))
             .ok_or(KernelError::Overflow { what: "dequantized scratch" })
     }
-    fn run(&self, input: &[u8], in_dims: Dims, output: &mut [u8], scratch: &mut [f32], par: Par<'_>) -> Result<()> {
+    fn run(
+        &self,
+        input: &[u8],
+        in_dims: Dims,
+        output: &mut [u8],
+        scratch: &mut [f32],
+        par: Par<'_>,
+    ) -> Result<()> {
         let needed = self.scratch_len(in_dims)?;
         check_run(self.spec(), input, in_dims, output, scratch, needed)?;
         let (wide_in, rest) = scratch.split_at_mut(input.len());

@@ -15,12 +15,26 @@ pub fn conv(q: &QuantizedLayer, input: &[u8], in_dims: Dims, output: &mut [u8]) 
 
 /// Output rows `first_row..` (counted over the batch, `n * out_h` of them) into `out`, which
 /// holds whole rows.
-pub fn conv_rows(q: &QuantizedLayer, input: &[u8], in_dims: Dims, first_row: usize, out: &mut [u8]) -> Result<()> {
+pub fn conv_rows(
+    q: &QuantizedLayer,
+    input: &[u8],
+    in_dims: Dims,
+    first_row: usize,
+    out: &mut [u8],
+) -> Result<()> {
     let spec = &q.spec;
     let o = spec.output_dims(in_dims)?;
     let row = o.w * o.c;
-    if input.len() != in_dims.len()? || row == 0 || out.len() % row != 0 || first_row + out.len() / row > o.n * o.h {
-        return Err(KernelError::BufferLength { what: "int8 rows", expected: in_dims.len()?, actual: input.len() });
+    if input.len() != in_dims.len()?
+        || row == 0
+        || !out.len().is_multiple_of(row)
+        || first_row + out.len() / row > o.n * o.h
+    {
+        return Err(KernelError::BufferLength {
+            what: "int8 rows",
+            expected: in_dims.len()?,
+            actual: input.len(),
+        });
     }
     let (ipg, opg) = (spec.in_per_group(), spec.out_per_group());
     let (kh, kw) = (spec.kernel_h, spec.kernel_w);
@@ -34,17 +48,19 @@ pub fn conv_rows(q: &QuantizedLayer, input: &[u8], in_dims: Dims, first_row: usi
                 for ic in 0..ipg {
                     let c = g * ipg + ic;
                     for ky in 0..kh {
-                        let iy = (oy * spec.stride_h + ky * spec.dilation_h) as isize - spec.padding.top as isize;
+                        let iy =
+                            (oy * spec.stride_h + ky * spec.dilation_h) as isize - spec.padding.top as isize;
                         if iy < 0 || iy >= in_dims.h as isize {
                             continue;
                         }
                         for kx in 0..kw {
-                            let ix =
-                                (ox * spec.stride_w + kx * spec.dilation_w) as isize - spec.padding.left as isize;
+                            let ix = (ox * spec.stride_w + kx * spec.dilation_w) as isize
+                                - spec.padding.left as isize;
                             if ix < 0 || ix >= in_dims.w as isize {
                                 continue;
                             }
-                            let x = input[((b * in_dims.h + iy as usize) * in_dims.w + ix as usize) * in_dims.c + c];
+                            let x = input
+                                [((b * in_dims.h + iy as usize) * in_dims.w + ix as usize) * in_dims.c + c];
                             let w = q.weights[((oc * ipg + ic) * kh + ky) * kw + kx];
                             acc = acc.wrapping_add((x as i32 - zx) * w as i32);
                         }

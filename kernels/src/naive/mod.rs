@@ -3,7 +3,7 @@
 //! Obviously correct rather than fast. It accumulates in f64, so its own rounding error is
 //! negligible next to any fast path's, and every other algorithm is tested against it.
 
-use crate::algo::{Family, bias_or_zeros, check_prepare, check_run, ConvAlgorithm, PreparedConv};
+use crate::algo::{bias_or_zeros, check_prepare, check_run, ConvAlgorithm, Family, PreparedConv};
 use crate::error::Result;
 use crate::isa::Isa;
 use crate::pool::Par;
@@ -16,6 +16,8 @@ use crate::spec::{Activation, ConvSpec, Dims};
 ///
 /// Buffers are NHWC (`input`, `output`) and OIHW (`weights`); lengths are checked by the
 /// caller ([`check_prepare`], [`check_run`]).
+// The oracle takes the convolution exactly as its definition names it.
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_nhwc(
     spec: &ConvSpec,
     activation: Activation,

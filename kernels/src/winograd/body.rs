@@ -390,6 +390,8 @@ pub(crate) unsafe fn dw_band<T: Transform, S: Simd>(
 /// # Safety
 /// As [`load_tile`].
 #[inline(always)]
+// Kernel entries: pointers, strides and counts the loop keeps in registers.
+#[allow(clippy::too_many_arguments)]
 unsafe fn input_transform<T: Transform, S: Simd>(
     s: S,
     input: &[f32],
@@ -496,6 +498,8 @@ unsafe fn micro<S: Simd, const MR: usize, const NV: usize>(
 /// # Safety
 /// As [`micro`] with `rows` rows.
 #[inline(always)]
+// Kernel entries: pointers, strides and counts the loop keeps in registers.
+#[allow(clippy::too_many_arguments)]
 unsafe fn micro_rows<S: Simd, const NV: usize>(
     s: S,
     rows: usize,

@@ -7,18 +7,17 @@
 //!
 //! Supported: 3x3 kernels, stride 1, no dilation, any padding 0..=2 per side, `groups == 1`
 //! (dense) or depthwise. Stride 2 is not Winograd's (`supports()` says no and the kernel
-//! set falls back). The price is accuracy: see [`accuracy`] and `docs/winograd.md`.
+//! set falls back). The price is accuracy: see `docs/winograd.md` and the harness's `winograd_accuracy`.
 
-pub mod accuracy;
 mod body;
 pub mod transforms;
-
-pub use accuracy::{accuracy, accuracy_table, AccuracyRow};
 
 use body::{DensePlan, DwPlan, Geometry};
 use transforms::{filter_transform, Transform, F2, F4, F6};
 
-use crate::algo::{Family, bias_or_zeros, check_prepare, check_run, Bind, ConvAlgorithm, PreparedConv, TokenLayer};
+use crate::algo::{
+    bias_or_zeros, check_prepare, check_run, Bind, ConvAlgorithm, Family, PreparedConv, TokenLayer,
+};
 use crate::cache;
 use crate::error::Result;
 use crate::pool::{Par, SharedOut};
@@ -26,11 +25,11 @@ use crate::simd::{Backend, Clamp, Simd, SimdOp};
 use crate::spec::{Activation, ConvSpec, Dims};
 use crate::tensor::AlignedBuf;
 
-/// Relative error bounds (see [`crate::testing`]) per tile size, set from [`accuracy`]'s
+/// Relative error bounds (see [`crate::testing`]) per tile size, set from the harness's `winograd_accuracy`
 /// worst measurement on the MobileNet-range and uniform data (docs/winograd.md), which is a
 /// corner output of a padding-2 depthwise layer (it sees one input pixel, its tile up to
 /// `a x a`): F(2) 2.7e-6, F(4) 6.7e-5, F(6) 4.4e-4, with a 7x margin. Data with a
-/// dynamic range inside one tile is not bounded by these (see [`accuracy::bounded`]).
+/// dynamic range inside one tile is not bounded by these (see `winograd_accuracy::bounded` in the harness).
 pub const TOLERANCE_F2: f64 = 2e-5;
 pub const TOLERANCE_F4: f64 = 5e-4;
 pub const TOLERANCE_F6: f64 = 3e-3;

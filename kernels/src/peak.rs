@@ -1,4 +1,7 @@
-//! This core's fp32 FMA peak, measured: independent FMA chains with no memory traffic.
+//! This core's peaks, measured: independent chains of one instruction with no memory
+//! traffic. fp32 FMA (AVX2, AVX-512, NEON) in GFLOP/s, and the int8 dot product
+//! (`vpdpbusd`, AVX512_VNNI: 64 u8 x s8 multiply-adds per `zmm`) in GOP/s, what the int8
+//! pointwise layers are measured against.
 //!
 //! Two FMA pipes with a 4-cycle latency need 8 independent chains; 12 (AVX2) and 24
 //! (AVX-512) leave margin. On Zen 4 (AVX-512 double-pumped) both variants give the same
@@ -9,10 +12,46 @@
 //! ever lowers a compute-bound loop's throughput, and a peak that is too low would inflate
 //! every "% of peak" quoted against it.
 
-/// The best of the variants this CPU runs (AVX-512, AVX2; 0 where neither exists), in
+/// The best of the variants this CPU runs (AVX-512, AVX2, NEON; 0 where none exists), in
 /// GFLOP/s on the calling thread: the best of 7 runs of about 10-20 ms each.
 pub fn fma_peak_gflops() -> f64 {
-    [fma_peak_avx512_gflops(), fma_peak_avx2_gflops()].into_iter().flatten().fold(0.0, f64::max)
+    [fma_peak_avx512_gflops(), fma_peak_avx2_gflops(), fma_peak_neon_gflops()]
+        .into_iter()
+        .flatten()
+        .fold(0.0, f64::max)
+}
+
+/// The FMA peak of the f32 kernels that run under `ceiling` ([`crate::Isa::f32_level`]),
+/// `None` for scalar (no vector FMA) or a level this CPU lacks.
+pub fn fma_peak_gflops_at(ceiling: crate::Isa) -> Option<f64> {
+    match ceiling.f32_level() {
+        crate::Isa::Avx512 => fma_peak_avx512_gflops(),
+        crate::Isa::Avx2 => fma_peak_avx2_gflops(),
+        crate::Isa::Neon => fma_peak_neon_gflops(),
+        _ => None,
+    }
+}
+
+/// The NEON `fmla` peak in GFLOP/s, or `None` off aarch64 (under qemu the figure means
+/// nothing).
+pub fn fma_peak_neon_gflops() -> Option<f64> {
+    #[cfg(target_arch = "aarch64")]
+    if std::arch::is_aarch64_feature_detected!("neon") {
+        // SAFETY: NEON detected just above.
+        return Some(best_gflops(|iters| unsafe { arm::fma_chains_neon(iters) }, 24 * 4));
+    }
+    None
+}
+
+/// The AVX512_VNNI `vpdpbusd zmm` peak in GOP/s (a multiply-add counts 2 ops, as FLOPs do),
+/// or `None` if this CPU lacks AVX-512 VNNI.
+pub fn dot_i8_peak_gops() -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni") {
+        // SAFETY: AVX-512F and AVX512_VNNI detected just above.
+        return Some(best_gflops(|iters| unsafe { x86::dpbusd_chains_avx512(iters) }, 24 * 64));
+    }
+    None
 }
 
 /// The AVX2+FMA peak in GFLOP/s, or `None` if this CPU lacks AVX2/FMA.
@@ -35,8 +74,8 @@ pub fn fma_peak_avx512_gflops() -> Option<f64> {
     None
 }
 
-#[cfg(target_arch = "x86_64")]
-/// Best GFLOP/s of `run(iters)`, which performs `lanes_per_iter` FMAs per iteration.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+/// Best GFLOP/s of `run(iters)`, which performs `lanes_per_iter` multiply-adds per iteration.
 fn best_gflops(run: impl Fn(u64) -> f32, lanes_per_iter: u64) -> f64 {
     let iters = 2_000_000u64;
     std::hint::black_box(run(iters / 10)); // warm up clocks
@@ -81,6 +120,39 @@ mod x86 {
         }
         let s = acc.iter().fold(_mm512_setzero_ps(), |s, &v| _mm512_add_ps(s, v));
         _mm512_reduce_add_ps(s)
+    }
+
+    /// 24 independent chains of `iters` `vpdpbusd zmm` each.
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    pub unsafe fn dpbusd_chains_avx512(iters: u64) -> f32 {
+        let (a, b) = (_mm512_set1_epi8(3), _mm512_set1_epi8(-2));
+        let mut acc = [_mm512_set1_epi32(1); 24];
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm512_dpbusd_epi32(*v, a, b);
+            }
+        }
+        let s = acc.iter().fold(_mm512_setzero_si512(), |s, &v| _mm512_add_epi32(s, v));
+        _mm512_reduce_add_epi32(s) as f32
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use std::arch::aarch64::*;
+
+    /// 24 independent chains of `iters` 128-bit `fmla` each.
+    #[target_feature(enable = "neon")]
+    pub unsafe fn fma_chains_neon(iters: u64) -> f32 {
+        let (a, b) = (vdupq_n_f32(0.999_999), vdupq_n_f32(1e-7));
+        let mut acc = [vdupq_n_f32(1.0); 24];
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = vfmaq_f32(b, *v, a);
+            }
+        }
+        let s = acc.iter().fold(vdupq_n_f32(0.0), |s, &v| vaddq_f32(s, v));
+        vaddvq_f32(s)
     }
 }
 

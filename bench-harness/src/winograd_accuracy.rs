@@ -1,14 +1,12 @@
-//! How accurate Winograd is: max and mean error against the f64-accumulating naive oracle,
+//! How accurate Winograd is (the report `results/winograd-accuracy.md`; it lives in the
+//! harness, not in `kernels`, because it walks the registry): max and mean error against the f64-accumulating naive oracle,
 //! per tile size, layer kind and data distribution, in the relative measure of
-//! [`crate::testing`] (`|got - want| / (|bias| + sum |w| |x|)`), the measure each algorithm's
+//! [`kernels::testing`] (`|got - want| / (|bias| + sum |w| |x|)`), the measure each algorithm's
 //! `tolerance()` bounds. A plain f32 direct sum is measured alongside as the yardstick: it
 //! is what any non-Winograd f32 kernel costs in accuracy.
 
-use crate::algo::ConvAlgorithm;
-use crate::error::Result;
-use crate::registry;
-use crate::spec::{Activation, ConvSpec, Dims};
-use crate::testing::{agreement, random_values, Case};
+use kernels::testing::{agreement, random_values, Case};
+use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, Result};
 
 /// One measurement: an algorithm (or the f32 direct yardstick) on one layer and data set.
 #[derive(Debug, Clone)]
@@ -76,7 +74,6 @@ fn layer_name(spec: &ConvSpec, d: Dims) -> String {
     format!("{kind} {}x{}x{}->{} pad {}", d.h, d.w, d.c, spec.out_channels, spec.padding.top)
 }
 
-
 /// A plain f32-accumulating direct convolution (stride 1, no dilation): the yardstick.
 fn direct_f32(case: &Case) -> Result<Vec<f32>> {
     let (spec, d) = (&case.spec, case.in_dims);
@@ -117,7 +114,7 @@ fn direct_f32(case: &Case) -> Result<Vec<f32>> {
 /// of [`layers`] and every data distribution, [`SEEDS`] seeds each (the worst and the mean).
 pub fn accuracy() -> Result<Vec<AccuracyRow>> {
     let algos: Vec<&dyn ConvAlgorithm> =
-        registry::algorithms()?.into_iter().filter(|a| a.family() == crate::Family::Winograd).collect();
+        registry::algorithms()?.into_iter().filter(|a| a.family() == kernels::Family::Winograd).collect();
     let mut rows = Vec::new();
     for (spec, dims) in layers() {
         for (k, &data) in DATA.iter().enumerate() {
