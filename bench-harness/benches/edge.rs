@@ -63,7 +63,7 @@ impl Layer {
     }
     /// Median seconds of `reps` runs, each after `before()` (untimed).
     fn median(&mut self, reps: usize, mut before: impl FnMut()) -> f64 {
-        let mut ts: Vec<f64> = (0..reps)
+        let ts: Vec<f64> = (0..reps)
             .map(|_| {
                 before();
                 let t = Instant::now();

@@ -224,7 +224,7 @@ fn median_secs(f: &mut dyn FnMut(), budget: Duration) -> f64 {
     f();
     let one = t.elapsed().as_secs_f64().max(1e-7);
     let reps = ((budget.as_secs_f64() / one) as usize).clamp(5, 200);
-    let mut v: Vec<f64> = (0..reps)
+    let v: Vec<f64> = (0..reps)
         .map(|_| {
             let t = Instant::now();
             f();

@@ -55,8 +55,9 @@ MOBILENET = os.path.join(ROOT, "target", "release", "mobilenet")
 EPS = 1e-5
 
 
-def sh(*args):
-    return subprocess.run([str(a) for a in args], check=True, capture_output=True, text=True).stdout
+def sh(*args, env=None):
+    full = dict(os.environ, **env) if env else None
+    return subprocess.run([str(a) for a in args], check=True, capture_output=True, text=True, env=full).stdout
 
 
 def conv_names(width):
@@ -233,9 +234,9 @@ def time_block(fn, iters, warm=3):
     return float(np.median(ts))
 
 
-def ours_ms(wpath, precision, threads, iters):
+def ours_ms(wpath, precision, threads, iters, isa=None):
     out = json.loads(sh(MOBILENET, "bench", "--weights", wpath, "--precision", precision, "--threads", threads,
-                        "--iters", iters, "--json"))
+                        "--iters", iters, "--json", env={"KERNELS_ISA": isa} if isa else None))
     return float(out["median_ms"])
 
 
@@ -324,18 +325,21 @@ def main():
         runners[("ONNX Runtime int8 (our QDQ export)", t_)] = lambda s=s_qdq: s.run(None, {"input": img1})
         runners[("ONNX Runtime fp32", t_)] = lambda s=s_fp: s.run(None, {"input": img1})
     engines = ["ONNX Runtime int8 (quantize_static)", "ONNX Runtime int8 (our QDQ export)", "ONNX Runtime fp32",
-               "ours int8", "ours bf16", "ours f32"]
+               "ours int8", "ours bf16", "ours f32", "ours int8 avx2", "ours f32 avx2"]
     ms = {(e, t_): [] for e in engines for t_ in threads}
     for r in range(a.rounds):
         order = engines[r % len(engines):] + engines[:r % len(engines)]
         for t_ in threads:
             for e in order:
                 if e.startswith("ours"):
-                    prec = e.split()[1]
+                    parts = e.split()
+                    prec, isa = parts[1], (parts[2] if len(parts) > 2 else None)
                     w = qpath if prec == "int8" else wpath
                     if prec == "bf16" and "avx512_bf16" not in machine.cpuinfo_text():
                         continue
-                    ms[(e, t_)].append(ours_ms(w, prec, t_, a.iters))
+                    if isa and isa not in machine.cpuinfo_text():
+                        continue
+                    ms[(e, t_)].append(ours_ms(w, prec, t_, a.iters, isa))
                 else:
                     ms[(e, t_)].append(time_block(runners[(e, t_)], a.iters))
         print(f"round {r + 1}/{a.rounds}", flush=True)
@@ -363,6 +367,8 @@ def write(a, out_dir, rows, agree, ms, engines, threads):
     for name, v in agree:
         lines.append(f"| {name} | {v:.1f} |")
     lines += ["", "## Speed (median of per-round medians, ms)", "",
+              "`ours ... avx2`: the same binary under `KERNELS_ISA=avx2` (the AVX2 int8 path: `vpmaddwd` on "
+              "widened operands, no VNNI, no AMX). ONNX Runtime runs as deployed (its own dispatch).", "",
               "| engine | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in threads) + " |",
               "|---|" + "---:|" * len(threads)]
     for e in engines:
@@ -372,7 +378,8 @@ def write(a, out_dir, rows, agree, ms, engines, threads):
     lines += ["", "| ratio | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in threads) + " |",
               "|---|" + "---:|" * len(threads)]
     for num, den in [("ours int8", "ONNX Runtime int8 (quantize_static)"), ("ours int8", "ONNX Runtime int8 (our QDQ export)"),
-                     ("ours int8", "ours f32"), ("ours int8", "ours bf16")]:
+                     ("ours int8", "ours f32"), ("ours int8", "ours bf16"),
+                     ("ours int8 avx2", "ours f32 avx2")]:
         cells = []
         for t in threads:
             if (num, t) in med and (den, t) in med:

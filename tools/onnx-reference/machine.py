@@ -23,7 +23,10 @@ import subprocess
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 RESULTS = os.path.join(ROOT, "results")
 # The flags that matter to these kernels, in the order provenance lines print them.
-FLAGS = ["avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile", "asimd"]
+# The same list as kernels/src/cpu.rs (FLAGS), the one the Rust side reports.
+FLAGS = ["avx2", "fma", "f16c", "avx512f", "avx512vl", "avx512bw", "avx512dq", "avx512_vnni", "avx_vnni",
+         "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "neon", "fphp", "asimdhp",
+         "asimddp", "bf16", "i8mm", "sve"]
 
 
 def cpuinfo_text():

@@ -15,6 +15,13 @@ const CPAD: usize = 16;
 
 /// An int8 depthwise layer with its weights packed `[kh * kw][cpad]` as i32 (each holding
 /// an i16 in its lower half and zero above, for `vpmaddwd`).
+#[cfg_attr(
+    not(any(
+        all(feature = "avx2", target_arch = "x86_64"),
+        all(feature = "avx512", target_arch = "x86_64")
+    )),
+    allow(dead_code)
+)]
 pub(crate) struct DwInt8 {
     pub(crate) q: QuantizedLayer,
     name: &'static str,
@@ -59,6 +66,13 @@ pub(crate) fn native(
     Ok(Some(Box::new(DwInt8 { q, name: algo.name(), isa, cpad, weights, bias, interior_bias, multiplier })))
 }
 
+#[cfg_attr(
+    not(any(
+        all(feature = "avx2", target_arch = "x86_64"),
+        all(feature = "avx512", target_arch = "x86_64")
+    )),
+    allow(dead_code)
+)]
 impl DwInt8 {
     /// The taps `k0..k1` of output position `o` that fall inside an input of `size`.
     #[inline(always)]

@@ -30,6 +30,13 @@ pub(crate) enum Packed {
 }
 
 /// An int8 pointwise layer with its weights packed.
+#[cfg_attr(
+    not(any(
+        all(feature = "avx2", target_arch = "x86_64"),
+        all(feature = "avx512", target_arch = "x86_64")
+    )),
+    allow(dead_code)
+)]
 pub(crate) struct GemmInt8 {
     pub(crate) q: QuantizedLayer,
     name: &'static str,
@@ -66,6 +73,13 @@ pub(crate) fn prepare(algo: &dyn ConvAlgorithm, layer: &Layer<'_>, quant: &Quant
         isa =
             if cfg!(all(feature = "avx2", target_arch = "x86_64")) { Int8Isa::Avx2 } else { Int8Isa::Scalar };
     }
+    #[cfg_attr(
+        not(any(
+            all(feature = "avx2", target_arch = "x86_64"),
+            all(feature = "avx512", target_arch = "x86_64")
+        )),
+        allow(unused_variables)
+    )]
     let w = |c: usize, kk: usize| if c < n && kk < k { q.weights[c * k + kk] } else { 0 };
     let (packed, width) = match isa {
         #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
@@ -164,7 +178,11 @@ impl PreparedConv<u8> for GemmInt8 {
             // SAFETY: `Pairs` is packed only where AVX2 is available; the buffers were
             // checked, the scratch holds `m * ceil(k / 2)` words.
             Packed::Pairs(b) => unsafe { super::avx2::gemm(self, b, m, input, output, scratch, par) },
-            Packed::Scalar => reference::conv(&self.q, input, in_dims, output)?,
+            Packed::Scalar => {
+                // The reference runs serially over all `m` rows.
+                let _ = (m, par);
+                reference::conv(&self.q, input, in_dims, output)?
+            }
         }
         Ok(())
     }

@@ -366,16 +366,16 @@ pub(crate) enum Int8Isa {
 impl Int8Isa {
     /// The int8 kernels `algo`'s backend runs here.
     pub(crate) fn of(algo: &dyn ConvAlgorithm) -> Int8Isa {
-        use crate::simd::Backend;
-        match algo.backend() {
-            #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-            Backend::Avx512 if crate::isa::available(Isa::Avx512) => {
-                Int8Isa::Avx512 { vnni: std::arch::is_x86_feature_detected!("avx512vnni") }
-            }
-            #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
-            Backend::Avx2 if crate::isa::available(Isa::Avx2) => Int8Isa::Avx2,
-            _ => Int8Isa::Scalar,
+        #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+        if algo.backend() == crate::simd::Backend::Avx512 && crate::isa::available(Isa::Avx512) {
+            return Int8Isa::Avx512 { vnni: std::arch::is_x86_feature_detected!("avx512vnni") };
         }
+        #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
+        if algo.backend() == crate::simd::Backend::Avx2 && crate::isa::available(Isa::Avx2) {
+            return Int8Isa::Avx2;
+        }
+        let _ = algo;
+        Int8Isa::Scalar
     }
 
     pub(crate) fn level(self) -> Isa {
