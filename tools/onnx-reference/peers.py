@@ -16,6 +16,10 @@ import fails):
   (Convolution / ConvolutionDepthWise with bias_term and activation_type 3 = clip 0..6,
   Pooling global average, InnerProduct) and a .bin (per layer: a 4-byte zero tag, the f32
   weights in OIHW order, then the f32 bias). fp16/bf16 storage and arithmetic are turned off.
+- onnxruntime-int8 (not in the default --engines, since the fp32 ratios would then be against
+  an int8 engine): ONNX Runtime on its own quantize_static of the folded network, checked
+  against ONNX Runtime fp32 within TOL_INT8. The int8 comparison with ours at int8, accuracy
+  included, is tools/onnx-reference/int8.py.
 - torch: PyTorch eager (`torch.inference_mode`, `torch.set_num_threads`), the DESIGN.md
   reference model with the same state dict.
 - ours: `target/release/mobilenet bench --weights W --kernels S --threads T --iters N --json`
@@ -116,6 +120,23 @@ def ort_engine(onnx_bytes, image):
         return lambda: sess.run(None, feed)[0]
     return {"name": "onnxruntime", "version": ort.__version__,
             "route": "ONNX graph, CPUExecutionProvider, all graph optimisations", "make": make}
+
+
+# An int8 engine agrees with ONNX Runtime fp32 within its accuracy budget, not fp32's: the
+# int8 logits' error is about 2e-2 of their scale here (results/<cpu-slug>/int8.md).
+TOL_INT8 = 0.1
+
+
+def ort_int8_engine(state, image, tmp):
+    """ONNX Runtime on its own quantize_static of the batch-norm-folded network (QDQ, per-channel
+    int8 weights, u8 activations, MinMax), calibrated on 16 seeded images (int8.py's helpers)."""
+    from int8 import folded_model, ort_quantize_static
+    calib = np.random.default_rng(99).normal(0.0, 1.0, size=(16, 3, 224, 224)).astype(np.float32)
+    q = ort_quantize_static(folded_model(state, 1.0, 224, 1000, 1), calib, tmp).SerializeToString()
+    p = ort_engine(q, image)
+    p.update(name="onnxruntime-int8", tol=TOL_INT8,
+             route="its quantize_static (QDQ, per-channel, u8 activations, MinMax), all graph optimisations")
+    return p
 
 
 def openvino_engine(onnx_path, image):
@@ -420,7 +441,8 @@ def main():
     ort_logits = peers[0]["make"](1)()
     scale = float(np.max(np.abs(ort_logits)))
     factories = {"openvino": lambda: openvino_engine(opath, image), "ncnn": lambda: ncnn_engine(state, image, tmp),
-                 "torch": lambda: torch_engine(state, image)}
+                 "torch": lambda: torch_engine(state, image),
+                 "onnxruntime-int8": lambda: ort_int8_engine(state, image, tmp)}
     checks = [f"| onnxruntime {ort.__version__} | (reference) | {peers[0]['route']} |"]
     for name in wanted:
         if name == "onnxruntime":
@@ -439,7 +461,7 @@ def main():
             notes.append(f"- SKIPPED: {name}: failed to run: {e}")
             continue
         diff = float(np.max(np.abs(out.reshape(ort_logits.shape) - ort_logits)))
-        ok = diff <= TOL_REL * scale
+        ok = diff <= p.get("tol", TOL_REL) * scale
         verdict = "ok" if ok else "DISAGREES: not timed"
         print(f"{p['name']} {p['version']} ({p['route']}): max |logits - onnxruntime| = {diff:.2e} -> {verdict}",
               flush=True)
