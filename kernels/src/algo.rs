@@ -262,8 +262,8 @@ pub fn rounded(precision: Precision, values: &[f32]) -> Vec<f32> {
 
 /// The emulated path of every algorithm at float storage type `E`: weights and bias rounded
 /// to `E`, then `algo`'s f32 layer run between a widening of the input into scratch and a
-/// narrowing of its f32 output. Exact in what it computes (the same f32 sums as the native
-/// paths), slower in what it moves (two extra passes over the activations).
+/// narrowing of its f32 output ([`Converted`]). Exact in what it computes (the same f32 sums
+/// as the native paths), slower in what it moves (two extra passes over the activations).
 pub fn widened<E: Element + Storage>(
     algo: &(impl ConvAlgorithm + ?Sized),
     layer: &Layer<'_>,
@@ -274,16 +274,43 @@ pub fn widened<E: Element + Storage>(
     let inner = algo.prepare(layer.spec, &w, b.as_deref(), layer.activation)?;
     // The algorithm's own backend converts (vector F16C / shifts where it has them).
     let convert = algo.backend().dispatch(ConvertOp::<E>::new())?;
-    Ok(Box::new(Widened::<E> { inner, convert }))
+    Ok(Box::new(Converted { inner, convert, _storage: PhantomData }))
 }
 
-/// See [`widened`].
-struct Widened<E> {
-    inner: Box<dyn PreparedConv>,
-    convert: Convert<E>,
+/// How an emulated layer moves its activations between its storage type `E` and f32: the
+/// backend's row converters for the float types ([`Convert`]), dequantize / quantize for
+/// int8 (`crate::int8`).
+pub(crate) trait Conversion<E>: Send + Sync + 'static {
+    /// `dst = src` as f32 (same lengths).
+    fn widen(&self, src: &[E], dst: &mut [f32]);
+    /// `dst = src` stored as `E` (same lengths).
+    fn narrow(&self, src: &[f32], dst: &mut [E]);
 }
 
-impl<E: Element + Storage> PreparedConv<E> for Widened<E> {
+impl<E: Element> Conversion<E> for Convert<E> {
+    fn widen(&self, src: &[E], dst: &mut [f32]) {
+        let n = src.len().min(dst.len());
+        // SAFETY: inside this crate a `Convert` is made only by `ConvertOp` run with a token
+        // of its backend (so the CPU has its level), and the trait is crate-private; both
+        // slices hold `n` elements.
+        unsafe { (self.widen)(src.as_ptr(), dst.as_mut_ptr(), n) }
+    }
+    fn narrow(&self, src: &[f32], dst: &mut [E]) {
+        let n = src.len().min(dst.len());
+        // SAFETY: as in `widen`.
+        unsafe { (self.narrow)(src.as_ptr(), dst.as_mut_ptr(), n) }
+    }
+}
+
+/// An f32 layer between a conversion of its input and one of its output: the emulated path
+/// of every storage type ([`Storage::emulated`]).
+pub(crate) struct Converted<E, C> {
+    pub(crate) inner: Box<dyn PreparedConv>,
+    pub(crate) convert: C,
+    pub(crate) _storage: PhantomData<fn() -> E>,
+}
+
+impl<E: Storage, C: Conversion<E>> PreparedConv<E> for Converted<E, C> {
     fn spec(&self) -> &ConvSpec {
         self.inner.spec()
     }
@@ -316,12 +343,9 @@ impl<E: Element + Storage> PreparedConv<E> for Widened<E> {
         check_run(self.spec(), input, in_dims, output, scratch, needed)?;
         let (wide_in, rest) = scratch.split_at_mut(input.len());
         let (wide_out, inner) = rest.split_at_mut(output.len());
-        // SAFETY: `convert` came from a token of the algorithm's backend at prepare; the
-        // slices hold the lengths passed (split from checked buffers).
-        unsafe { (self.convert.widen)(input.as_ptr(), wide_in.as_mut_ptr(), input.len()) };
+        self.convert.widen(input, wide_in);
         self.inner.run(wide_in, in_dims, wide_out, inner, par)?;
-        // SAFETY: as above.
-        unsafe { (self.convert.narrow)(wide_out.as_ptr(), output.as_mut_ptr(), output.len()) };
+        self.convert.narrow(wide_out, output);
         Ok(())
     }
 }
@@ -452,6 +476,33 @@ pub fn check_buffers<E>(
         });
     }
     Ok(())
+}
+
+/// Checks a [`PreparedConv::run_rows`] call: the input holds `in_dims`, and `out` holds whole
+/// output rows from `first_row`, inside the `n * out_h` rows of the output. Returns the
+/// output dims.
+pub fn check_rows<E>(
+    spec: &ConvSpec,
+    input: &[E],
+    in_dims: Dims,
+    first_row: usize,
+    out: &[E],
+) -> Result<Dims> {
+    let out_dims = spec.output_dims(in_dims)?;
+    let expected = in_dims.len()?;
+    if input.len() != expected {
+        return Err(KernelError::BufferLength { what: "input", expected, actual: input.len() });
+    }
+    let (row_len, total_rows) = (out_dims.w * out_dims.c, out_dims.n * out_dims.h);
+    let rows = out.len() / row_len.max(1);
+    if row_len == 0 || !out.len().is_multiple_of(row_len) || first_row + rows > total_rows {
+        return Err(KernelError::ShapeMismatch {
+            what: "output row band",
+            expected: format!("whole rows of {row_len} values within {total_rows} rows"),
+            actual: format!("{} values from row {first_row}", out.len()),
+        });
+    }
+    Ok(out_dims)
 }
 
 /// The bias as a dense vector (zeros when absent), so kernels need no `Option` in loops.

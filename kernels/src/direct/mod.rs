@@ -30,10 +30,10 @@
 //!   `2 * threads` contiguous chunks on the pool (`kernels::pool`); `threads == 1` runs inline.
 
 use crate::algo::{
-    check_prepare, check_run, rounded, Bind, ConvAlgorithm, Family, Layer as AlgoLayer, PreparedConv,
-    Storage, TokenLayer,
+    check_prepare, check_rows, check_run, rounded, Bind, ConvAlgorithm, Family, Layer as AlgoLayer,
+    PreparedConv, Storage, TokenLayer,
 };
-use crate::error::{KernelError, Result};
+use crate::error::Result;
 use crate::pool::Par;
 use crate::simd::{Backend, Clamp, Element, Simd, SimdOp, MAX_LANES};
 use crate::spec::{Activation, ConvSpec, Dims};
@@ -237,20 +237,7 @@ impl<E: Element + Storage> TokenLayer<E> for Layer {
         out: &mut [E],
     ) -> Option<Result<()>> {
         let mut checked = || -> Result<()> {
-            let out_dims = self.spec.output_dims(in_dims)?;
-            let expected = in_dims.len()?;
-            if input.len() != expected {
-                return Err(KernelError::BufferLength { what: "input", expected, actual: input.len() });
-            }
-            let (row_len, total_rows) = (out_dims.w * out_dims.c, out_dims.n * out_dims.h);
-            let rows = out.len() / row_len.max(1);
-            if !out.len().is_multiple_of(row_len.max(1)) || first_row + rows > total_rows {
-                return Err(KernelError::ShapeMismatch {
-                    what: "output row band",
-                    expected: format!("whole rows of {row_len} values within {total_rows} rows"),
-                    actual: format!("{} values from row {first_row}", out.len()),
-                });
-            }
+            let out_dims = check_rows(&self.spec, input, in_dims, first_row, out)?;
             let args = self.args(input, in_dims, out_dims);
             s.vectorize(Rows { args: &args, first_row, out });
             Ok(())

@@ -82,28 +82,72 @@ pub(crate) unsafe fn gemm(
     let groups = b.n / STEP;
     let (a_in, c_out) =
         (SharedOut(a.as_ptr().cast::<u16>().cast_mut()), SharedOut(c.as_mut_ptr().cast::<u16>()));
+    // SAFETY: the caller guarantees AMX and the buffers; blocks are inside `done` rows and
+    // `n` columns, each (block, group) is written by one task.
+    unsafe {
+        for_each_block(blocks, groups, par, |rb, g| {
+            let (a_ptr, c_out) = (a_in.get().cast_const(), c_out.get());
+            let i = rb * 32;
+            block(a_ptr.add(i * lda), lda, b, g * STEP, (done - i).min(32), clamp, c_out.add(i * ldc), ldc);
+        });
+    }
+    done
+}
+
+/// Runs `block(rb, g)` for every 32-row block `rb < blocks` and 32-column group `g < groups`,
+/// split over `par` (inline on one thread): each task loads the tile configuration first and
+/// releases the tiles last (`ldtilecfg` / `tilerelease`). The int8 AMX GEMM shares it.
+///
+/// # Safety
+/// The CPU has AMX with the tile state granted (`isa::available(Isa::Amx)`), and `block` is
+/// sound to call for every `(rb, g)` from any task.
+pub(crate) unsafe fn for_each_block(
+    blocks: usize,
+    groups: usize,
+    par: Par<'_>,
+    block: impl Fn(usize, usize) + Sync,
+) {
     let task = |(rb0, rb1): (usize, usize), (g0, g1): (usize, usize)| {
-        let (a_ptr, c_out) = (a_in.get().cast_const(), c_out.get());
-        // SAFETY: the caller guarantees the ISA and the buffers; blocks are inside `done`
-        // rows and `n` columns, each task writes its own (rows, columns) rectangle.
-        unsafe {
-            asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly));
-            for g in g0..g1 {
-                for rb in rb0..rb1 {
-                    let i = rb * 32;
-                    let rows = (done - i).min(32);
-                    block(a_ptr.add(i * lda), lda, b, g * STEP, rows, clamp, c_out.add(i * ldc), ldc);
-                }
+        // SAFETY: the caller guarantees AMX; the configuration is a valid palette-1 one.
+        unsafe { asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly)) };
+        for g in g0..g1 {
+            for rb in rb0..rb1 {
+                block(rb, g);
             }
-            asm!("tilerelease", options(nostack, nomem));
         }
+        // SAFETY: as above.
+        unsafe { asm!("tilerelease", options(nostack, nomem)) };
     };
     if par.threads() <= 1 || blocks * groups < 2 {
         task((0, blocks), (0, groups));
     } else {
         split_tasks(blocks, groups, par, task);
     }
-    done
+}
+
+/// Stores the 2 x 2 accumulator tiles tmm0..3 as one 32 x 32 block of 4-byte values (f32 or
+/// i32) at `out`, rows 128 bytes apart.
+///
+/// # Safety
+/// AMX as in [`for_each_block`], with the configuration loaded on this thread; `out` holds
+/// 32 x 32 x 4 bytes.
+#[inline(always)]
+pub(crate) unsafe fn store_block(out: *mut u8) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        asm!(
+            "tilestored [{o} + {s}*1], tmm0",
+            "tilestored [{o1} + {s}*1], tmm1",
+            "tilestored [{o2} + {s}*1], tmm2",
+            "tilestored [{o3} + {s}*1], tmm3",
+            o = in(reg) out,
+            o1 = in(reg) out.add(64),
+            o2 = in(reg) out.add(16 * 128),
+            o3 = in(reg) out.add(16 * 128 + 64),
+            s = in(reg) 128usize,
+            options(nostack)
+        );
+    }
 }
 
 /// One block of 32 (or 16) rows x 32 columns starting at column `j`, over the whole K.
@@ -161,18 +205,7 @@ unsafe fn block(
         }
         let mut out = [0.0f32; 32 * 32];
         let o = out.as_mut_ptr();
-        asm!(
-            "tilestored [{o} + {s}*1], tmm0",
-            "tilestored [{o1} + {s}*1], tmm1",
-            "tilestored [{o2} + {s}*1], tmm2",
-            "tilestored [{o3} + {s}*1], tmm3",
-            o = in(reg) o,
-            o1 = in(reg) o.add(16),
-            o2 = in(reg) o.add(16 * 32),
-            o3 = in(reg) o.add(16 * 32 + 16),
-            s = in(reg) 32usize * 4,
-            options(nostack)
-        );
+        store_block(o.cast());
         let (lo, hi) = (_mm512_set1_ps(clamp.lo), _mm512_set1_ps(clamp.hi));
         let bias = [_mm512_loadu_ps(b.bias_ptr().add(j)), _mm512_loadu_ps(b.bias_ptr().add(j + 16))];
         for r in 0..rows {

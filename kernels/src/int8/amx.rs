@@ -2,7 +2,8 @@
 //! u8 tile of A times a 64 x 16 s8 tile of B (stored as 16 rows of 16 columns x 4 k) into a
 //! 16 x 16 i32 tile: 16,384 multiply-adds per instruction.
 //!
-//! - **Tiles** as the bf16 AMX GEMM (`gemm/amx_bf16.rs`, whose tile configuration it loads):
+//! - **Tiles** as the bf16 AMX GEMM (`gemm/amx_bf16.rs`, whose task driver and tile store it
+//!   shares):
 //!   tmm0..3 a 32 x 32 block of C, tmm4/5 two 16-row A tiles of a 64-wide K step, tmm6/7 two
 //!   16-column B tiles.
 //! - **A** is loaded straight from the NHWC u8 rows (row stride `K` bytes); **B** is the VNNI
@@ -18,8 +19,7 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 
 use super::gemm::GemmInt8;
-use crate::gemm::amx_bf16::CONFIG;
-use crate::gemm::split_tasks;
+use crate::gemm::amx_bf16::{for_each_block, store_block};
 use crate::pool::{Par, SharedOut};
 
 /// Whether [`gemm`] can run a `k x n` layer.
@@ -38,25 +38,14 @@ pub(crate) unsafe fn gemm(l: &GemmInt8, b: &[i8], m: usize, a: &[u8], c: &mut [u
     let done = m / 16 * 16;
     let (blocks, groups) = (done.div_ceil(32), n / 32);
     let (a_in, c_out) = (SharedOut(a.as_ptr().cast_mut()), SharedOut(c.as_mut_ptr()));
-    let task = |(rb0, rb1): (usize, usize), (g0, g1): (usize, usize)| {
-        let (a_ptr, c_ptr) = (a_in.get().cast_const(), c_out.get());
-        // SAFETY: the caller guarantees the ISA and the buffers; each task writes its own
-        // (rows, columns) rectangle inside `done` rows and `n` columns.
-        unsafe {
-            asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly));
-            for g in g0..g1 {
-                for rb in rb0..rb1 {
-                    let i = rb * 32;
-                    block(l, a_ptr.add(i * k), b, g * 32, (done - i).min(32), c_ptr.add(i * n));
-                }
-            }
-            asm!("tilerelease", options(nostack, nomem));
-        }
-    };
-    if par.threads() <= 1 || blocks * groups < 2 {
-        task((0, blocks), (0, groups));
-    } else {
-        split_tasks(blocks, groups, par, task);
+    // SAFETY: the caller guarantees AMX-INT8 and the buffers; each (block, group) is inside
+    // `done` rows and `n` columns and written by one task.
+    unsafe {
+        for_each_block(blocks, groups, par, |rb, g| {
+            let (a_ptr, c_ptr) = (a_in.get().cast_const(), c_out.get());
+            let i = rb * 32;
+            block(l, a_ptr.add(i * k), b, g * 32, (done - i).min(32), c_ptr.add(i * n));
+        });
     }
     done
 }
@@ -107,18 +96,7 @@ unsafe fn block(l: &GemmInt8, a: *const u8, b: &[i8], j: usize, rows: usize, c: 
         }
         let mut out = [0i32; 32 * 32];
         let o = out.as_mut_ptr();
-        asm!(
-            "tilestored [{o} + {s}*1], tmm0",
-            "tilestored [{o1} + {s}*1], tmm1",
-            "tilestored [{o2} + {s}*1], tmm2",
-            "tilestored [{o3} + {s}*1], tmm3",
-            o = in(reg) o,
-            o1 = in(reg) o.add(16),
-            o2 = in(reg) o.add(16 * 32),
-            o3 = in(reg) o.add(16 * 32 + 16),
-            s = in(reg) 32usize * 4,
-            options(nostack)
-        );
+        store_block(o.cast());
         let rq = &l.q.requant;
         let (lo, hi) = rq.bounds();
         let (zp, lo, hi) = (_mm512_set1_epi32(rq.zero_point), _mm512_set1_ps(lo), _mm512_set1_ps(hi));

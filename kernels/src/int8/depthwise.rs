@@ -4,8 +4,8 @@
 //! each as `(x - z_x) * w` in i32. It runs row bands, so it can lead a fused block.
 
 use super::{reference, Int8Isa, QuantLayer, QuantizedLayer};
-use crate::algo::{check_run, ConvAlgorithm, Layer, PreparedConv};
-use crate::error::{KernelError, Result};
+use crate::algo::{check_rows, check_run, ConvAlgorithm, Layer, PreparedConv};
+use crate::error::Result;
 use crate::isa::Isa;
 use crate::pool::{Par, SharedOut};
 use crate::spec::{ConvSpec, Dims};
@@ -102,19 +102,7 @@ impl DwInt8 {
 
     /// Output rows `first_row..` into `out` (whole rows), serially.
     fn rows(&self, input: &[u8], in_dims: Dims, first_row: usize, out: &mut [u8]) -> Result<()> {
-        let o = self.q.spec.output_dims(in_dims)?;
-        let row = o.w * o.c;
-        if input.len() != in_dims.len()?
-            || row == 0
-            || !out.len().is_multiple_of(row)
-            || first_row + out.len() / row > o.n * o.h
-        {
-            return Err(KernelError::BufferLength {
-                what: "int8 depthwise rows",
-                expected: in_dims.len()?,
-                actual: input.len(),
-            });
-        }
+        let o = check_rows(&self.q.spec, input, in_dims, first_row, out)?;
         match self.isa {
             #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
             // SAFETY: `Avx512` is chosen only where AVX-512 is available; the buffers are
@@ -130,7 +118,11 @@ impl DwInt8 {
             #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
             // SAFETY: as above, for AVX2.
             Int8Isa::Avx2 => unsafe { super::avx2::dw_rows(self, input, in_dims, o, first_row, out) },
-            _ => reference::conv_rows(&self.q, input, in_dims, first_row, out)?,
+            _ => {
+                // The reference takes the rows from the output dims itself.
+                let _ = o;
+                reference::conv_rows(&self.q, input, in_dims, first_row, out)?
+            }
         }
         Ok(())
     }

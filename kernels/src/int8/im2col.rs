@@ -8,7 +8,7 @@
 //! weights reordered to match. conv0's column buffer is 12,544 x 27 bytes (339 KiB).
 
 use super::gemm::{self, GemmInt8};
-use super::{QuantLayer, QuantizedLayer};
+use super::QuantLayer;
 use crate::algo::{check_run, ConvAlgorithm, Layer, PreparedConv};
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
@@ -51,9 +51,8 @@ pub(crate) fn native(
     let columns = ConvSpec::pointwise(k, n);
     let inner = Layer::new(&columns, &w, layer.bias, layer.activation);
     let gemm = gemm::prepare(algo, &inner, quant)?;
+    // `algo::prepare` checked the layer, the GEMM its parameters (the same output channels).
     let zero_point = quant.input.zero_point as u8;
-    // The checks of the whole layer (the GEMM's were of its column form).
-    QuantizedLayer::new(layer, quant)?;
     Ok(Some(Box::new(Im2colInt8 { spec, gemm: Box::new(gemm), zero_point })))
 }
 

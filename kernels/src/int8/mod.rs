@@ -28,12 +28,11 @@
 //! emulated: its f32 layer on the dequantized input, with the dequantized weights,
 //! quantizing its output: the QDQ graph itself.
 
-use crate::algo::{check_run, ConvAlgorithm, Family, Layer, NativeFn, PreparedConv, Storage, StoragePath};
+use crate::algo::{ConvAlgorithm, Conversion, Converted, Family, Layer, NativeFn, PreparedConv, Storage};
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
-use crate::pool::Par;
 use crate::precision::Precision;
-use crate::spec::{Activation, ConvSpec, Dims};
+use crate::spec::{Activation, ConvSpec};
 
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
 mod amx;
@@ -296,59 +295,28 @@ impl Storage for u8 {
         let b: Vec<f32> =
             ql.bias.iter().zip(&q.weight_scales).map(|(&b, &sw)| b as f32 * q.input.scale * sw).collect();
         let inner = algo.prepare(layer.spec, &w, Some(&b), layer.activation)?;
-        Ok(Box::new(Dequantized { inner, input: q.input, output: q.output }))
+        let convert = Requantize { input: q.input, output: q.output };
+        Ok(Box::new(Converted { inner, convert, _storage: std::marker::PhantomData }))
     }
 }
 
-/// See [`Storage::emulated`] for u8: an f32 layer between a dequantization of its input and
-/// a quantization of its output.
-struct Dequantized {
-    inner: Box<dyn PreparedConv>,
+/// The conversions of the emulated path at u8 ([`Storage::emulated`]): dequantize the input,
+/// quantize the output, each with its tensor's parameters.
+struct Requantize {
     input: QuantParams,
     output: QuantParams,
 }
 
-impl PreparedConv<u8> for Dequantized {
-    fn spec(&self) -> &ConvSpec {
-        self.inner.spec()
-    }
-    fn algorithm(&self) -> &'static str {
-        self.inner.algorithm()
-    }
-    fn level(&self) -> Isa {
-        self.inner.level()
-    }
-    fn storage(&self) -> StoragePath {
-        StoragePath::Widened
-    }
-    fn scratch_len(&self, input: Dims) -> Result<usize> {
-        let out = self.spec().output_dims(input)?;
-        let inner = self.inner.scratch_len(input)?;
-        [input.len()?, out.len()?, inner]
-            .into_iter()
-            .try_fold(0usize, |a, x| a.checked_add(x))
-            .ok_or(KernelError::Overflow { what: "dequantized scratch" })
-    }
-    fn run(
-        &self,
-        input: &[u8],
-        in_dims: Dims,
-        output: &mut [u8],
-        scratch: &mut [f32],
-        par: Par<'_>,
-    ) -> Result<()> {
-        let needed = self.scratch_len(in_dims)?;
-        check_run(self.spec(), input, in_dims, output, scratch, needed)?;
-        let (wide_in, rest) = scratch.split_at_mut(input.len());
-        let (wide_out, inner) = rest.split_at_mut(output.len());
-        for (d, &q) in wide_in.iter_mut().zip(input) {
+impl Conversion<u8> for Requantize {
+    fn widen(&self, src: &[u8], dst: &mut [f32]) {
+        for (d, &q) in dst.iter_mut().zip(src) {
             *d = self.input.dequantize(q);
         }
-        self.inner.run(wide_in, in_dims, wide_out, inner, par)?;
-        for (d, &y) in output.iter_mut().zip(wide_out.iter()) {
+    }
+    fn narrow(&self, src: &[f32], dst: &mut [u8]) {
+        for (d, &y) in dst.iter_mut().zip(src) {
             *d = self.output.quantize(y);
         }
-        Ok(())
     }
 }
 

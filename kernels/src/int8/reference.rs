@@ -5,7 +5,8 @@
 //! [`Requant::apply`](super::Requant::apply). Any spec: groups, strides, padding, dilation.
 
 use super::QuantizedLayer;
-use crate::error::{KernelError, Result};
+use crate::algo::check_rows;
+use crate::error::Result;
 use crate::spec::Dims;
 
 /// The whole convolution of NHWC `input` into NHWC `output`.
@@ -23,19 +24,8 @@ pub fn conv_rows(
     out: &mut [u8],
 ) -> Result<()> {
     let spec = &q.spec;
-    let o = spec.output_dims(in_dims)?;
+    let o = check_rows(spec, input, in_dims, first_row, out)?;
     let row = o.w * o.c;
-    if input.len() != in_dims.len()?
-        || row == 0
-        || !out.len().is_multiple_of(row)
-        || first_row + out.len() / row > o.n * o.h
-    {
-        return Err(KernelError::BufferLength {
-            what: "int8 rows",
-            expected: in_dims.len()?,
-            actual: input.len(),
-        });
-    }
     let (ipg, opg) = (spec.in_per_group(), spec.out_per_group());
     let (kh, kw) = (spec.kernel_h, spec.kernel_w);
     let zx = q.input_zero_point;
