@@ -1,41 +1,56 @@
 #!/usr/bin/env python3
-"""Peers side by side: our kernel sets against ONNX Runtime, OpenVINO, ncnn and PyTorch eager on
-MobileNetV1 1.0-224, batch 1, fp32, the same seeded weights and input, in interleaved rounds.
+"""Peers at every precision side by side: our kernel sets at f32, f16, bf16 and int8 against
+ONNX Runtime, OpenVINO, XNNPACK (LiteRT), MNN, ncnn and PyTorch eager at fp32, and their bf16,
+f16 and int8 modes, on MobileNetV1 1.0-224, batch 1, the same seeded weights and input, in one
+interleaved run.
 
-Engines (ONNX Runtime is required; the others are optional and skipped, loudly, when their
-import fails):
+Engines (ONNX Runtime fp32 is required: it is every check's reference; the others are optional
+and skipped, loudly and with the install command, when their import fails):
 
+fp32
 - onnxruntime: the ONNX graph of make_fixture.build (Conv, BatchNormalization, Clip, ...) as
   deployed: CPUExecutionProvider, all graph optimisations (Conv+BN+Clip fusion, NCHWc layout),
   intra_op_num_threads = threads.
 - openvino: the same ONNX file read by `ov.Core().read_model`, compiled for "CPU" with
   INFERENCE_NUM_THREADS = threads, PERFORMANCE_HINT LATENCY and INFERENCE_PRECISION_HINT f32
   (without it OpenVINO runs bf16 on CPUs with AVX512_BF16/AMX: not the fp32 comparison).
+- xnnpack: LiteRT's Interpreter (`ai-edge-litert`; its CPU path applies the XNNPACK delegate by
+  default, num_threads = threads) on a .tflite rebuilt from the folded weights as a tf.nn NHWC
+  graph (tflite_model.py; building it needs `tensorflow-cpu`, running it does not).
+- mnn: the `mnn` wheel's Session API at precision "high" on the ONNX file converted by
+  MNNConvert (called through its C extension: the Python wrapper installs packages on import).
 - ncnn: the PyPI wheel. The model comes from pnnx (PyTorch -> ncnn) when torch and pnnx are
   installed, else it is written directly from our batch-norm-folded weights: a .param text
   (Convolution / ConvolutionDepthWise with bias_term and activation_type 3 = clip 0..6,
   Pooling global average, InnerProduct) and a .bin (per layer: a 4-byte zero tag, the f32
   weights in OIHW order, then the f32 bias). fp16/bf16 storage and arithmetic are turned off.
-- onnxruntime-int8 (not in the default --engines, since the fp32 ratios would then be against
-  an int8 engine): ONNX Runtime on its own quantize_static of the folded network, checked
-  against ONNX Runtime fp32 within TOL_INT8. The int8 comparison with ours at int8, accuracy
-  included, is tools/onnx-reference/int8.py.
 - torch: PyTorch eager (`torch.inference_mode`, `torch.set_num_threads`), the DESIGN.md
   reference model with the same state dict.
-- ours: `target/release/mobilenet bench --weights W --kernels S --threads T --iters N --json`
-  for every set of --kernels (a set the binary does not know, e.g. `auto` before it lands, is
-  skipped with one line).
+f16 / bf16
+- openvino-f16, openvino-bf16: the fp32 ONNX file with INFERENCE_PRECISION_HINT f16 / bf16;
+  skipped where the compiled model reports another precision (a CPU without that support).
+int8 (all calibrated on the same 16 seeded images, MinMax)
+- onnxruntime-int8: ONNX Runtime on its own quantize_static of the folded network (QDQ,
+  per-channel int8 weights, u8 activations); int8.py compares accuracy as well.
+- openvino-int8: OpenVINO on that same QDQ file, without a precision hint (it runs int8).
+- xnnpack-int8: a full-integer post-training-quantized .tflite (int8 per-channel weights, int8
+  activations) through LiteRT / XNNPACK.
+ours
+- `target/release/mobilenet bench --weights W --precision P --kernels S --threads T --iters N
+  --json` for every --kernels set S at every --precisions P; at int8, W is the file `mobilenet
+  quantize` writes from the f32 weights and the same calibration images. A set or precision the
+  binary refuses is skipped with one line.
 
-Every engine's logits are checked against ONNX Runtime's (`mobilenet run --logits` for ours);
-an engine beyond the tolerance is not timed. Then --rounds rounds: in each, per thread count,
-one block of --iters runs per engine, in an order rotated by one every round. Reported per
-engine and thread count: the median over rounds of the per-round median (ms), and the ratio
-ours / best peer computed per round (best = the fastest peer of that round) with its median
-and min..max over rounds.
+Every engine's logits are checked against ONNX Runtime fp32's (`mobilenet run --logits` for
+ours) within its precision's budget (TOL); an engine beyond it is not timed. Then --rounds
+rounds: in each, per thread count, one block of --iters runs per engine, in an order rotated by
+one every round. Reported per thread count: per precision, our fastest engine / the fastest peer
+at that precision, and across precisions our fastest / the fastest peer at any precision (ratios
+per round: median and min..max over rounds); then every engine's median and min..max.
 
 --layers adds a per-layer comparison with ONNX Runtime's profiler (enable_profiling; per-node
 `kernel_time` events, mapped to our layer names through the ONNX tensor names of
-make_fixture.py), interleaved with our per-layer times (the bench JSON) over the rounds.
+make_fixture.py), interleaved with our f32 per-layer times (the bench JSON) over the rounds.
 
 Writes results/<cpu-slug>/peers.md (and layers-vs-ort.md with --layers), then regenerates the
 results/README.md index. The CPU slug rule: machine.py / bench-harness/src/machine.rs.
@@ -68,10 +83,6 @@ import machine  # noqa: E402
 ROOT = machine.ROOT
 MOBILENET = os.path.join(ROOT, "target", "release", "mobilenet")
 EPS = 1e-5
-# An engine agrees with ONNX Runtime when max |logits - ort| <= TOL_REL * max |ort logits|:
-# fp32 engines differ only by summation order (about 1e-6 relative here); 1e-3 still catches
-# a wrong layer, layout or a silent bf16/fp16 path (1e-2 and more).
-TOL_REL = 1e-3
 
 
 def sh(*args):
@@ -118,28 +129,51 @@ def ort_engine(onnx_bytes, image):
         sess = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
         feed = {"input": image}
         return lambda: sess.run(None, feed)[0]
-    return {"name": "onnxruntime", "version": ort.__version__,
+    return {"name": "onnxruntime", "version": ort.__version__, "precision": "fp32",
             "route": "ONNX graph, CPUExecutionProvider, all graph optimisations", "make": make}
 
 
-# An int8 engine agrees with ONNX Runtime fp32 within its accuracy budget, not fp32's: the
-# int8 logits' error is about 2e-2 of their scale here (results/<cpu-slug>/int8.md).
-TOL_INT8 = 0.1
+# Each precision's accuracy budget: max |logits - ONNX Runtime fp32| / max |logit| at or below
+# which an engine at that precision is timed. fp32 engines differ only by summation order (about
+# 1e-6 relative here), and 1e-3 still catches a wrong layer, layout or a silent bf16/fp16 path.
+# f16 and bf16 models err about 1e-3 and 1e-2 (results/<cpu-slug>/precision.md); int8 about
+# 2e-2 (results/<cpu-slug>/int8.md).
+TOL = {"fp32": 1e-3, "f16": 5e-3, "bf16": 3e-2, "int8": 0.1}
+# Our `--precision` names for the report's precisions.
+OUR_PRECISION = {"fp32": "f32", "f16": "f16", "bf16": "bf16", "int8": "int8"}
+
+
+def calibration_images():
+    """The 16 seeded NCHW images every int8 engine (ours, ONNX Runtime, OpenVINO, XNNPACK) is
+    calibrated on, so that they quantize the same activation ranges."""
+    return np.random.default_rng(99).normal(0.0, 1.0, size=(16, 3, 224, 224)).astype(np.float32)
+
+
+def ort_qdq_model(state, tmp):
+    """ONNX Runtime's own quantize_static of the batch-norm-folded network (QDQ, per-channel int8
+    weights, u8 activations, MinMax) on calibration_images() (int8.py's helpers); its path."""
+    path = os.path.join(tmp, "m-qdq.onnx")
+    if not os.path.exists(path):
+        from int8 import folded_model, ort_quantize_static
+        q = ort_quantize_static(folded_model(state, 1.0, 224, 1000, 1), calibration_images(), tmp)
+        with open(path, "wb") as f:
+            f.write(q.SerializeToString())
+    return path
 
 
 def ort_int8_engine(state, image, tmp):
-    """ONNX Runtime on its own quantize_static of the batch-norm-folded network (QDQ, per-channel
-    int8 weights, u8 activations, MinMax), calibrated on 16 seeded images (int8.py's helpers)."""
-    from int8 import folded_model, ort_quantize_static
-    calib = np.random.default_rng(99).normal(0.0, 1.0, size=(16, 3, 224, 224)).astype(np.float32)
-    q = ort_quantize_static(folded_model(state, 1.0, 224, 1000, 1), calib, tmp).SerializeToString()
-    p = ort_engine(q, image)
-    p.update(name="onnxruntime-int8", tol=TOL_INT8,
+    with open(ort_qdq_model(state, tmp), "rb") as f:
+        p = ort_engine(f.read(), image)
+    p.update(name="onnxruntime-int8", precision="int8",
              route="its quantize_static (QDQ, per-channel, u8 activations, MinMax), all graph optimisations")
     return p
 
 
-def openvino_engine(onnx_path, image):
+def openvino_engine(onnx_path, image, precision="fp32", hint="f32"):
+    """OpenVINO's CPU plugin on an ONNX file. `hint` is its INFERENCE_PRECISION_HINT (f32, bf16,
+    f16), or None for a QDQ (int8) model, which it runs in int8 without one. The compiled model's
+    own report of its inference precision is checked, so that a CPU without bf16/f16 support
+    (OpenVINO then falls back to f32 silently) is skipped rather than mislabelled."""
     try:
         import openvino as ov
     except Exception as e:  # ImportError, or a broken native library
@@ -147,17 +181,104 @@ def openvino_engine(onnx_path, image):
     core = ov.Core()
 
     def make(threads):
-        model = core.read_model(onnx_path)
-        compiled = core.compile_model(model, "CPU", {
-            "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
+        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+        if hint:
+            config["INFERENCE_PRECISION_HINT"] = hint
+        compiled = core.compile_model(core.read_model(onnx_path), "CPU", config)
+        if hint:
+            got = compiled.get_property("INFERENCE_PRECISION_HINT")
+            if got != getattr(ov.Type, hint):
+                raise Skip(f"openvino-{hint}: this CPU runs it at {got.get_type_name()} (no {hint} support)")
         req = compiled.create_infer_request()
 
         def run():
             req.infer({0: image})
             return req.get_output_tensor(0).data.copy()
         return run
-    return {"name": "openvino", "version": ov.get_version().split("-")[0],
-            "route": "ONNX read by Core.read_model, CPU plugin, LATENCY hint, f32 precision hint", "make": make}
+    route = (f"ONNX read by Core.read_model, CPU plugin, LATENCY hint, {hint} precision hint" if hint else
+             "ONNX Runtime's quantize_static QDQ model read by Core.read_model, CPU plugin, LATENCY hint "
+             "(no precision hint: the QDQ graph runs in int8)")
+    name = "openvino" if precision == "fp32" else f"openvino-{precision}"
+    return {"name": name, "version": ov.get_version().split("-")[0], "precision": precision, "route": route,
+            "make": make}
+
+
+def xnnpack_engine(wpath, image, tmp, calibration=None):
+    """XNNPACK through LiteRT's Interpreter (its CPU path applies the XNNPACK delegate by default),
+    on a .tflite that tflite_model.py rebuilds from the folded weights in a child process; int8
+    when `calibration` (an NCHW .npy) is given: full-integer post-training quantization on it."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        import ai_edge_litert
+    except Exception as e:
+        raise Skip(f"xnnpack: {e} (pip install ai-edge-litert, see requirements-peers.txt)")
+    int8 = calibration is not None
+    path = os.path.join(tmp, "m-int8.tflite" if int8 else "m.tflite")
+    cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "tflite_model.py"),
+           "--weights", wpath, "--output", path, "--resolution", str(image.shape[-1])]
+    built = subprocess.run(cmd + (["--calibration", calibration] if int8 else []), capture_output=True, text=True)
+    if built.returncode != 0 or not os.path.exists(path):
+        last = (built.stderr.strip().splitlines() or ["no output"])[-1]
+        if "No module named 'tensorflow'" in built.stderr:
+            raise Skip("xnnpack: building the .tflite needs TensorFlow (pip install tensorflow-cpu, a large "
+                       "download, see requirements-peers.txt)")
+        raise RuntimeError(f"tflite_model.py failed: {last}")
+    with open(path, "rb") as f:
+        flat = f.read()
+    x = np.ascontiguousarray(image.transpose(0, 2, 3, 1))
+
+    def make(threads):
+        it = Interpreter(model_content=flat, num_threads=threads)
+        it.allocate_tensors()
+        i0, o0 = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+
+        def run():
+            it.set_tensor(i0, x)
+            it.invoke()
+            return it.get_tensor(o0).copy()
+        return run
+    int8 = calibration is not None
+    route = ("TFLiteConverter full-integer PTQ (int8 per-channel weights, int8 activations) of a tf.nn NHWC "
+             "graph of the folded weights; LiteRT Interpreter, XNNPACK delegate" if int8 else
+             "TFLiteConverter of a tf.nn NHWC graph of the folded weights; LiteRT Interpreter, XNNPACK delegate")
+    return {"name": "xnnpack-int8" if int8 else "xnnpack", "version": f"LiteRT {ai_edge_litert.__version__}",
+            "precision": "int8" if int8 else "fp32", "route": route, "make": make}
+
+
+def mnn_engine(onnx_path, image, tmp):
+    """MNN's Session API at precision "high" (fp32) on the ONNX file converted by MNNConvert.
+
+    The converter is called through its C extension (`_tools.mnnconvert`): the Python wrapper
+    module runs `pip install` and a network call when it is imported. That function reports
+    success whatever happens, so the output file is checked."""
+    try:
+        import MNN
+        import _tools
+    except Exception as e:
+        raise Skip(f"mnn: {e} (pip install mnn, see requirements-peers.txt)")
+    path = os.path.join(tmp, "m.mnn")
+    _tools.mnnconvert(["mnnconvert", "-f", "ONNX", "--modelFile", onnx_path, "--MNNModel", path, "--bizCode", "MNN"])
+    if not os.path.exists(path):
+        raise RuntimeError("MNNConvert wrote no model")
+
+    def make(threads):
+        interp = MNN.Interpreter(path)
+        sess = interp.createSession({"numThread": threads, "precision": "high", "backend": "CPU"})
+        inp = interp.getSessionInput(sess)
+        host_in = MNN.Tensor(inp.getShape(), MNN.Halide_Type_Float, image, MNN.Tensor_DimensionType_Caffe)
+        out = interp.getSessionOutput(sess)
+        host_out = MNN.Tensor(out.getShape(), MNN.Halide_Type_Float, np.zeros(out.getShape(), np.float32),
+                              MNN.Tensor_DimensionType_Caffe)
+
+        def run():
+            inp.copyFrom(host_in)
+            interp.runSession(sess)
+            out.copyToHostTensor(host_out)
+            return np.array(host_out.getNumpyData()).reshape(1, -1)
+        run.keep = (interp, sess)  # the session lives as long as the closure
+        return run
+    return {"name": "mnn", "version": MNN.version(), "precision": "fp32",
+            "route": "ONNX converted by MNNConvert; Session API, CPU backend, precision high (fp32)", "make": make}
 
 
 def torch_module(state, classes=1000):
@@ -204,7 +325,7 @@ def torch_engine(state, image):
             with torch.inference_mode():
                 return module(x).numpy()
         return run
-    return {"name": "torch", "version": torch.__version__.split("+")[0], "route": "eager, inference_mode",
+    return {"name": "torch", "version": torch.__version__.split("+")[0], "precision": "fp32", "route": "eager, inference_mode",
             "make": make}
 
 
@@ -304,16 +425,16 @@ def ncnn_engine(state, image, tmp):
             return np.array(out).reshape(1, -1)
         run.net = net  # keep the net alive with its closure
         return run
-    return {"name": "ncnn", "version": ncnn.__version__, "route": route, "make": make}
+    return {"name": "ncnn", "version": ncnn.__version__, "precision": "fp32", "route": route, "make": make}
 
 
 # The `mobilenet bench --json` schema this script reads (model::bench::BenchReport).
 BENCH_SCHEMA = 1
 
 
-def ours_bench(wpath, kernel_set, threads, iters):
+def ours_bench(wpath, kernel_set, threads, iters, precision="f32"):
     out = json.loads(sh(MOBILENET, "bench", "--weights", wpath, "--kernels", kernel_set, "--threads", str(threads),
-                        "--iters", str(iters), "--json"))
+                        "--iters", str(iters), "--precision", precision, "--json"))
     # Before schema_version existed (schema 1 without the field) the fields read here were the same.
     version = out.get("schema_version", BENCH_SCHEMA)
     if version != BENCH_SCHEMA:
@@ -405,15 +526,24 @@ def provenance(a, peers, stat, extra=()):
     return lines + list(extra)
 
 
+# Peers at every precision, in the order the report lists them; `python peers.py --engines ...`
+# picks a subset. ONNX Runtime fp32 always runs: it is the reference for every check.
+ENGINES = ["onnxruntime", "openvino", "xnnpack", "mnn", "ncnn", "torch", "openvino-f16", "openvino-bf16",
+           "onnxruntime-int8", "openvino-int8", "xnnpack-int8"]
+PRECISIONS = ["fp32", "f16", "bf16", "int8"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     ap.add_argument("--iters", type=int, default=50, help="timed runs per engine per round (default 50)")
-    ap.add_argument("--kernels", default="auto,direct", help="our kernel sets, comma-separated (default auto,direct)")
+    ap.add_argument("--kernels", default="auto", help="our kernel sets, comma-separated (default auto)")
+    ap.add_argument("--precisions", default="f32,f16,bf16,int8",
+                    help="our precisions, comma-separated (default f32,f16,bf16,int8)")
     ap.add_argument("--threads", default=None, help="thread counts, comma-separated (default 1 and all cores)")
-    ap.add_argument("--engines", default="onnxruntime,openvino,ncnn,torch",
-                    help="peers to try, comma-separated (onnxruntime is always run)")
-    ap.add_argument("--layers", action="store_true", help="also the per-layer comparison with ONNX Runtime")
+    ap.add_argument("--engines", default=",".join(ENGINES),
+                    help=f"peers to try, comma-separated (default all: {','.join(ENGINES)}; onnxruntime always runs)")
+    ap.add_argument("--layers", action="store_true", help="also the per-layer comparison with ONNX Runtime (fp32)")
     ap.add_argument("--out-dir", default=None, help="default results/<cpu-slug>/")
     a = ap.parse_args()
     if not os.path.exists(MOBILENET):
@@ -427,23 +557,48 @@ def main():
     name_nodes_after_outputs(model)
     image = np.ascontiguousarray(image[:1])
     tmp = tempfile.mkdtemp(prefix="peers-")
-    wpath, ipath, lpath, opath = (os.path.join(tmp, n) for n in ("w.safetensors", "x.npy", "logits.npy", "m.onnx"))
+    wpath, qpath, ipath, cpath, lpath, opath = (os.path.join(tmp, n) for n in (
+        "w.safetensors", "w-int8.safetensors", "x.npy", "calib.npy", "logits.npy", "m.onnx"))
     save_file(state, wpath)
     np.save(ipath, image)
+    calib = calibration_images()
+    np.save(cpath, calib)
     onnx_bytes = model.SerializeToString()
     with open(opath, "wb") as f:
         f.write(onnx_bytes)
 
-    # Engines, their logits against ONNX Runtime's, and refusals.
+    # Engines, their logits against ONNX Runtime fp32's, and refusals.
     wanted = [e.strip() for e in a.engines.split(",") if e.strip()]
     notes = []
     peers = [ort_engine(onnx_bytes, image)]
     ort_logits = peers[0]["make"](1)()
     scale = float(np.max(np.abs(ort_logits)))
-    factories = {"openvino": lambda: openvino_engine(opath, image), "ncnn": lambda: ncnn_engine(state, image, tmp),
-                 "torch": lambda: torch_engine(state, image),
-                 "onnxruntime-int8": lambda: ort_int8_engine(state, image, tmp)}
-    checks = [f"| onnxruntime {ort.__version__} | (reference) | {peers[0]['route']} |"]
+    factories = {
+        "openvino": lambda: openvino_engine(opath, image),
+        "openvino-f16": lambda: openvino_engine(opath, image, "f16", "f16"),
+        "openvino-bf16": lambda: openvino_engine(opath, image, "bf16", "bf16"),
+        "openvino-int8": lambda: openvino_engine(ort_qdq_model(state, tmp), image, "int8", None),
+        "xnnpack": lambda: xnnpack_engine(wpath, image, tmp),
+        "xnnpack-int8": lambda: xnnpack_engine(wpath, image, tmp, cpath),
+        "mnn": lambda: mnn_engine(opath, image, tmp),
+        "ncnn": lambda: ncnn_engine(state, image, tmp),
+        "torch": lambda: torch_engine(state, image),
+        "onnxruntime-int8": lambda: ort_int8_engine(state, image, tmp),
+    }
+
+    def check(label, precision, route, logits):
+        diff = float(np.max(np.abs(logits.reshape(ort_logits.shape) - ort_logits))) / scale
+        ok = diff <= TOL[precision]
+        print(f"{label} [{precision}]: max |logits - onnxruntime fp32| / max |logit| = {diff:.2e} "
+              f"(budget {TOL[precision]:g}) -> {'ok' if ok else 'DISAGREES: not timed'}", flush=True)
+        checks.append(f"| {label} | {precision} | {diff:.2e} | {TOL[precision]:g} | "
+                      f"{'ok' if ok else '**disagrees: not timed**'} | {route} |")
+        if not ok:
+            notes.append(f"- {label}: logits beyond the {precision} budget ({diff:.2e} > {TOL[precision]:g}): "
+                         "not timed")
+        return ok
+
+    checks = [f"| onnxruntime {ort.__version__} | fp32 | (reference) | | | {peers[0]['route']} |"]
     for name in wanted:
         if name == "onnxruntime":
             continue
@@ -460,54 +615,56 @@ def main():
             print(f"SKIPPED: {name}: failed to run: {e}", flush=True)
             notes.append(f"- SKIPPED: {name}: failed to run: {e}")
             continue
-        diff = float(np.max(np.abs(out.reshape(ort_logits.shape) - ort_logits)))
-        ok = diff <= p.get("tol", TOL_REL) * scale
-        verdict = "ok" if ok else "DISAGREES: not timed"
-        print(f"{p['name']} {p['version']} ({p['route']}): max |logits - onnxruntime| = {diff:.2e} -> {verdict}",
-              flush=True)
-        checks.append(f"| {p['name']} {p['version']} | {diff:.2e} {'ok' if ok else '**disagrees: not timed**'} | "
-                      f"{p['route']} |")
-        if ok:
+        if check(f"{p['name']} {p['version']}", p["precision"], p["route"], out):
             peers.append(p)
-        else:
-            notes.append(f"- {p['name']}: logits disagree with ONNX Runtime (max abs diff {diff:.2e}): not timed")
 
-    ours = []
-    for s in [s.strip() for s in a.kernels.split(",") if s.strip()]:
-        try:
-            sh(MOBILENET, "run", "--weights", wpath, "--input", ipath, "--kernels", s, "--logits", "--output", lpath)
-        except subprocess.CalledProcessError as e:
-            msg = ((e.stderr or "").strip().splitlines()[-1:] or [f"exit {e.returncode}"])[0].split(";")[0]
-            print(f"SKIPPED: kernel set {s}: {msg}", flush=True)
-            notes.append(f"- SKIPPED: kernel set `{s}`: {msg}")
-            continue
-        diff = float(np.max(np.abs(np.load(lpath).reshape(ort_logits.shape) - ort_logits)))
-        ok = diff <= TOL_REL * scale
-        print(f"ours {s}: max |logits - onnxruntime| = {diff:.2e} -> {'ok' if ok else 'DISAGREES: not timed'}",
-              flush=True)
-        checks.append(f"| ours `{s}` | {diff:.2e} {'ok' if ok else '**disagrees: not timed**'} | "
-                      "target/release/mobilenet |")
-        if ok:
-            ours.append(s)
+    # Ours: every kernel set at every precision; int8 runs a file `mobilenet quantize` wrote from the
+    # same calibration images as the int8 peers.
+    ours = []  # (kernel set, report precision)
+    for ours_p in [p.strip() for p in a.precisions.split(",") if p.strip()]:
+        precision = {v: k for k, v in OUR_PRECISION.items()}.get(ours_p)
+        if precision is None:
+            sys.exit(f"unknown precision {ours_p}: choose from {','.join(OUR_PRECISION.values())}")
+        weights = wpath
+        if precision == "int8":
+            if not os.path.exists(qpath):
+                sh(MOBILENET, "quantize", "--weights", wpath, "--calibration", cpath, "--output", qpath)
+            weights = qpath
+        for s in [s.strip() for s in a.kernels.split(",") if s.strip()]:
+            try:
+                sh(MOBILENET, "run", "--weights", weights, "--precision", ours_p, "--input", ipath, "--kernels", s,
+                   "--logits", "--output", lpath)
+            except subprocess.CalledProcessError as e:
+                msg = ((e.stderr or "").strip().splitlines()[-1:] or [f"exit {e.returncode}"])[0].split(";")[0]
+                print(f"SKIPPED: ours {s} {ours_p}: {msg}", flush=True)
+                notes.append(f"- SKIPPED: ours `{s}` at {ours_p}: {msg}")
+                continue
+            if check(f"ours `{s}` {ours_p}", precision, "target/release/mobilenet", np.load(lpath)):
+                ours.append((s, precision, weights))
     if not ours:
         sys.exit("none of our kernel sets ran: nothing to compare")
 
     # Interleaved rounds. ms[(engine label, threads)] = per-round medians.
-    labels = [p["name"] for p in peers] + [f"ours:{s}" for s in ours]
+    our_label = {(s, p): f"ours `{s}` {OUR_PRECISION[p]}" for s, p, _ in ours}
+    labels = [p["name"] for p in peers] + [our_label[(s, p)] for s, p, _ in ours]
+    precision_of = {p["name"]: p["precision"] for p in peers} | {our_label[(s, p)]: p for s, p, _ in ours}
     runners = {(p["name"], t): p["make"](t) for p in peers for t in thread_counts}
+    ours_by_label = {our_label[(s, p)]: (s, p, w) for s, p, w in ours}
     ms = {(e, t): [] for e in labels for t in thread_counts}
-    our_layers = {(s, t): [] for s in ours for t in thread_counts}
+    our_layers = {(s, t): [] for s, p, _ in ours if p == "fp32" for t in thread_counts}
     ort_layers = {t: [] for t in thread_counts}
     fused = set()  # our layers that run inside a fused depthwise -> pointwise block
     for r in range(a.rounds):
         order = labels[r % len(labels):] + labels[: r % len(labels)]
         for t in thread_counts:
             for e in order:
-                if e.startswith("ours:"):
-                    out = ours_bench(wpath, e[5:], t, a.iters)
+                if e in ours_by_label:
+                    s, p, w = ours_by_label[e]
+                    out = ours_bench(w, s, t, a.iters, OUR_PRECISION[p])
                     ms[(e, t)].append(out["median_ms"])
-                    our_layers[(e[5:], t)].append({l["name"]: l["median_ms"] for l in out["layers"]})
-                    fused.update(l["name"] for l in out["layers"] if l.get("in_fused_block"))
+                    if p == "fp32":
+                        our_layers[(s, t)].append({l["name"]: l["median_ms"] for l in out["layers"]})
+                        fused.update(l["name"] for l in out["layers"] if l.get("in_fused_block"))
                 else:
                     ms[(e, t)].append(time_block(runners[(e, t)], a.iters))
             if a.layers:
@@ -515,49 +672,87 @@ def main():
         summary = ", ".join(f"{e}@{t} {ms[(e, t)][-1]:.2f}" for t in thread_counts for e in labels)
         print(f"round {r + 1}/{a.rounds} (ms): {summary}", flush=True)
 
-    # Tables.
-    peer_names = [p["name"] for p in peers]
+    write_peers(a, peers, labels, precision_of, ours_by_label, ms, thread_counts, checks, notes, scale, out_dir)
+    if a.layers:
+        f32_sets = [s for s, p, _ in ours if p == "fp32"]
+        if f32_sets:
+            write_layers(a, peers, thread_counts, f32_sets, our_layers, ort_layers, fused, out_dir)
+    if a.out_dir is None:
+        machine.regenerate_index()
+
+
+def spread(v):
+    return f"{median(v):.2f} ({min(v):.2f}..{max(v):.2f})"
+
+
+def write_peers(a, peers, labels, precision_of, ours_by_label, ms, thread_counts, checks, notes, scale, out_dir):
+    """results/<cpu-slug>/peers.md: the checks, per thread count a summary (ours / the best peer,
+    per precision and across precisions) and every engine's times."""
+    rounds = a.rounds
+    peer_labels = [p["name"] for p in peers]
     versions = {p["name"]: f"{p['name']} {p['version']}" for p in peers}
+    present = [p for p in PRECISIONS if any(precision_of[e] == p for e in labels)]
+
+    def fastest(group, t):
+        """Per round, the fastest time among `group`; and the member with the lowest median."""
+        per_round = [min(ms[(e, t)][r] for e in group) for r in range(rounds)]
+        return per_round, min(group, key=lambda e: median(ms[(e, t)]))
+
     lines = [
-        "# Peers: our kernel sets against ONNX Runtime, OpenVINO, ncnn, PyTorch (MobileNetV1 1.0-224, batch 1, fp32)",
+        "# Peers at every precision: MobileNetV1 1.0-224, batch 1, the same weights",
         "",
         "<!-- generated by tools/onnx-reference/peers.py; do not edit -->",
         "",
-    ] + provenance(a, peers, f"{a.rounds} interleaved rounds; in each, per thread count, one block of "
+    ] + provenance(a, peers, f"{rounds} interleaved rounds; in each, per thread count, one block of "
                    f"{a.iters} runs per engine (after 3 warm-up runs) in an order rotated every round; "
                    "each time is the median over rounds of the per-round median; ratios are per round "
-                   "(ours / the fastest peer of that round), median and min..max over rounds") + [
+                   "(against the fastest peer of that round), median and min..max over rounds") + [
         "",
-        f"Output check against ONNX Runtime (max abs difference of the logits, max |logit| {scale:.2f}; "
-        f"an engine beyond {TOL_REL:g} x max |logit| is not timed):",
+        f"Output check against ONNX Runtime fp32 (max abs difference of the logits over max |logit| = {scale:.2f}); "
+        "an engine beyond its precision's budget is not timed:",
         "",
-        "| engine | max abs diff | model route |",
-        "|---|---:|---|",
-    ] + checks + [""] + (notes + [""] if notes else []) + [
-        "| engine / kernel set | threads | median ms | min..max over rounds | / best peer (median, min..max) |",
-        "|---|---:|---:|---:|---:|",
-    ]
+        "| engine | precision | max diff / max logit | budget | verdict | model route |",
+        "|---|---|---:|---:|---|---|",
+    ] + checks + [""] + (notes + [""] if notes else [])
     for t in thread_counts:
-        best_per_round = [min(ms[(p, t)][r] for p in peer_names) for r in range(a.rounds)]
-        rows = []
-        for e in labels:
-            v = ms[(e, t)]
-            ratios = [x / b for x, b in zip(v, best_per_round)]
-            name = f"ours `{e[5:]}`" if e.startswith("ours:") else versions[e]
-            rows.append((median(v), f"| {name} | {t} | {median(v):.3f} | {min(v):.3f}..{max(v):.3f} | "
-                                    f"{median(ratios):.2f} ({min(ratios):.2f}..{max(ratios):.2f}) |"))
-        lines += [row for _, row in sorted(rows)]
-    lines += ["", "Engines: onnxruntime (MLAS, NCHWc layout), openvino (oneDNN), ncnn (its own x86 kernels), "
-              "torch (eager PyTorch, oneDNN/MKL); see the docstring of tools/onnx-reference/peers.py."]
+        lines += [f"## {t} thread(s)", "",
+                  "| precision | our fastest | its median ms | fastest peer | its median ms | "
+                  "ours / fastest peer (median, min..max) |",
+                  "|---|---|---:|---|---:|---:|"]
+        groups = [(p, [e for e in labels if precision_of[e] == p]) for p in present] + [("any", labels)]
+        for p, group in groups:
+            mine = [e for e in group if e in ours_by_label]
+            theirs = [e for e in group if e not in ours_by_label]
+            if not mine or not theirs:
+                who = "no peer" if mine else "not run by us"
+                ours_cell = f"{mine[0]} | {median(ms[(mine[0], t)]):.3f}" if mine else "- | -"
+                lines.append(f"| {p} | {ours_cell} | {who} | - | - |")
+                continue
+            ours_rounds, ours_best = fastest(mine, t)
+            peer_rounds, peer_best = fastest(theirs, t)
+            label = "**any** (each within its budget)" if p == "any" else p
+            lines.append(f"| {label} | {ours_best} | {median(ms[(ours_best, t)]):.3f} | {versions[peer_best]} "
+                         f"[{precision_of[peer_best]}] | {median(ms[(peer_best, t)]):.3f} | "
+                         f"{spread([x / y for x, y in zip(ours_rounds, peer_rounds)])} |")
+        lines += ["", "| engine | precision | median ms | min..max over rounds | / fastest peer at its precision | "
+                  "/ fastest peer at any precision |", "|---|---|---:|---:|---:|---:|"]
+        any_best, _ = fastest(peer_labels, t)
+        for p in present:
+            same = [e for e in peer_labels if precision_of[e] == p]
+            best = fastest(same, t)[0] if same else None
+            for e in sorted((e for e in labels if precision_of[e] == p), key=lambda e: median(ms[(e, t)])):
+                v = ms[(e, t)]
+                own = spread([x / y for x, y in zip(v, best)]) if best else "-"
+                lines.append(f"| {versions.get(e, e)} | {p} | {median(v):.3f} | {min(v):.3f}..{max(v):.3f} | {own} | "
+                             f"{spread([x / y for x, y in zip(v, any_best)])} |")
+        lines.append("")
+    lines += ["Engines: onnxruntime (MLAS, NCHWc layout), openvino (oneDNN), xnnpack (LiteRT's CPU delegate), "
+              "mnn, ncnn (their own x86 kernels), torch (eager PyTorch, oneDNN/MKL); int8 engines quantize on "
+              "the same 16 seeded calibration images; see the docstring of tools/onnx-reference/peers.py."]
     path = os.path.join(out_dir, "peers.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("wrote", path)
-
-    if a.layers:
-        write_layers(a, peers, thread_counts, ours, our_layers, ort_layers, fused, out_dir)
-    if a.out_dir is None:
-        machine.regenerate_index()
 
 
 def write_layers(a, peers, thread_counts, ours, our_layers, ort_layers, fused, out_dir):
