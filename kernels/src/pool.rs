@@ -26,6 +26,13 @@
 //! A second thread calling into a pool that is busy (two model sessions sharing one pool)
 //! runs its tasks itself, serially, rather than waiting: correct, never blocked. A task
 //! that calls back into the pool (nesting) does the same.
+//!
+//! An application that already runs a rayon pool can give it to [`Par::on_rayon`] (cargo
+//! feature `rayon`) so that our layers run on its threads instead of a second set of
+//! spinning ones fighting them for the same cores (ONNX Runtime's option to share global
+//! thread pools). Each layer is then one `in_place_scope` of `threads - 1` spawned copies
+//! of the task loop plus the caller's own; rayon's workers sleep sooner than ours between
+//! layers, which the README's measurement puts a price on.
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -316,13 +323,24 @@ fn wait_for_next(s: &Shared, seen: u64) -> u64 {
 /// call may use. `Copy`, so it is passed by value down a layer's call tree.
 #[derive(Clone, Copy, Debug)]
 pub struct Par<'a> {
-    pool: Option<&'a ThreadPool>,
+    pool: Backend<'a>,
     threads: usize,
+}
+
+/// The threads behind a [`Par`].
+#[derive(Clone, Copy, Debug)]
+enum Backend<'a> {
+    Serial,
+    /// Our pool: hot workers, one atomic dispatch.
+    Spin(&'a ThreadPool),
+    /// The application's rayon pool.
+    #[cfg(feature = "rayon")]
+    Rayon(&'a rayon::ThreadPool),
 }
 
 impl Par<'static> {
     /// Everything on the calling thread.
-    pub const SERIAL: Par<'static> = Par { pool: None, threads: 1 };
+    pub const SERIAL: Par<'static> = Par { pool: Backend::Serial, threads: 1 };
 
     /// Up to `threads` participants of the [global](ThreadPool::global) pool (1: serial,
     /// the pool is not even started).
@@ -337,7 +355,15 @@ impl Par<'static> {
 impl<'a> Par<'a> {
     /// Up to `threads` participants of `pool` (clamped to `1..=pool.threads()`).
     pub fn on(pool: &'a ThreadPool, threads: usize) -> Par<'a> {
-        Par { pool: Some(pool), threads: threads.clamp(1, pool.threads()) }
+        Par { pool: Backend::Spin(pool), threads: threads.clamp(1, pool.threads()) }
+    }
+
+    /// Up to `threads` threads of an application's rayon `pool` (clamped to
+    /// `1..=pool.current_num_threads()`): the calling thread runs one copy of each layer's
+    /// task loop, and `threads - 1` copies are spawned on the pool.
+    #[cfg(feature = "rayon")]
+    pub fn on_rayon(pool: &'a rayon::ThreadPool, threads: usize) -> Par<'a> {
+        Par { pool: Backend::Rayon(pool), threads: threads.clamp(1, pool.current_num_threads().max(1)) }
     }
 
     /// How many threads this call may use.
@@ -355,19 +381,28 @@ impl<'a> Par<'a> {
     /// in order by one atomic counter.
     pub fn for_each(self, n: usize, task: impl Fn(usize) + Sync) {
         let participants = self.threads.min(n);
-        match self.pool {
-            Some(pool) if participants > 1 => {
-                let next = AtomicUsize::new(0);
-                let body = || loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    task(i);
-                };
-                pool.broadcast(participants, &body);
+        if participants <= 1 {
+            return (0..n).for_each(task);
+        }
+        let next = AtomicUsize::new(0);
+        let body = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                break;
             }
-            _ => (0..n).for_each(task),
+            task(i);
+        };
+        match self.pool {
+            Backend::Serial => body(),
+            Backend::Spin(pool) => pool.broadcast(participants, &body),
+            #[cfg(feature = "rayon")]
+            Backend::Rayon(pool) => pool.in_place_scope(|scope| {
+                let body = &body;
+                for _ in 1..participants {
+                    scope.spawn(move |_| body());
+                }
+                body();
+            }),
         }
     }
 
@@ -488,6 +523,36 @@ mod tests {
             sum.fetch_add(i, Ordering::Relaxed);
         });
         assert_eq!(sum.load(Ordering::Relaxed), 28);
+    }
+
+    #[cfg(feature = "rayon")]
+    #[test]
+    fn a_rayon_pool_runs_every_task_once_and_reraises_panics() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        for threads in 1..=4 {
+            for n in [0, 1, 2, 3, 7, 100] {
+                let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+                Par::on_rayon(&pool, threads).for_each(n, |i| {
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                });
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "t{threads} n{n}");
+            }
+        }
+        // From inside the pool (an application calling us from one of its tasks), nested.
+        let total = AtomicUsize::new(0);
+        pool.install(|| {
+            Par::on_rayon(&pool, 3).for_each(4, |_| {
+                Par::on_rayon(&pool, 3).for_each(4, |_| {
+                    total.fetch_add(1, Ordering::Relaxed);
+                });
+            })
+        });
+        assert_eq!(total.load(Ordering::Relaxed), 16);
+        assert_eq!(Par::on_rayon(&pool, 9).threads(), 3);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            Par::on_rayon(&pool, 3).for_each(8, |i| assert!(i != 5, "task five"));
+        }));
+        assert!(r.is_err());
     }
 
     #[test]
