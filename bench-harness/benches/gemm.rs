@@ -15,24 +15,18 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use kernels::gemm::{self, Operands, PackedB, Tile};
 use kernels::testing::random_values;
 use kernels::Backend;
-use kernels::{Activation, Par};
+use kernels::{Activation, LayerKind, Par};
+use model::Config;
 
-/// (name, M = H*W, K = Cin, N = Cout), from DESIGN.md's table.
-const LAYERS: [(&str, usize, usize, usize); 13] = [
-    ("pw1", 112 * 112, 32, 64),
-    ("pw2", 56 * 56, 64, 128),
-    ("pw3", 56 * 56, 128, 128),
-    ("pw4", 28 * 28, 128, 256),
-    ("pw5", 28 * 28, 256, 256),
-    ("pw6", 14 * 14, 256, 512),
-    ("pw7", 14 * 14, 512, 512),
-    ("pw8", 14 * 14, 512, 512),
-    ("pw9", 14 * 14, 512, 512),
-    ("pw10", 14 * 14, 512, 512),
-    ("pw11", 14 * 14, 512, 512),
-    ("pw12", 7 * 7, 512, 1024),
-    ("pw13", 7 * 7, 1024, 1024),
-];
+/// (name, M = H*W, K = Cin, N = Cout) of pw1..pw13, from the model's own layer table.
+fn layers() -> Vec<(String, usize, usize, usize)> {
+    let infos = Config::default().layers().expect("the default config is valid");
+    infos
+        .into_iter()
+        .filter(|l| l.kind == LayerKind::Pointwise)
+        .map(|l| (l.name, l.output_hw.0 * l.output_hw.1, l.spec.in_channels, l.spec.out_channels))
+        .collect()
+}
 
 /// One layer's data.
 struct Data {
@@ -255,7 +249,7 @@ fn summary(_c: &mut Criterion) {
         println!("| layer | M x K x N | {} |", header.join(" | "));
         println!("|---|---|{}", "---:|".repeat(cols.len()));
         let mut total = vec![0.0; cols.len()];
-        for (name, m, k, n) in LAYERS {
+        for (name, m, k, n) in layers() {
             let mut cells = Vec::new();
             for (ci, imp) in cols.iter().enumerate() {
                 let mut d = Data::new(m, k, n);
@@ -279,7 +273,7 @@ fn criterion_groups(c: &mut Criterion) {
         return;
     }
     let impls = impls();
-    for (name, m, k, n) in LAYERS {
+    for (name, m, k, n) in layers() {
         let mut g = c.benchmark_group(name);
         g.sample_size(10)
             .warm_up_time(Duration::from_millis(300))

@@ -5,12 +5,13 @@
 //! index `results/README.md`.
 //!
 //! The ISA ceiling is read once per process (`kernels::isa::ceiling`), so each lower ceiling
-//! runs in a child: this same binary with `KERNELS_ISA=<ceiling>` and `BENCH_CEILING_CHILD=<file>`,
-//! which benches only the whole-model runs of the best-flavour sets and writes them to
-//! `<file>`. `BENCH_CEILINGS=avx2,avx512` picks the ceilings (`none` for none); the default is
-//! every ceiling the CPU has below the run's own except the bf16-only levels (`avx512bf16`,
-//! `amx`: they change no f32 kernel). Scalar is included: its forwards take 40-130 ms on the
-//! Xeon here (`direct` 39 ms, `im2col` 124 ms), so its child costs seconds in the quick run and
+//! runs in a child: this same binary with `KERNELS_ISA=<ceiling>` and
+//! `BENCH_CEILING_CHILD=<file>`, which benches only the whole-model runs of the best-flavour
+//! sets and writes them to `<file>` as JSON (`bench_harness::child::ChildReport`).
+//! `BENCH_CEILINGS=avx2,avx512` picks the ceilings (`none` for none); the default is every
+//! ceiling the CPU has below the run's own except the bf16-only levels (`avx512bf16`, `amx`:
+//! they change no f32 kernel). Scalar is included: its forwards take 40-130 ms on the Xeon
+//! here (`direct` 39 ms, `im2col` 124 ms), so its child costs seconds in the quick run and
 //! well under a minute in the full one (the whole quick run with three children: 1.5 minutes).
 //!
 //! `BENCH_QUICK=1` is the quick mode (under 4 minutes on 2 cores); the full run takes about 20.
@@ -24,6 +25,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use bench_harness::child::ChildReport;
 use bench_harness::machine::{results_dir, results_root, Provenance};
 use bench_harness::peak;
 use bench_harness::report::{CeilingResult, LayerResult, ModelResult, Report, Roofs};
@@ -323,10 +325,14 @@ fn lower_ceilings() -> Vec<Isa> {
 }
 
 /// Runs this binary again with `KERNELS_ISA=<isa>` in ceiling-child mode and reads back its
-/// results; a failed child is reported and yields nothing.
+/// report ([`ChildReport`]); a failed child, or one whose report cannot be read, is reported
+/// and yields nothing.
 fn run_ceiling_child(isa: Isa) -> Vec<CeilingResult> {
-    let out =
-        std::env::temp_dir().join(format!("bench-harness-ceiling-{}-{}.tsv", isa.name(), std::process::id()));
+    let out = std::env::temp_dir().join(format!(
+        "bench-harness-ceiling-{}-{}.json",
+        isa.name(),
+        std::process::id()
+    ));
     eprintln!("ISA ceiling {}: the best-flavour sets end to end in a child process...", isa.name());
     let status = std::env::current_exe().and_then(|exe| {
         std::process::Command::new(exe)
@@ -335,49 +341,43 @@ fn run_ceiling_child(isa: Isa) -> Vec<CeilingResult> {
             .env("BENCH_CEILING_CHILD", &out)
             .status()
     });
-    let text = match status {
-        Ok(s) if s.success() => std::fs::read_to_string(&out).unwrap_or_default(),
+    let report = match status {
+        Ok(s) if s.success() => match ChildReport::read(&out, isa.name()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("SKIPPED: ceiling {}: {e}", isa.name());
+                None
+            }
+        },
         Ok(s) => {
             eprintln!("SKIPPED: ceiling {}: the child exited with {s}", isa.name());
-            String::new()
+            None
         }
         Err(e) => {
             eprintln!("SKIPPED: ceiling {}: cannot start the child: {e}", isa.name());
-            String::new()
+            None
         }
     };
     let _ = std::fs::remove_file(&out);
-    text.lines()
-        .filter_map(|line| {
-            let mut f = line.split('\t');
-            let (set, threads, median_s, flops) = (f.next()?, f.next()?, f.next()?, f.next()?);
-            Some(CeilingResult {
-                isa: isa.name().to_string(),
-                model: ModelResult {
-                    kernel_set: set.to_string(),
-                    threads: threads.parse().ok()?,
-                    median_s: median_s.parse().ok()?,
-                    flops: flops.parse().ok()?,
-                },
-            })
-        })
+    report
+        .into_iter()
+        .flat_map(|r| r.models)
+        .map(|model| CeilingResult { isa: isa.name().to_string(), model })
         .collect()
 }
 
 /// Ceiling-child mode: the best-flavour sets end to end under this process's ceiling, written
-/// to `out` as `set<TAB>threads<TAB>median seconds<TAB>flops` lines.
+/// to `out` as a JSON [`ChildReport`].
 fn ceiling_child(c: &mut Criterion, sets: &[KernelSet], settings: &Settings, out: &Path) {
     let isa = kernels::isa::ceiling().map(|i| i.name()).unwrap_or("invalid");
     let sets: Vec<KernelSet> = sets.iter().filter(|s| is_best_flavour(s.name())).cloned().collect();
     let expected = bench_models(c, &sets, &format!("model-{isa}"));
-    let mut text = String::new();
-    for (id, r) in &expected {
-        if let Some(m) = median_of(id, settings.samples) {
-            text.push_str(&format!("{}\t{}\t{m:e}\t{:e}\n", r.kernel_set, r.threads, r.flops));
-        }
-    }
-    if let Err(e) = std::fs::write(out, text) {
-        eprintln!("error: cannot write {}: {e}", out.display());
+    let models = expected
+        .into_iter()
+        .filter_map(|(id, r)| median_of(&id, settings.samples).map(|m| ModelResult { median_s: m, ..r }))
+        .collect();
+    if let Err(e) = ChildReport::new(isa, models).write(out) {
+        eprintln!("error: cannot write the child report: {e}");
         std::process::exit(1);
     }
 }

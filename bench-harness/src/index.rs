@@ -105,7 +105,8 @@ The kinds of file, in any folder:
   layer, the whole network per kernel set at 1 and all threads, and the best-flavour sets end
   to end at every ISA ceiling of the CPU; `cargo bench -p bench-harness` (`<isa>` is the
   highest ceiling, or the one `KERNELS_ISA` forces). `-layers.svg`, `-roofline.svg`: its plots.
-- `aarch64-neon.md`: NEON correctness under qemu-aarch64 (no timings), from
+- `verify-<arch>-<isa>.md` (`aarch64-neon.md` from before the verify mode had a name of its
+  own): correctness without timings, e.g. the NEON kernels under qemu-aarch64, from
   `cargo run --release -p bench-harness --bin verify --target aarch64-unknown-linux-gnu`.
 - `peers.md`: our kernel sets against ONNX Runtime, OpenVINO, ncnn and PyTorch in interleaved
   rounds; `layers-vs-ort.md`: per layer against ONNX Runtime's profiler

@@ -7,11 +7,13 @@
 //! minutes). The focused benches (`gemm`, `depthwise`, `winograd`) need
 //! `--features focused-benches`.
 
+pub mod child;
 pub mod index;
 pub mod machine;
 /// The measured peaks live in `kernels` (the CLI quotes them too).
 pub use kernels::peak;
 pub mod plots;
+pub mod precision_report;
 pub mod report;
 #[cfg(feature = "winograd")]
 pub mod winograd_accuracy;
@@ -32,7 +34,7 @@ pub fn write_results(dir: &Path, report: &Report) -> io::Result<Vec<PathBuf>> {
     let md = dir.join(format!("{stem}.md"));
     let csv = dir.join(format!("{stem}.csv"));
     std::fs::write(&md, report.markdown())?;
-    std::fs::write(&csv, report.csv())?;
+    std::fs::write(&csv, report.csv()?)?;
     let layers_svg = dir.join(format!("{stem}-layers.svg"));
     let roofline_svg = dir.join(format!("{stem}-roofline.svg"));
     plots::layer_times(&layers_svg, report).map_err(io::Error::other)?;

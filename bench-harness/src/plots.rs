@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 
 use crate::report::Report;
@@ -24,6 +25,39 @@ fn err<E: std::fmt::Display>(e: E) -> Box<dyn std::error::Error + Send + Sync> {
     e.to_string().into()
 }
 
+type Area<'b> = DrawingArea<SVGBackend<'b>, Shift>;
+
+/// A white SVG canvas of `size` pixels that will be written to `path`.
+fn canvas(path: &Path, size: (u32, u32)) -> Result<Area<'_>, Box<dyn std::error::Error + Send + Sync>> {
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    Ok(root)
+}
+
+/// The layout both plots share: `caption` on top, margins, and room for the axis labels.
+fn frame<'a, 'b>(root: &'a Area<'b>, caption: String) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder.caption(caption, ("sans-serif", 20)).margin(12).x_label_area_size(50).y_label_area_size(70);
+    builder
+}
+
+/// Draws the legend at `position` in the style both plots share, and writes the file.
+fn finish<'a, 'b: 'a, CT: CoordTranslate>(
+    mut chart: ChartContext<'a, SVGBackend<'b>, CT>,
+    root: &Area<'b>,
+    position: SeriesLabelPosition,
+) -> PlotResult {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
 /// Per-layer median time (log scale) of each family's fastest flavour, layers in network order.
 pub fn layer_times(path: &Path, report: &Report) -> PlotResult {
     let by_layer = report.by_layer();
@@ -42,20 +76,10 @@ pub fn layer_times(path: &Path, report: &Report) -> PlotResult {
     }
     let (lo, hi) =
         series.values().flatten().fold((f64::MAX, 0.0f64), |(lo, hi), &(_, t)| (lo.min(t), hi.max(t)));
-    let root = SVGBackend::new(path, (1100, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
+    let root = canvas(path, (1100, 560))?;
     let names: Vec<String> = by_layer.iter().map(|(n, _)| n.clone()).collect();
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "MobileNetV1 per-layer time, 1 thread ({} {})",
-                report.provenance.arch, report.provenance.isa
-            ),
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
+    let (arch, isa) = (report.provenance.arch, &report.provenance.isa);
+    let mut chart = frame(&root, format!("MobileNetV1 per-layer time, 1 thread ({arch} {isa})"))
         .build_cartesian_2d(-0.5f64..(names.len() as f64 - 0.5), ((lo * 0.7)..(hi * 1.4)).log_scale())
         .map_err(err)?;
     chart
@@ -74,15 +98,7 @@ pub fn layer_times(path: &Path, report: &Report) -> PlotResult {
             .label(family.as_str())
             .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
-    Ok(())
+    finish(chart, &root, SeriesLabelPosition::UpperRight)
 }
 
 /// GFLOP/s against arithmetic intensity (FLOP per byte of input + output + weights) for the
@@ -92,19 +108,9 @@ pub fn roofline(path: &Path, report: &Report) -> PlotResult {
         return Ok(());
     };
     let by_layer = report.by_layer();
-    let root = SVGBackend::new(path, (900, 620)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "Roofline, 1 thread ({} {}): best algorithm per layer",
-                report.provenance.arch, report.provenance.isa
-            ),
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
+    let root = canvas(path, (900, 620))?;
+    let (arch, isa) = (report.provenance.arch, &report.provenance.isa);
+    let mut chart = frame(&root, format!("Roofline, 1 thread ({arch} {isa}): best algorithm per layer"))
         .build_cartesian_2d((0.1f64..1000.0).log_scale(), (0.5f64..(peak * 2.0)).log_scale())
         .map_err(err)?;
     chart
@@ -143,13 +149,5 @@ pub fn roofline(path: &Path, report: &Report) -> PlotResult {
             }))
             .map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
-    Ok(())
+    finish(chart, &root, SeriesLabelPosition::LowerRight)
 }

@@ -7,6 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use kernels::LayerKind;
+use serde::{Deserialize, Serialize};
 
 use crate::machine::Provenance;
 
@@ -35,13 +36,20 @@ impl LayerResult {
     }
 }
 
-/// The whole network under one kernel set and thread count (batch 1).
-#[derive(Debug, Clone)]
+/// The whole network under one kernel set and thread count (batch 1). Serialized in the
+/// ceiling children's reports ([`crate::child`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelResult {
     pub kernel_set: String,
     pub threads: usize,
     pub median_s: f64,
     pub flops: f64,
+}
+
+impl ModelResult {
+    pub fn gflops(&self) -> f64 {
+        self.flops / self.median_s / 1e9
+    }
 }
 
 /// The whole network under one best-flavour kernel set at one ISA ceiling (`KERNELS_ISA`),
@@ -139,7 +147,7 @@ impl Report {
         let mut models = self.models.clone();
         models.sort_by(|a, b| a.threads.cmp(&b.threads).then(a.median_s.total_cmp(&b.median_s)));
         for m in &models {
-            let gf = m.flops / m.median_s / 1e9;
+            let gf = m.gflops();
             let _ = writeln!(
                 s,
                 "| {} | {} | {:.3} | {:.1} | {} | {} |",
@@ -276,52 +284,80 @@ impl Report {
         }
     }
 
-    /// The CSV table: one row per measurement.
-    pub fn csv(&self) -> String {
+    /// The CSV table: one [`CsvRow`] per measurement, under a header of its field names.
+    pub fn csv(&self) -> io::Result<String> {
         let peak = self.roofs.peak_gflops;
-        let mut s =
-            String::from("scope,layer,kind,op,id,family,threads,median_us,gflops,pct_peak,gbytes_per_s\n");
+        let pct_of =
+            |gf: f64, peak: Option<f64>| peak.map_or(String::new(), |p| format!("{:.2}", 100.0 * gf / p));
+        let mut w = csv::Writer::from_writer(Vec::new());
         for r in &self.layers {
-            let _ = writeln!(
-                s,
-                "layer,{},{},{},{},{},1,{:.3},{:.3},{},{:.3}",
-                r.layer,
-                r.kind,
-                r.op.replace(',', ";"),
-                r.algorithm,
-                r.family,
-                r.median_s * 1e6,
-                r.gflops(),
-                peak.map_or(String::new(), |p| format!("{:.2}", 100.0 * r.gflops() / p)),
-                r.bytes / r.median_s / 1e9
-            );
+            w.serialize(CsvRow {
+                scope: "layer",
+                layer: &r.layer,
+                kind: r.kind.name(),
+                op: r.op.clone(),
+                id: &r.algorithm,
+                family: &r.family,
+                threads: 1,
+                median_us: format!("{:.3}", r.median_s * 1e6),
+                gflops: format!("{:.3}", r.gflops()),
+                pct_peak: pct_of(r.gflops(), peak),
+                gbytes_per_s: format!("{:.3}", r.bytes / r.median_s / 1e9),
+            })?;
         }
         for m in &self.models {
-            let gf = m.flops / m.median_s / 1e9;
-            let _ = writeln!(
-                s,
-                "model,all,model,MobileNetV1 1.0-224,{},kernel-set,{},{:.3},{:.3},{},",
-                m.kernel_set,
-                m.threads,
-                m.median_s * 1e6,
-                gf,
-                peak.map_or(String::new(), |p| format!("{:.2}", 100.0 * gf / (p * m.threads as f64)))
-            );
+            let pct_peak = pct_of(m.gflops(), peak.map(|p| p * m.threads as f64));
+            w.serialize(CsvRow::whole("model", "MobileNetV1 1.0-224".into(), m, pct_peak))?;
         }
         for c in &self.ceilings {
-            let m = &c.model;
-            let gf = m.flops / m.median_s / 1e9;
-            let _ = writeln!(
-                s,
-                "ceiling,all,model,MobileNetV1 1.0-224 at {},{},kernel-set,{},{:.3},{:.3},,",
-                c.isa,
-                m.kernel_set,
-                m.threads,
-                m.median_s * 1e6,
-                gf
-            );
+            let op = format!("MobileNetV1 1.0-224 at {}", c.isa);
+            w.serialize(CsvRow::whole("ceiling", op, &c.model, String::new()))?;
         }
-        s
+        let bytes = w.into_inner().map_err(|e| e.into_error())?;
+        String::from_utf8(bytes).map_err(io::Error::other)
+    }
+}
+
+/// One row of `<arch>-<isa>.csv`; the field names are the header. Numbers are formatted
+/// here (fixed decimals) so that the file diffs cleanly between runs; a cell that does not
+/// apply (no peak measured, no traffic for a whole model) is empty.
+#[derive(Serialize)]
+struct CsvRow<'a> {
+    /// `layer`, `model` (whole network) or `ceiling` (whole network at a lower ISA ceiling).
+    scope: &'static str,
+    /// The layer name, or `all`.
+    layer: &'a str,
+    /// The layer kind, or `model`.
+    kind: &'static str,
+    op: String,
+    /// The algorithm, or the kernel set.
+    id: &'a str,
+    /// The algorithm family, or `kernel-set`.
+    family: &'a str,
+    threads: usize,
+    median_us: String,
+    gflops: String,
+    /// Percent of the one-core FMA peak times the thread count.
+    pct_peak: String,
+    gbytes_per_s: String,
+}
+
+impl<'a> CsvRow<'a> {
+    /// A whole-network row (`scope` `model` or `ceiling`).
+    fn whole(scope: &'static str, op: String, m: &'a ModelResult, pct_peak: String) -> CsvRow<'a> {
+        CsvRow {
+            scope,
+            layer: "all",
+            kind: "model",
+            op,
+            id: &m.kernel_set,
+            family: "kernel-set",
+            threads: m.threads,
+            median_us: format!("{:.3}", m.median_s * 1e6),
+            gflops: format!("{:.3}", m.gflops()),
+            pct_peak,
+            gbytes_per_s: String::new(),
+        }
     }
 }
 
@@ -335,10 +371,17 @@ pub struct VerifyResult {
     pub tolerance: f64,
 }
 
-/// Writes `<arch>-<isa>.md` with the error of every algorithm against naive per layer.
+/// The verify mode's file name, `verify-<arch>-<isa>.md`: never the harness's
+/// `<arch>-<isa>.md` ([`Report::stem`]), so that a verify run on a machine cannot replace the
+/// timings a harness run wrote there.
+pub fn verify_file_name(provenance: &Provenance) -> String {
+    format!("verify-{}-{}.md", provenance.arch, provenance.isa)
+}
+
+/// Writes [`verify_file_name`] with the error of every algorithm against naive per layer.
 pub fn write_verify(dir: &Path, provenance: &Provenance, rows: &[VerifyResult]) -> io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let path = dir.join(format!("{}-{}.md", provenance.arch, provenance.isa));
+    let path = dir.join(verify_file_name(provenance));
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -422,11 +465,49 @@ mod tests {
         );
         assert!(md.contains("| direct | - | 0.040 | - | - |"), "{md}");
         assert!(md.contains("| gemm | - | - | 0.020 | - |"), "{md}");
+        let csv = report.csv().unwrap();
         assert!(
-            report.csv().contains("layer,pw1,pointwise,op,gemm-avx2,gemm,1,20.000,100.000,100.00,50.000"),
-            "{}",
-            report.csv()
+            csv.starts_with("scope,layer,kind,op,id,family,threads,median_us,gflops,pct_peak,gbytes_per_s\n"),
+            "{csv}"
         );
+        assert!(
+            csv.contains("layer,pw1,pointwise,op,gemm-avx2,gemm,1,20.000,100.000,100.00,50.000\n"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("model,all,model,MobileNetV1 1.0-224,naive,kernel-set,1,500000.000,2.000,2.00,\n"),
+            "{csv}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod verify_tests {
+    use super::*;
+
+    #[test]
+    fn verify_leaves_the_harness_file_alone() {
+        let dir = std::env::temp_dir().join(format!("bench-harness-verify-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let provenance = Provenance::collect("test".into());
+        let harness_md = dir.join(format!("{}-{}.md", provenance.arch, provenance.isa));
+        std::fs::write(&harness_md, "harness timings").unwrap();
+        let row = VerifyResult {
+            layer: "pw1".into(),
+            algorithm: "gemm".into(),
+            max_rel: 1e-7,
+            mean_rel: 1e-8,
+            tolerance: 1e-5,
+        };
+        let written = write_verify(&dir, &provenance, &[row]);
+        let harness_after = std::fs::read_to_string(&harness_md);
+        let verify_text = written.as_ref().ok().map(std::fs::read_to_string);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let written = written.unwrap();
+        assert_ne!(written, harness_md);
+        assert_eq!(written.file_name().unwrap().to_str(), Some(verify_file_name(&provenance).as_str()));
+        assert_eq!(harness_after.unwrap(), "harness timings");
+        assert!(verify_text.unwrap().unwrap().contains("| pw1 | gemm | 1.00e-7 |"));
     }
 }
 
@@ -461,6 +542,7 @@ mod ceiling_tests {
         assert!(md.contains("| direct | 2 | 4.000 | - |"), "{md}");
         assert!(report
             .csv()
+            .unwrap()
             .contains("ceiling,all,model,MobileNetV1 1.0-224 at avx2,direct,kernel-set,1,12000.000,"));
     }
 }

@@ -32,12 +32,18 @@ mod tests {
 
     #[test]
     fn known_instants() {
-        assert_eq!(utc_from_unix(0), "1970-01-01 00:00 UTC");
-        // 2000-02-29 (a leap day of a century leap year) 12:34:56.
-        assert_eq!(utc_from_unix(951_827_696), "2000-02-29 12:34 UTC");
-        // 2026-12-01 08:41:45, the date of a commit of this repository.
-        assert_eq!(utc_from_unix(1_796_114_505), "2026-12-01 08:41 UTC");
-        assert_eq!(utc_from_unix(86_399), "1970-01-01 23:59 UTC");
+        let cases = [
+            (0, "1970-01-01 00:00 UTC"),
+            // The last second of the first day.
+            (86_399, "1970-01-01 23:59 UTC"),
+            // 2000-02-29 (a leap day of a century leap year) 12:34:56.
+            (951_827_696, "2000-02-29 12:34 UTC"),
+            // 2026-12-01 08:41:45, the date of a commit of this repository.
+            (1_796_114_505, "2026-12-01 08:41 UTC"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(utc_from_unix(secs), want, "{secs} s");
+        }
     }
 
     #[test]

@@ -178,13 +178,19 @@ mod tests {
         Config { width, resolution, classes: 1000 }
     }
 
+    /// Checks a layer table's length and its summed multiply-adds and parameters; returns
+    /// the sum.
+    fn assert_totals(layers: &[LayerInfo], len: usize, macs: u64, params: u64) -> Cost {
+        assert_eq!(layers.len(), len);
+        let total: Cost = layers.iter().map(|l| l.cost).sum();
+        assert_eq!((total.macs, total.params()), (macs, params));
+        total
+    }
+
     #[test]
     fn paper_totals_for_1_0_224() {
         let layers = cfg(1.0, 224).layers().unwrap();
-        assert_eq!(layers.len(), 28);
-        let total: Cost = layers.iter().map(|l| l.cost).sum();
-        assert_eq!(total.macs, 568_740_352);
-        assert_eq!(total.params(), 4_221_032);
+        let total = assert_totals(&layers, 28, 568_740_352, 4_221_032);
         let share = |kind| {
             let m: u64 = layers.iter().filter(|l| l.kind == kind).map(|l| l.cost.macs).sum();
             (10_000.0 * m as f64 / total.macs as f64).round() / 100.0
@@ -201,11 +207,8 @@ mod tests {
     #[test]
     fn standard_conv_mobilenet_is_the_paper_table_4_row() {
         let layers = cfg(1.0, 224).standard_conv_layers().unwrap();
-        assert_eq!(layers.len(), 15);
-        let total: Cost = layers.iter().map(|l| l.cost).sum();
         // Paper: 4,866M mult-adds, 29.3M parameters.
-        assert_eq!(total.macs, 4_867_293_184);
-        assert_eq!(total.params(), 29_288_104);
+        let total = assert_totals(&layers, 15, 4_867_293_184, 29_288_104);
         // Within 0.03% of the paper's figure (which counts 1.3M fewer).
         assert!((total.macs as f64 / 1e6 - 4866.0).abs() / 4866.0 < 3e-4);
         assert_eq!((total.params() as f64 / 1e5).round() / 10.0, 29.3);

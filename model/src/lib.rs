@@ -22,6 +22,7 @@ pub mod npy;
 pub mod plan;
 pub mod quant;
 pub mod report;
+mod rng;
 pub mod setup;
 pub mod stats;
 pub mod tune;

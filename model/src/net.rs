@@ -84,15 +84,15 @@ trait Engine: Send {
     fn layer_runs(&self) -> Vec<LayerRun<'_>>;
     fn n_layers(&self) -> usize;
     fn session(&self) -> Result<Box<dyn Engine>>;
-    /// Runs the network, writing the logits as f32 into `logits`; `observe` sees each
-    /// layer's index and the range of its output's real values (calibration).
-    fn forward(
-        &mut self,
-        input_nchw: &[f32],
-        times: Option<&mut [Duration]>,
-        observe: Option<&mut Observer<'_>>,
-        logits: &mut [f32],
-    ) -> Result<()>;
+    /// Runs the network, writing the logits as f32 into `logits` and reporting to `watch`.
+    fn forward(&mut self, input_nchw: &[f32], watch: Watch<'_, '_>, logits: &mut [f32]) -> Result<()>;
+}
+
+/// What a forward reports besides the logits: each layer's wall time (profiling), and each
+/// layer's index with the range of its output's real values (calibration).
+struct Watch<'a, 'o> {
+    times: Option<&'a mut [Duration]>,
+    observe: Option<&'a mut Observer<'o>>,
 }
 
 /// The prepared layers and the activation buffers of one storage type.
@@ -259,12 +259,12 @@ impl MobileNet {
     /// every layer's output (the real values it stands for): what calibration records. A
     /// fused block reports only its second layer.
     pub fn forward_observed(&mut self, input_nchw: &[f32], observe: &mut Observer<'_>) -> Result<&[f32]> {
-        self.engine.forward(input_nchw, None, Some(observe), &mut self.logits)?;
+        self.engine.forward(input_nchw, Watch { times: None, observe: Some(observe) }, &mut self.logits)?;
         Ok(&self.logits)
     }
 
     fn forward_inner(&mut self, input_nchw: &[f32], times: Option<&mut [Duration]>) -> Result<&[f32]> {
-        self.engine.forward(input_nchw, times, None, &mut self.logits)?;
+        self.engine.forward(input_nchw, Watch { times, observe: None }, &mut self.logits)?;
         Ok(&self.logits)
     }
 }
@@ -292,15 +292,9 @@ impl<E: Storage> Engine for Net<E> {
     fn session(&self) -> Result<Box<dyn Engine>> {
         Ok(Box::new(Net::session(self)?))
     }
-    fn forward(
-        &mut self,
-        input_nchw: &[f32],
-        times: Option<&mut [Duration]>,
-        observe: Option<&mut Observer<'_>>,
-        logits: &mut [f32],
-    ) -> Result<()> {
+    fn forward(&mut self, input_nchw: &[f32], watch: Watch<'_, '_>, logits: &mut [f32]) -> Result<()> {
         let fc = self.layers.last().map(|l| E::tensors(&l.quant).1).expect("a network has layers");
-        let out = Net::forward(self, input_nchw, times, observe)?;
+        let out = Net::forward(self, input_nchw, watch)?;
         for (d, &x) in logits.iter_mut().zip(out) {
             *d = x.to_real(fc);
         }
@@ -386,12 +380,8 @@ impl<E: Storage> Net<E> {
         })
     }
 
-    fn forward(
-        &mut self,
-        input_nchw: &[f32],
-        mut times: Option<&mut [Duration]>,
-        mut observe: Option<&mut Observer<'_>>,
-    ) -> Result<&[E]> {
+    fn forward(&mut self, input_nchw: &[f32], watch: Watch<'_, '_>) -> Result<&[E]> {
+        let Watch { mut times, mut observe } = watch;
         let first = self.layers[0].in_dims;
         let expected = first.len()?;
         if input_nchw.len() != expected {

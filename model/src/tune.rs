@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 
 use crate::quant::Synthetic;
 use kernels::fused::FusedBlock;
-use kernels::testing::random_values;
-use kernels::{Activation, Dims, LayerKind, Par, Precision, PreparedConv, ThreadPool};
+use kernels::{Activation, ConvAlgorithm, Dims, LayerKind, Par, Precision, PreparedConv, ThreadPool};
 
 use crate::config::{Config, LayerInfo};
 use crate::error::{ModelError, Result};
 use crate::net::MobileNet;
 use crate::plan::{self, LayerChoice, Plan, AUTO};
+use crate::rng::uniform_values;
 use crate::stats::median;
 use crate::weights::Weights;
 use crate::wisdom::{self, Entry, Wisdom, WisdomKey};
@@ -64,8 +64,16 @@ struct Candidate<'a> {
     label: String,
     choice: Vec<LayerChoice>,
     run: Box<dyn FnMut() -> Result<()> + 'a>,
+    /// Runs per round, set by [`race`]'s calibration.
     reps: usize,
+    /// Seconds per run: the minimum over rounds so far.
     best: f64,
+}
+
+impl<'a> Candidate<'a> {
+    fn new(label: String, choice: Vec<LayerChoice>, run: impl FnMut() -> Result<()> + 'a) -> Self {
+        Candidate { label, choice, run: Box::new(run), reps: 1, best: 0.0 }
+    }
 }
 
 /// A prepared layer with its buffers.
@@ -83,14 +91,15 @@ impl<E: Synthetic> Bench<E> {
         let in_hw = if info.kind == LayerKind::FullyConnected { (1, 1) } else { info.input_hw };
         let in_dims = Dims::new(batch, in_hw.0, in_hw.1, info.spec.in_channels);
         let out_dims = info.spec.output_dims(in_dims)?;
-        let weights = random_values(info.spec.weights_len()?, seed);
-        let bias = random_values(info.spec.out_channels, seed + 1);
+        let weights = uniform_values(info.spec.weights_len()?, seed);
+        let bias = uniform_values(info.spec.out_channels, seed + 1);
         let act = if info.kind == LayerKind::FullyConnected { Activation::None } else { Activation::Relu6 };
         let quant = E::synthetic(&info.spec, &weights);
         let layer = kernels::Layer::new(&info.spec, &weights, Some(&bias), act);
         let conv = kernels::prepare::<E>(algo, &layer, &quant)?;
         let t = E::tensors(&quant).0;
-        let input = random_values(in_dims.len()?, seed + 2).into_iter().map(|x| E::from_real(x, t)).collect();
+        let input =
+            uniform_values(in_dims.len()?, seed + 2).into_iter().map(|x| E::from_real(x, t)).collect();
         let scratch = vec![0.0; conv.scratch_len(in_dims)?];
         Ok(Bench { conv, input, output: vec![E::default(); out_dims.len()?], scratch, in_dims })
     }
@@ -139,214 +148,269 @@ fn thread_counts(threads: usize) -> Vec<usize> {
     v
 }
 
-fn tune_as<E: Synthetic>(opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -> Result<Entry> {
-    let TuneOptions { config, batch, threads, precision, rounds } = *opts;
-    let infos = config.layers()?;
-    let pool = ThreadPool::new(threads)?;
-    let par = |t: usize| Par::on(&pool, t);
-    let algos = kernels::algorithms()?;
-    let mut layers: Vec<LayerChoice> = Vec::with_capacity(infos.len());
-    let mut layer_ms = Vec::with_capacity(infos.len());
-    let started = Instant::now();
+/// The progress sink with the time since tuning began appended to each line.
+struct Progress<'p> {
+    sink: &'p mut dyn FnMut(&str),
+    started: Instant,
+}
 
-    // 1. Each layer alone: every algorithm at every thread count.
-    for (i, info) in infos.iter().enumerate() {
-        let mut cands = Vec::new();
-        for algo in algos.iter().filter(|a| a.name() != "naive" && a.supports(&info.spec)) {
-            for &t in &thread_counts(threads) {
-                let mut b = match Bench::<E>::new(info, algo.name(), batch, i as u64) {
-                    Ok(b) => b,
-                    Err(_) => continue,
-                };
-                let p = par(t);
-                cands.push(Candidate {
-                    label: format!("{} x{t}", algo.name()),
-                    choice: vec![LayerChoice {
-                        algorithm: algo.name().into(),
-                        threads: t,
-                        fuse_band_rows: None,
-                    }],
-                    run: Box::new(move || b.run(p)),
-                    reps: 1,
-                    best: 0.0,
-                });
-            }
-        }
-        if cands.is_empty() {
-            return Err(ModelError::Config(format!("no algorithm here runs {}", info.name)));
-        }
-        let n = cands.len();
-        let w = race(&mut cands, rounds)?;
-        let runner_up = (0..n)
-            .filter(|&j| j != w)
-            .min_by(|&a, &b| cands[a].best.total_cmp(&cands[b].best))
-            .map(|j| format!(", next {} {:.4} ms", cands[j].label, cands[j].best * 1e3))
-            .unwrap_or_default();
-        progress(&format!(
-            "[{:>2}/{}] {:<6} {} {:.4} ms ({n} candidates{runner_up}) [{:.0} s]",
-            i + 1,
-            infos.len(),
-            info.name,
-            cands[w].label,
-            cands[w].best * 1e3,
-            started.elapsed().as_secs_f64()
-        ));
-        layers.push(cands[w].choice[0].clone());
-        layer_ms.push(cands[w].best * 1e3);
+impl Progress<'_> {
+    fn line(&mut self, text: &str) {
+        (self.sink)(&format!("{text} [{:.0} s]", self.started.elapsed().as_secs_f64()));
+    }
+}
+
+/// What the three races share.
+struct Races<'a> {
+    opts: &'a TuneOptions,
+    infos: &'a [LayerInfo],
+    pool: &'a ThreadPool,
+    algos: &'a [&'static dyn ConvAlgorithm],
+}
+
+/// The choice per layer and its time (ms; a fused block's on its depthwise layer, 0 on its
+/// pointwise layer).
+#[derive(Clone)]
+struct Choices {
+    layers: Vec<LayerChoice>,
+    layer_ms: Vec<f64>,
+}
+
+/// What the end-to-end race kept: the index of the winning plan in [`PLAN_NAMES`], its
+/// layers, and every plan's time (ms).
+struct EndToEnd {
+    won: usize,
+    layers: Vec<LayerChoice>,
+    best_ms: [f64; 3],
+}
+
+/// The end-to-end race's plans, in the order they are raced ([`EndToEnd::won`] indexes it).
+const PLAN_NAMES: [&str; 3] = ["tuned", "tuned without fusion", "defaults"];
+
+impl Races<'_> {
+    fn par(&self, threads: usize) -> Par<'_> {
+        Par::on(self.pool, threads)
     }
 
-    // 2. Fused blocks: each depthwise layer with the pointwise layer after it.
-    let (layers_unfused, layer_ms_unfused) = (layers.clone(), layer_ms.clone());
-    let fuse_dw: Vec<&str> = algos.iter().map(|a| a.name()).filter(|n| plan::fusable(n)).collect();
-    for i in 0..infos.len() - 1 {
-        let (dw, pw) = (&infos[i], &infos[i + 1]);
-        if dw.kind != LayerKind::Depthwise || pw.kind != LayerKind::Pointwise {
-            continue;
-        }
-        let unfused_ms = layer_ms[i] + layer_ms[i + 1];
-        // The same pair unfused, timed in these rounds: the reference. The pointwise layer
-        // reads what the depthwise layer just wrote, as in the network (reading a buffer
-        // of its own, cold, made the unfused pair look 10-25% slower than it is).
-        let mut a = Bench::<E>::new(dw, &layers[i].algorithm, batch, i as u64)?;
-        let mut b = Bench::<E>::new(pw, &layers[i + 1].algorithm, batch, i as u64 + 1)?;
-        let (pa, pb) = (par(layers[i].threads), par(layers[i + 1].threads));
-        let mut cands = vec![Candidate {
-            label: "unfused".into(),
-            choice: vec![layers[i].clone(), layers[i + 1].clone()],
-            run: Box::new(move || {
-                a.run(pa)?;
-                Ok(b.conv.run(&a.output, b.in_dims, &mut b.output, &mut b.scratch, pb)?)
-            }),
-            reps: 1,
-            best: 0.0,
-        }];
-        // The fastest fusable depthwise kernel alone, with the chosen pointwise kernel.
-        let dw_algo = if plan::fusable(&layers[i].algorithm) {
-            layers[i].algorithm.clone()
-        } else {
-            match fuse_dw.iter().find(|n| plan::algorithm(n).is_ok_and(|a| a.supports(&dw.spec))) {
-                Some(n) => n.to_string(),
-                None => continue,
+    /// Race 1, each layer alone: every algorithm at every thread count.
+    fn layers<E: Synthetic>(&self, progress: &mut Progress<'_>) -> Result<Choices> {
+        let infos = self.infos;
+        let mut choices = Choices { layers: Vec::with_capacity(infos.len()), layer_ms: Vec::new() };
+        for (i, info) in infos.iter().enumerate() {
+            let mut cands = Vec::new();
+            for algo in self.algos.iter().filter(|a| a.name() != "naive" && a.supports(&info.spec)) {
+                for t in thread_counts(self.opts.threads) {
+                    let Ok(mut b) = Bench::<E>::new(info, algo.name(), self.opts.batch, i as u64) else {
+                        continue;
+                    };
+                    let p = self.par(t);
+                    let choice =
+                        LayerChoice { algorithm: algo.name().into(), threads: t, fuse_band_rows: None };
+                    cands.push(Candidate::new(format!("{} x{t}", algo.name()), vec![choice], move || {
+                        b.run(p)
+                    }));
+                }
             }
-        };
-        let mid = Dims::new(batch, dw.output_hw.0, dw.output_hw.1, dw.spec.out_channels);
-        let bands: Vec<usize> = BAND_ROWS.iter().copied().filter(|&r| r < mid.n * mid.h).collect();
-        for t in thread_counts(threads) {
-            let mut rows = bands.clone();
-            rows.push(FusedBlock::<E>::default_band_rows(mid, t));
-            rows.sort_unstable();
-            rows.dedup();
-            for r in rows {
-                let mut a = Bench::<E>::new(dw, &dw_algo, batch, i as u64)?;
-                let b = Bench::<E>::new(pw, &layers[i + 1].algorithm, batch, i as u64 + 1)?;
-                let scratch_len = FusedBlock::new(&*a.conv, &*b.conv, r)?.scratch_len(a.in_dims, t)?;
-                let mut scratch = vec![0.0f32; scratch_len];
-                let (in_dims, p) = (a.in_dims, par(t));
-                let mut out = b.output;
-                let pw_conv = b.conv;
-                let input = std::mem::take(&mut a.input);
-                let dw_conv = a.conv;
-                cands.push(Candidate {
-                    label: format!("fused {r} rows x{t}"),
-                    choice: vec![
+            if cands.is_empty() {
+                return Err(ModelError::Config(format!("no algorithm here runs {}", info.name)));
+            }
+            let n = cands.len();
+            let w = race(&mut cands, self.opts.rounds)?;
+            let runner_up = (0..n)
+                .filter(|&j| j != w)
+                .min_by(|&a, &b| cands[a].best.total_cmp(&cands[b].best))
+                .map(|j| format!(", next {} {:.4} ms", cands[j].label, cands[j].best * 1e3))
+                .unwrap_or_default();
+            progress.line(&format!(
+                "[{:>2}/{}] {:<6} {} {:.4} ms ({n} candidates{runner_up})",
+                i + 1,
+                infos.len(),
+                info.name,
+                cands[w].label,
+                cands[w].best * 1e3,
+            ));
+            choices.layers.push(cands[w].choice[0].clone());
+            choices.layer_ms.push(cands[w].best * 1e3);
+        }
+        Ok(choices)
+    }
+
+    /// Race 2, fused blocks: each depthwise layer with the pointwise layer after it, fused at
+    /// several band heights against the same pair unfused; a winning block replaces the
+    /// pair's choices in `choices`.
+    fn fusion<E: Synthetic>(&self, choices: &mut Choices, progress: &mut Progress<'_>) -> Result<()> {
+        let (infos, batch) = (self.infos, self.opts.batch);
+        let fuse_dw: Vec<&str> = self.algos.iter().map(|a| a.name()).filter(|n| plan::fusable(n)).collect();
+        for i in 0..infos.len() - 1 {
+            let (dw, pw) = (&infos[i], &infos[i + 1]);
+            if dw.kind != LayerKind::Depthwise || pw.kind != LayerKind::Pointwise {
+                continue;
+            }
+            let layers = &choices.layers;
+            let unfused_ms = choices.layer_ms[i] + choices.layer_ms[i + 1];
+            // The same pair unfused, timed in these rounds: the reference. The pointwise layer
+            // reads what the depthwise layer just wrote, as in the network (reading a buffer
+            // of its own, cold, made the unfused pair look 10-25% slower than it is).
+            let mut a = Bench::<E>::new(dw, &layers[i].algorithm, batch, i as u64)?;
+            let mut b = Bench::<E>::new(pw, &layers[i + 1].algorithm, batch, i as u64 + 1)?;
+            let (pa, pb) = (self.par(layers[i].threads), self.par(layers[i + 1].threads));
+            let mut cands = vec![Candidate::new(
+                "unfused".into(),
+                vec![layers[i].clone(), layers[i + 1].clone()],
+                move || {
+                    a.run(pa)?;
+                    Ok(b.conv.run(&a.output, b.in_dims, &mut b.output, &mut b.scratch, pb)?)
+                },
+            )];
+            // The fastest fusable depthwise kernel alone, with the chosen pointwise kernel.
+            let dw_algo = if plan::fusable(&layers[i].algorithm) {
+                layers[i].algorithm.clone()
+            } else {
+                match fuse_dw.iter().find(|n| plan::algorithm(n).is_ok_and(|a| a.supports(&dw.spec))) {
+                    Some(n) => n.to_string(),
+                    None => continue,
+                }
+            };
+            let pw_algo = &layers[i + 1].algorithm;
+            let mid = Dims::new(batch, dw.output_hw.0, dw.output_hw.1, dw.spec.out_channels);
+            let bands: Vec<usize> = BAND_ROWS.iter().copied().filter(|&r| r < mid.n * mid.h).collect();
+            for t in thread_counts(self.opts.threads) {
+                let mut rows = bands.clone();
+                rows.push(FusedBlock::<E>::default_band_rows(mid, t));
+                rows.sort_unstable();
+                rows.dedup();
+                for r in rows {
+                    let a = Bench::<E>::new(dw, &dw_algo, batch, i as u64)?;
+                    let b = Bench::<E>::new(pw, pw_algo, batch, i as u64 + 1)?;
+                    let choice = vec![
                         LayerChoice { algorithm: dw_algo.clone(), threads: t, fuse_band_rows: Some(r) },
-                        LayerChoice {
-                            algorithm: layers[i + 1].algorithm.clone(),
-                            threads: t,
-                            fuse_band_rows: None,
-                        },
-                    ],
-                    run: Box::new(move || {
-                        Ok(FusedBlock::new(&*dw_conv, &*pw_conv, r)?.run(
-                            &input,
-                            in_dims,
-                            &mut out,
-                            &mut scratch,
-                            p,
-                        )?)
-                    }),
-                    reps: 1,
-                    best: 0.0,
-                });
+                        LayerChoice { algorithm: pw_algo.clone(), threads: t, fuse_band_rows: None },
+                    ];
+                    cands.push(Candidate::new(
+                        format!("fused {r} rows x{t}"),
+                        choice,
+                        fused_run(a, b, r, self.par(t))?,
+                    ));
+                }
+            }
+            let w = race(&mut cands, self.opts.rounds)?;
+            let reference = cands[0].best * 1e3;
+            progress.line(&format!(
+                "fuse {}+{}: {} {:.4} ms, unfused {reference:.4} ms (alone: {unfused_ms:.4} ms)",
+                dw.name,
+                pw.name,
+                cands[w].label,
+                cands[w].best * 1e3,
+            ));
+            if w != 0 {
+                choices.layers[i] = cands[w].choice[0].clone();
+                choices.layers[i + 1] = cands[w].choice[1].clone();
+                choices.layer_ms[i] = cands[w].best * 1e3;
+                choices.layer_ms[i + 1] = 0.0;
             }
         }
-        let w = race(&mut cands, rounds)?;
-        let reference = cands[0].best * 1e3;
-        progress(&format!(
-            "fuse {}+{}: {} {:.4} ms, unfused {reference:.4} ms (alone: {unfused_ms:.4} ms) [{:.0} s]",
-            dw.name,
-            pw.name,
-            cands[w].label,
-            cands[w].best * 1e3,
-            started.elapsed().as_secs_f64()
-        ));
-        if w != 0 {
-            layers[i] = cands[w].choice[0].clone();
-            layers[i + 1] = cands[w].choice[1].clone();
-            layer_ms[i] = cands[w].best * 1e3;
-            layer_ms[i + 1] = 0.0;
-        }
+        Ok(())
     }
 
-    // 3. End to end: the tuned plan, the same without fusion, and the untuned defaults,
-    // interleaved; the fastest is kept. Layers timed alone do not always compose (a fused
-    // block that wins alone can lose in the network, where the unfused intermediate is
-    // still in L2 or L3), so the whole network decides.
-    let weights = Weights::random(&config, 0)?;
-    let tuned = Plan { name: AUTO.into(), source: "tune".into(), layers: layers.clone() };
-    let mut unfused = tuned.clone();
-    unfused.layers = layers_unfused.clone();
-    let defaults = Plan::defaults(&config, batch, threads)?;
-    let plans = [tuned, unfused, defaults];
-    let names = ["tuned", "tuned without fusion", "defaults"];
-    let image = random_values(batch * 3 * config.resolution * config.resolution, 1);
-    let mut nets = plans
-        .iter()
-        .map(|p| MobileNet::with_plan(config, &weights, p, batch, threads, precision))
-        .collect::<Result<Vec<_>>>()?;
-    let mut best = [f64::INFINITY; 3];
-    for net in nets.iter_mut() {
-        net.forward(&image)?;
-    }
-    for _ in 0..rounds.max(1) {
-        for (net, b) in nets.iter_mut().zip(best.iter_mut()) {
-            let ts: Vec<f64> = (0..10)
-                .map(|_| {
-                    let t = Instant::now();
-                    net.forward(&image).map(|_| t.elapsed().as_secs_f64() * 1e3)
-                })
-                .collect::<Result<_>>()?;
-            *b = b.min(median(&ts).unwrap_or(f64::INFINITY));
+    /// Race 3, end to end: the tuned plan, the same without fusion, and the untuned
+    /// defaults, interleaved; the fastest is kept. Layers timed alone do not always compose
+    /// (a fused block that wins alone can lose in the network, where the unfused
+    /// intermediate is still in L2 or L3), so the whole network decides.
+    fn end_to_end(
+        &self,
+        tuned: &[LayerChoice],
+        unfused: &[LayerChoice],
+        progress: &mut Progress<'_>,
+    ) -> Result<EndToEnd> {
+        let TuneOptions { config, batch, threads, precision, rounds } = *self.opts;
+        let weights = Weights::random(&config, 0)?;
+        let tuned = Plan { name: AUTO.into(), source: "tune".into(), layers: tuned.to_vec() };
+        let unfused = Plan { layers: unfused.to_vec(), ..tuned.clone() };
+        let plans = [tuned, unfused, Plan::defaults(&config, batch, threads)?];
+        let image = uniform_values(batch * 3 * config.resolution * config.resolution, 1);
+        let mut nets = plans
+            .iter()
+            .map(|p| MobileNet::with_plan(config, &weights, p, batch, threads, precision))
+            .collect::<Result<Vec<_>>>()?;
+        let mut best = [f64::INFINITY; 3];
+        for net in nets.iter_mut() {
+            net.forward(&image)?;
         }
+        for _ in 0..rounds.max(1) {
+            for (net, b) in nets.iter_mut().zip(best.iter_mut()) {
+                let ts: Vec<f64> = (0..10)
+                    .map(|_| {
+                        let t = Instant::now();
+                        net.forward(&image).map(|_| t.elapsed().as_secs_f64() * 1e3)
+                    })
+                    .collect::<Result<_>>()?;
+                *b = b.min(median(&ts).unwrap_or(f64::INFINITY));
+            }
+        }
+        let won = (0..3).min_by(|&a, &b| best[a].total_cmp(&best[b])).unwrap_or(0);
+        progress.line(&format!(
+            "end to end: tuned {:.3} ms, tuned without fusion {:.3} ms, defaults {:.3} ms (best of {rounds} \
+             rounds of median-of-10): keeping {}",
+            best[0], best[1], best[2], PLAN_NAMES[won],
+        ));
+        Ok(EndToEnd { won, layers: plans[won].layers.clone(), best_ms: best })
     }
-    let won = (0..3).min_by(|&a, &b| best[a].total_cmp(&best[b])).unwrap_or(0);
-    progress(&format!(
-        "end to end: tuned {:.3} ms, tuned without fusion {:.3} ms, defaults {:.3} ms (best of {rounds} rounds \
-         of median-of-10): keeping {} [{:.0} s]",
-        best[0],
-        best[1],
-        best[2],
-        names[won],
-        started.elapsed().as_secs_f64()
-    ));
+}
+
+/// The run of one fused-block candidate: `dw` and `pw` fused at `band_rows` on `par`,
+/// reading `dw`'s input and writing `pw`'s output.
+fn fused_run<'a, E: Synthetic>(
+    mut dw: Bench<E>,
+    pw: Bench<E>,
+    band_rows: usize,
+    par: Par<'a>,
+) -> Result<impl FnMut() -> Result<()> + 'a> {
+    let scratch_len =
+        FusedBlock::new(&*dw.conv, &*pw.conv, band_rows)?.scratch_len(dw.in_dims, par.threads())?;
+    let mut scratch = vec![0.0f32; scratch_len];
+    let (in_dims, input) = (dw.in_dims, std::mem::take(&mut dw.input));
+    let (dw_conv, pw_conv, mut out) = (dw.conv, pw.conv, pw.output);
+    Ok(move || {
+        Ok(FusedBlock::new(&*dw_conv, &*pw_conv, band_rows)?.run(
+            &input,
+            in_dims,
+            &mut out,
+            &mut scratch,
+            par,
+        )?)
+    })
+}
+
+fn tune_as<E: Synthetic>(opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -> Result<Entry> {
+    let infos = opts.config.layers()?;
+    let pool = ThreadPool::new(opts.threads)?;
+    let algos = kernels::algorithms()?;
+    let races = Races { opts, infos: &infos, pool: &pool, algos: &algos };
+    let mut progress = Progress { sink: progress, started: Instant::now() };
+
+    let unfused = races.layers::<E>(&mut progress)?;
+    let mut fused = unfused.clone();
+    races.fusion::<E>(&mut fused, &mut progress)?;
+    let e2e = races.end_to_end(&fused.layers, &unfused.layers, &mut progress)?;
+
+    let TuneOptions { config, batch, threads, precision, rounds } = *opts;
     let statistic = format!(
         "per layer: minimum over {rounds} interleaved rounds of the mean of runs filling {} ms; end to end: \
          minimum over {rounds} rounds of the median of 10 forwards",
         ROUND_TARGET.as_millis()
     );
-    let layer_ms = match won {
-        0 => layer_ms,
-        1 => layer_ms_unfused,
+    let layer_ms = match e2e.won {
+        0 => fused.layer_ms,
+        1 => unfused.layer_ms,
         _ => Vec::new(),
     };
-    let plan = plans[won].clone();
     Ok(Entry {
         key: WisdomKey::new(&config, batch, threads, precision),
         measured: crate::clock::now_utc(),
         statistic,
-        tuned_ms: best[won],
-        default_ms: best[2],
-        layers: plan.layers,
+        tuned_ms: e2e.best_ms[e2e.won],
+        default_ms: e2e.best_ms[2],
+        layers: e2e.layers,
         layer_ms,
     })
 }

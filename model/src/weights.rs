@@ -27,6 +27,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use crate::config::{Config, BLOCKS, CONV0_CHANNELS};
 use crate::error::{io_err, ModelError, Result};
 use crate::files::write_atomic;
+use crate::rng::SplitMix64;
 use crate::units::group;
 
 /// One named f32 tensor.
@@ -86,33 +87,6 @@ pub fn expected_keys(config: &Config) -> Result<Vec<(String, Vec<usize>)>> {
     keys.push(("linear.weight".into(), vec![config.classes, cin]));
     keys.push(("linear.bias".into(), vec![config.classes]));
     Ok(keys)
-}
-
-/// A small deterministic generator (SplitMix64), so seeded weights are identical on every
-/// platform and need no dependency.
-pub(crate) struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub(crate) fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Standard normal (Box-Muller).
-    pub(crate) fn normal(&mut self) -> f64 {
-        let u1 = self.uniform().max(f64::MIN_POSITIVE);
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
 }
 
 impl Weights {

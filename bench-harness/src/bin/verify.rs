@@ -1,7 +1,9 @@
 //! Verify mode: every algorithm runnable here against the naive oracle on every MobileNetV1
-//! 1.0-224 layer, written to `results/<cpu-slug>/<arch>-<isa>.md` (`aarch64-qemu/` under
-//! emulation) with no timings. This is how the NEON kernels are published: cross-built for
-//! aarch64 and run under qemu-aarch64, where timings would measure the emulator.
+//! 1.0-224 layer, written to `results/<cpu-slug>/verify-<arch>-<isa>.md` (`aarch64-qemu/`
+//! under emulation) with no timings; the name is its own, so that it never replaces the
+//! harness's `<arch>-<isa>.md` timings of the same machine. This is how the NEON kernels are
+//! published: cross-built for aarch64 and run under qemu-aarch64, where timings would
+//! measure the emulator.
 //!
 //! ```sh
 //! cargo run --release -p bench-harness --bin verify --target aarch64-unknown-linux-gnu
