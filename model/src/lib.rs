@@ -33,6 +33,6 @@ pub mod wisdom;
 pub use config::{Config, LayerInfo};
 pub use error::{ModelError, Result};
 pub use labels::Labels;
-pub use net::{softmax, top_k, LayerRun, MobileNet};
+pub use net::{softmax, top_k, LayerRun, MobileNet, Workers};
 pub use plan::{LayerChoice, Plan};
 pub use weights::Weights;

@@ -17,6 +17,71 @@ use crate::error::{ModelError, Result};
 use crate::plan::{self, Plan};
 use crate::weights::Weights;
 
+/// The threads a network runs its layers on.
+#[derive(Clone, Debug)]
+pub enum Workers {
+    /// Our pool of this many threads, whose workers spin between layers (`kernels::pool`);
+    /// 1: no pool, every layer on the calling thread.
+    Spin(usize),
+    /// An application's rayon pool, so that its threads and ours do not fight over the same
+    /// cores: each layer is one `in_place_scope` on it ([`Par::on_rayon`]), on up to the
+    /// plan's threads for that layer. Call `forward` from inside the pool (`pool.install`),
+    /// so that the calling thread is one of its threads.
+    #[cfg(feature = "rayon")]
+    Rayon(Arc<rayon::ThreadPool>),
+}
+
+impl Workers {
+    /// How many threads the layers may use.
+    pub fn threads(&self) -> usize {
+        match self {
+            Workers::Spin(t) => *t,
+            #[cfg(feature = "rayon")]
+            Workers::Rayon(p) => p.current_num_threads().max(1),
+        }
+    }
+
+    /// Runs `f` on these workers' side: inside the rayon pool (`install`, so that the
+    /// caller is one of its threads), or right here for our pool.
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match self {
+            Workers::Spin(_) => f(),
+            #[cfg(feature = "rayon")]
+            Workers::Rayon(p) => p.install(f),
+        }
+    }
+}
+
+/// The started pool behind a network, shared by its sessions.
+#[derive(Clone)]
+enum Pool {
+    Serial,
+    Spin(Arc<ThreadPool>),
+    #[cfg(feature = "rayon")]
+    Rayon(Arc<rayon::ThreadPool>),
+}
+
+impl Pool {
+    fn start(workers: &Workers) -> Result<Pool> {
+        Ok(match workers {
+            Workers::Spin(1) => Pool::Serial,
+            Workers::Spin(t) => Pool::Spin(Arc::new(ThreadPool::new(*t)?)),
+            #[cfg(feature = "rayon")]
+            Workers::Rayon(p) => Pool::Rayon(Arc::clone(p)),
+        })
+    }
+
+    /// Where a layer that may use `threads` threads runs.
+    fn par(&self, threads: usize) -> Par<'_> {
+        match self {
+            Pool::Serial => Par::SERIAL,
+            Pool::Spin(p) => Par::on(p, threads),
+            #[cfg(feature = "rayon")]
+            Pool::Rayon(p) => Par::on_rayon(p, threads),
+        }
+    }
+}
+
 /// One prepared layer and the NHWC shapes it runs on (the whole batch).
 struct Layer<E: Storage> {
     info: LayerInfo,
@@ -100,7 +165,7 @@ struct Net<E: Storage> {
     layers: Arc<Vec<Layer<E>>>,
     /// The model input's tensor parameters (its quantization at int8).
     input_tensor: E::Tensor,
-    pool: Option<Arc<ThreadPool>>,
+    pool: Pool,
     input: AlignedBuf<E>,
     ping: AlignedBuf<E>,
     pong: AlignedBuf<E>,
@@ -148,6 +213,20 @@ impl MobileNet {
         threads: usize,
         precision: Precision,
     ) -> Result<Self> {
+        Self::with_workers(config, weights, plan, batch, &Workers::Spin(threads), precision)
+    }
+
+    /// As [`with_plan`](Self::with_plan), on `workers`: our spinning pool, or an
+    /// application's rayon pool ([`Workers::Rayon`]).
+    pub fn with_workers(
+        config: Config,
+        weights: &Weights,
+        plan: &Plan,
+        batch: usize,
+        workers: &Workers,
+        precision: Precision,
+    ) -> Result<Self> {
+        let threads = workers.threads();
         crate::memory::check(&config, batch, precision)?;
         config.validate()?;
         if batch == 0 || batch > 1 << 16 {
@@ -155,7 +234,7 @@ impl MobileNet {
         }
         check_threads(threads)?;
         plan.check(&config, threads)?;
-        let pool = if threads > 1 { Some(Arc::new(ThreadPool::new(threads)?)) } else { None };
+        let pool = Pool::start(workers)?;
         let n = config.layers()?.len();
         if precision != Precision::Int8 && weights.quantization().is_some() {
             return Err(ModelError::Config(format!(
@@ -310,7 +389,7 @@ impl<E: Storage> Net<E> {
         weights: &Weights,
         plan: &Plan,
         batch: usize,
-        pool: Option<Arc<ThreadPool>>,
+        pool: Pool,
         quants: &[E::Quant],
     ) -> Result<Self> {
         let infos = config.layers()?;
@@ -394,8 +473,7 @@ impl<E: Storage> Net<E> {
                 first.w
             )));
         }
-        let pool = self.pool.as_deref();
-        let all = pool.map_or(Par::SERIAL, |p| Par::on(p, p.threads()));
+        let all = self.pool.par(usize::MAX);
         let t = self.input_tensor;
         nchw_to_nhwc_par(input_nchw, &mut self.input, first, all, |x| E::from_real(x, t));
         let layers = &*self.layers;
@@ -404,10 +482,7 @@ impl<E: Storage> Net<E> {
         while i < n_layers {
             let start = Instant::now();
             let layer = &layers[i];
-            let par = match pool {
-                Some(p) => Par::on(p, layer.threads),
-                None => Par::SERIAL,
-            };
+            let par = self.pool.par(layer.threads);
             let out_len = layer.out_dims.len()?;
             let mut step = 1;
             if i + 1 == n_layers {

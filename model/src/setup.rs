@@ -8,11 +8,11 @@ use kernels::{KernelError, Precision};
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::net::MobileNet;
+use crate::net::{MobileNet, Workers};
 use crate::plan::{Plan, AUTO};
 use crate::weights::Weights;
 
-/// How to build the model: kernel set (or `auto`), threads, precision, wisdom file.
+/// How to build the model: kernel set (or `auto`), threads, precision, wisdom file, pool.
 #[derive(Debug, Clone, Copy)]
 pub struct How<'a> {
     pub kernels: &'a str,
@@ -20,6 +20,54 @@ pub struct How<'a> {
     pub precision: Precision,
     /// The wisdom file `auto` reads (`None`: the default location).
     pub wisdom: Option<&'a Path>,
+    pub pool: PoolKind,
+}
+
+/// Which threads run the layers (`--pool`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PoolKind {
+    /// Our pool, whose workers spin between layers (the default: the faster one here).
+    #[default]
+    Spin,
+    /// A rayon pool of `threads` threads, as an application that already runs one would
+    /// share it ([`Workers::Rayon`]).
+    Rayon,
+}
+
+impl PoolKind {
+    pub fn parse(s: &str) -> std::result::Result<PoolKind, String> {
+        match s {
+            "spin" => Ok(PoolKind::Spin),
+            "rayon" if cfg!(feature = "rayon") => Ok(PoolKind::Rayon),
+            "rayon" => {
+                Err("this build has no rayon support (cargo feature `rayon` of the model crate)".into())
+            }
+            _ => Err(format!("unknown pool {s:?}: choose spin or rayon")),
+        }
+    }
+}
+
+/// The threads for `how`: our pool's size, or a new rayon pool of `how.threads` threads.
+pub fn workers(how: &How<'_>) -> Result<Workers> {
+    match how.pool {
+        PoolKind::Spin => Ok(Workers::Spin(how.threads)),
+        #[cfg(feature = "rayon")]
+        PoolKind::Rayon => {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(how.threads)
+                .thread_name(|i| format!("rayon-app-{i}"))
+                .build()
+                .map_err(|e| {
+                    crate::ModelError::Config(format!(
+                        "cannot start a rayon pool of {} threads: {e}",
+                        how.threads
+                    ))
+                })?;
+            Ok(Workers::Rayon(std::sync::Arc::new(pool)))
+        }
+        #[cfg(not(feature = "rayon"))]
+        PoolKind::Rayon => Err(crate::ModelError::Config("this build has no rayon support".into())),
+    }
 }
 
 /// `--threads`, defaulting to the cores this process may use (as ONNX Runtime does).
@@ -71,6 +119,7 @@ pub fn build(
     weights: &Weights,
     batch: usize,
     how: &How<'_>,
+    workers: &Workers,
     log: &mut dyn FnMut(&str),
 ) -> Result<MobileNet> {
     check_kernels(how.kernels)?;
@@ -81,5 +130,5 @@ pub fn build(
     } else {
         Plan::from_set(&kernels::kernel_set(how.kernels)?, &config, how.threads)?
     };
-    MobileNet::with_plan(config, weights, &plan, batch, how.threads, how.precision)
+    MobileNet::with_workers(config, weights, &plan, batch, workers, how.precision)
 }

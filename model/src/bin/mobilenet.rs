@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use kernels::Precision;
-use model::setup::{self, threads_or_all, How};
+use model::setup::{self, threads_or_all, How, PoolKind};
 use model::tune::TuneOptions;
 use model::{input, npy, softmax, top_k, Config, Labels, ModelError, Weights};
 
@@ -55,6 +55,10 @@ struct EngineArgs {
     /// without --weights, the seeded weights quantized on a built-in synthetic calibration set).
     #[arg(long, default_value = "f32", value_parser = parse_precision)]
     precision: Precision,
+    /// Threads that run the layers: `spin` (our pool, workers spin between layers) or
+    /// `rayon` (a rayon pool, as an application that runs one would share it).
+    #[arg(long, default_value = "spin", value_parser = PoolKind::parse)]
+    pool: PoolKind,
 }
 
 impl EngineArgs {
@@ -64,6 +68,7 @@ impl EngineArgs {
             threads: threads_or_all(self.threads),
             precision: self.precision,
             wisdom: self.wisdom.as_deref(),
+            pool: self.pool,
         }
     }
 }
@@ -252,11 +257,12 @@ fn run(command: Command) -> Result<(), ModelError> {
             let batch = input::load(&input, config.resolution)?;
             let how = engine.how();
             let w = setup::weights(weights.as_deref(), &config, how.precision, seed, how.threads, &mut log)?;
-            let mut net = setup::build(config, &w, batch.n, &how, &mut log)?;
+            let workers = setup::workers(&how)?;
+            let mut net = setup::build(config, &w, batch.n, &how, &workers, &mut log)?;
             if how.precision != Precision::F32 {
                 log(&model::report::storage_summary(&net));
             }
-            let raw = net.forward(&batch.data)?.to_vec();
+            let raw = workers.install(|| net.forward(&batch.data).map(<[f32]>::to_vec))?;
             let probs = softmax(&raw, config.classes);
             for (i, row) in probs.chunks_exact(config.classes).enumerate() {
                 let best: Vec<String> = top_k(row, top)
@@ -280,8 +286,9 @@ fn run(command: Command) -> Result<(), ModelError> {
             // Before the weights: a model that cannot fit is refused before anything is built.
             model::memory::check(&config, batch, how.precision)?;
             let w = setup::weights(weights.as_deref(), &config, how.precision, 0, how.threads, &mut log)?;
-            let mut net = setup::build(config, &w, batch, &how, &mut log)?;
-            let report = model::bench::measure(&mut net, iters)?;
+            let workers = setup::workers(&how)?;
+            let mut net = setup::build(config, &w, batch, &how, &workers, &mut log)?;
+            let report = workers.install(|| model::bench::measure(&mut net, iters))?;
             // Measured after the timed runs, so that its heat does not disturb them.
             let report = report.with_peak(model::bench::Peak::measure(how.precision));
             if json {
