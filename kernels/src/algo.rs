@@ -124,14 +124,23 @@ pub trait ConvAlgorithm: Send + Sync {
     /// Whether this algorithm can run `spec` on this CPU.
     fn supports(&self, spec: &ConvSpec) -> bool;
     /// Packs OIHW `weights` (and optional `bias`) for `spec` as an f32 layer; the result
-    /// runs many times.
+    /// runs many times. The arguments are checked first ([`check_prepare`]), then the
+    /// family packs them ([`prepare_checked`](Self::prepare_checked)).
     fn prepare(
         &self,
         spec: &ConvSpec,
         weights_oihw: &[f32],
         bias: Option<&[f32]>,
         activation: Activation,
-    ) -> Result<Box<dyn PreparedConv>>;
+    ) -> Result<Box<dyn PreparedConv>> {
+        check_prepare(self, spec, weights_oihw, bias, activation)?;
+        self.prepare_checked(&Layer::new(spec, weights_oihw, bias, activation))
+    }
+    /// What each family writes of [`prepare`](Self::prepare): the packing of a layer that
+    /// [`check_prepare`] accepted. Called directly it skips those checks; that stays sound
+    /// (packing indexes slices, and every kernel's ISA is proven by its backend's token),
+    /// but a wrong length panics instead of returning an error.
+    fn prepare_checked(&self, layer: &Layer<'_>) -> Result<Box<dyn PreparedConv>>;
     /// Whether a prepared depthwise layer of this algorithm can run row bands
     /// ([`PreparedConv::run_rows`]), so that a plan may fuse it with the next layer.
     fn runs_rows(&self) -> bool {
@@ -331,16 +340,8 @@ impl<E: Storage, C: Conversion<E>> PreparedConv<E> for Converted<E, C> {
             .try_fold(0usize, |a, x| a.checked_add(x))
             .ok_or(KernelError::Overflow { what: "widened scratch" })
     }
-    fn run(
-        &self,
-        input: &[E],
-        in_dims: Dims,
-        output: &mut [E],
-        scratch: &mut [f32],
-        par: Par<'_>,
-    ) -> Result<()> {
-        let needed = self.scratch_len(in_dims)?;
-        check_run(self.spec(), input, in_dims, output, scratch, needed)?;
+    fn run_checked(&self, run: Run<'_, E>) -> Result<()> {
+        let Run { input, in_dims, output, scratch, par, .. } = run;
         let (wide_in, rest) = scratch.split_at_mut(input.len());
         let (wide_out, inner) = rest.split_at_mut(output.len());
         self.convert.widen(input, wide_in);
@@ -380,6 +381,9 @@ pub trait PreparedConv<E: Storage = f32>: Send + Sync {
         Ok(0)
     }
     /// Runs the convolution on an NHWC `input` of shape `in_dims`, writing the NHWC output.
+    /// The buffers are checked first ([`check_run`] against
+    /// [`scratch_len`](Self::scratch_len)), then the layer runs
+    /// ([`run_checked`](Self::run_checked)).
     fn run(
         &self,
         input: &[E],
@@ -387,7 +391,13 @@ pub trait PreparedConv<E: Storage = f32>: Send + Sync {
         output: &mut [E],
         scratch: &mut [f32],
         par: Par<'_>,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let needed = self.scratch_len(in_dims)?;
+        let out_dims = check_run(self.spec(), input, in_dims, output, scratch, needed)?;
+        self.run_checked(Run { input, in_dims, out_dims, output, scratch, par })
+    }
+    /// What each layer writes of [`run`](Self::run): the convolution on buffers it checked.
+    fn run_checked(&self, run: Run<'_, E>) -> Result<()>;
     /// Whether [`run_rows`](Self::run_rows) works: a layer that can compute any band of
     /// its output rows on its own, without scratch (the `direct` depthwise kernels). That
     /// is what a fused block ([`crate::fused`]) needs of its first layer.
@@ -404,12 +414,35 @@ pub trait PreparedConv<E: Storage = f32>: Send + Sync {
     }
 }
 
+/// The buffers of one [`PreparedConv::run`] call, checked: `input` holds `in_dims`,
+/// `output` holds `out_dims` (the spec's output for `in_dims`), `scratch` at least the
+/// layer's [`scratch_len`](PreparedConv::scratch_len). Only `run` makes one (other crates
+/// cannot: `non_exhaustive`), so a kernel behind [`PreparedConv::run_checked`] may rely on
+/// those lengths.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Run<'a, E> {
+    pub input: &'a [E],
+    pub in_dims: Dims,
+    pub out_dims: Dims,
+    pub output: &'a mut [E],
+    pub scratch: &'a mut [f32],
+    pub par: Par<'a>,
+}
+
+impl<E> Run<'_, E> {
+    /// Output pixels over the batch: the `M` of a GEMM over the output.
+    pub fn pixels(&self) -> usize {
+        self.out_dims.n * self.out_dims.h * self.out_dims.w
+    }
+}
+
 /// Checks a prepare call's arguments: a valid spec and activation, weight and bias lengths
 /// that match it, and that `algo` supports the spec on this CPU. Every algorithm calls this
 /// first; the ISA check here is what keeps its `#[target_feature]` code unreachable on a CPU
 /// without the feature.
-pub fn check_prepare(
-    algo: &dyn ConvAlgorithm,
+pub fn check_prepare<A: ConvAlgorithm + ?Sized>(
+    algo: &A,
     spec: &ConvSpec,
     weights: &[f32],
     bias: Option<&[f32]>,
@@ -520,16 +553,8 @@ pub(crate) trait TokenLayer<E: Element + Storage = f32>: Send + Sync + 'static {
     fn scratch_len(&self, _input: Dims) -> Result<usize> {
         Ok(0)
     }
-    /// [`PreparedConv::run`] with the token `s`.
-    fn run<S: Simd>(
-        &self,
-        s: S,
-        input: &[E],
-        in_dims: Dims,
-        output: &mut [E],
-        scratch: &mut [f32],
-        par: Par<'_>,
-    ) -> Result<()>;
+    /// [`PreparedConv::run_checked`] with the token `s`.
+    fn run<S: Simd>(&self, s: S, run: Run<'_, E>) -> Result<()>;
     /// [`PreparedConv::run_rows`] with the token `s`; `None` where the family has no band
     /// path.
     fn run_rows<S: Simd>(
@@ -586,15 +611,8 @@ impl<S: Simd, E: Element + Storage, L: TokenLayer<E>> PreparedConv<E> for Bound<
     fn scratch_len(&self, input: Dims) -> Result<usize> {
         self.layer.scratch_len(input)
     }
-    fn run(
-        &self,
-        input: &[E],
-        in_dims: Dims,
-        output: &mut [E],
-        scratch: &mut [f32],
-        par: Par<'_>,
-    ) -> Result<()> {
-        self.layer.run(self.s, input, in_dims, output, scratch, par)
+    fn run_checked(&self, run: Run<'_, E>) -> Result<()> {
+        self.layer.run(self.s, run)
     }
     fn runs_rows(&self) -> bool {
         self.layer.runs_rows()

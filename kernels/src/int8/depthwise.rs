@@ -4,10 +4,10 @@
 //! each as `(x - z_x) * w` in i32. It runs row bands, so it can lead a fused block.
 
 use super::{reference, Int8Isa, QuantLayer, QuantizedLayer};
-use crate::algo::{check_rows, check_run, ConvAlgorithm, Layer, PreparedConv};
+use crate::algo::{check_rows, ConvAlgorithm, Layer, PreparedConv, Run};
 use crate::error::Result;
 use crate::isa::Isa;
-use crate::pool::{Par, SharedOut};
+use crate::pool::SharedOut;
 use crate::spec::{ConvSpec, Dims};
 
 /// Channel padding of the packed weights, bias and multipliers (the widest vector: 16 i32).
@@ -138,15 +138,8 @@ impl PreparedConv<u8> for DwInt8 {
     fn level(&self) -> Isa {
         self.isa.level()
     }
-    fn run(
-        &self,
-        input: &[u8],
-        in_dims: Dims,
-        output: &mut [u8],
-        scratch: &mut [f32],
-        par: Par<'_>,
-    ) -> Result<()> {
-        let o = check_run(&self.q.spec, input, in_dims, output, scratch, 0)?;
+    fn run_checked(&self, run: Run<'_, u8>) -> Result<()> {
+        let Run { input, in_dims, out_dims: o, output, par, .. } = run;
         let (rows, row) = (o.n * o.h, o.w * o.c);
         if rows == 0 || row == 0 {
             return Ok(());

@@ -9,10 +9,9 @@
 //! - The store requantizes ([`super::Requant`]), so no i32 tile ever reaches memory.
 
 use super::{reference, Int8Isa, QuantLayer, QuantizedLayer};
-use crate::algo::{check_run, ConvAlgorithm, Layer, PreparedConv};
+use crate::algo::{ConvAlgorithm, Layer, PreparedConv, Run};
 use crate::error::Result;
 use crate::isa::Isa;
-use crate::pool::Par;
 use crate::spec::{ConvSpec, Dims};
 
 /// B packed for one kernel.
@@ -158,17 +157,9 @@ impl PreparedConv<u8> for GemmInt8 {
             _ => Ok(0),
         }
     }
-    fn run(
-        &self,
-        input: &[u8],
-        in_dims: Dims,
-        output: &mut [u8],
-        scratch: &mut [f32],
-        par: Par<'_>,
-    ) -> Result<()> {
-        let needed = self.scratch_len(in_dims)?;
-        let out = check_run(&self.q.spec, input, in_dims, output, scratch, needed)?;
-        let m = out.n * out.h * out.w;
+    fn run_checked(&self, run: Run<'_, u8>) -> Result<()> {
+        let m = run.pixels();
+        let Run { input, in_dims, output, scratch, par, .. } = run;
         match &self.packed {
             #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
             // SAFETY: `Vnni` is packed only where `Int8Isa::of` saw AVX-512 (under the
