@@ -29,13 +29,8 @@ pub(crate) enum Packed {
 }
 
 /// An int8 pointwise layer with its weights packed.
-#[cfg_attr(
-    not(any(
-        all(feature = "avx2", target_arch = "x86_64"),
-        all(feature = "avx512", target_arch = "x86_64")
-    )),
-    allow(dead_code)
-)]
+// Without a vector kernel (no x86 feature) only the reference reads the layer.
+#[cfg_attr(not(all(target_arch = "x86_64", any(feature = "avx2", feature = "avx512"))), allow(dead_code))]
 pub(crate) struct GemmInt8 {
     pub(crate) q: QuantizedLayer,
     name: &'static str,
@@ -73,10 +68,7 @@ pub(crate) fn prepare(algo: &dyn ConvAlgorithm, layer: &Layer<'_>, quant: &Quant
             if cfg!(all(feature = "avx2", target_arch = "x86_64")) { Int8Isa::Avx2 } else { Int8Isa::Scalar };
     }
     #[cfg_attr(
-        not(any(
-            all(feature = "avx2", target_arch = "x86_64"),
-            all(feature = "avx512", target_arch = "x86_64")
-        )),
+        not(all(target_arch = "x86_64", any(feature = "avx2", feature = "avx512"))),
         allow(unused_variables)
     )]
     let w = |c: usize, kk: usize| if c < n && kk < k { q.weights[c * k + kk] } else { 0 };
@@ -159,7 +151,7 @@ impl PreparedConv<u8> for GemmInt8 {
     }
     fn run_checked(&self, run: Run<'_, u8>) -> Result<()> {
         let m = run.pixels();
-        let Run { input, in_dims, output, scratch, par, .. } = run;
+        let Run { input, in_dims, output, par, .. } = run;
         match &self.packed {
             #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
             // SAFETY: `Vnni` is packed only where `Int8Isa::of` saw AVX-512 (under the
@@ -168,7 +160,7 @@ impl PreparedConv<u8> for GemmInt8 {
             #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
             // SAFETY: `Pairs` is packed only where AVX2 is available; the buffers were
             // checked, the scratch holds `m * ceil(k / 2)` words.
-            Packed::Pairs(b) => unsafe { super::avx2::gemm(self, b, m, input, output, scratch, par) },
+            Packed::Pairs(b) => unsafe { super::avx2::gemm(self, b, m, input, output, run.scratch, par) },
             Packed::Scalar => {
                 // The reference runs serially over all `m` rows.
                 let _ = (m, par);

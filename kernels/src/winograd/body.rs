@@ -258,6 +258,23 @@ fn store_tile<S: Simd>(
     sum
 }
 
+/// Channel block `ch..ch + LANES` of tile `t` back from the transformed domain: `A^T m A`,
+/// plus the bias, clamped and stored ([`store_tile`], whose sum it returns).
+#[inline(always)]
+fn output_block<T: Transform, S: Simd>(
+    s: S,
+    m: &[[S::V; 8]; 8],
+    (bias, clamp): (&[f32], Clamp),
+    out: &mut [f32],
+    t: OutTile,
+    ch: usize,
+) -> S::V {
+    let y = output_2d::<T, S>(s, m);
+    // SAFETY: the slice holds LANES f32s.
+    let bias = unsafe { s.load(bias[ch..ch + S::LANES].as_ptr()) };
+    store_tile(s, &y, bias, clamp, out, OutTile { base: t.base + ch, ..t })
+}
+
 /// Whether a tile's summed outputs (see [`store_tile`]) say it met a NaN or an infinity:
 /// `x - x` is 0 for a finite `x` and NaN otherwise.
 #[inline(always)]
@@ -336,10 +353,7 @@ unsafe fn dw_tile<T: Transform, S: Simd>(
                 v[i][j] = s.mul(v[i][j], unsafe { s.load(plan.u[p..p + S::LANES].as_ptr()) });
             });
         });
-        let y = output_2d::<T, S>(s, &v);
-        // SAFETY: the slice holds LANES f32s.
-        let bias = unsafe { s.load(plan.bias[ch..ch + S::LANES].as_ptr()) };
-        sum = s.add(sum, store_tile(s, &y, bias, plan.clamp, out, OutTile { base: t.base + ch, ..t }));
+        sum = s.add(sum, output_block::<T, S>(s, &v, (&plan.bias, plan.clamp), out, t, ch));
         ch += S::LANES;
     }
     if non_finite(s, sum) {
@@ -443,10 +457,7 @@ fn output_transform<T: Transform, S: Simd>(
                 mm[i][j] = unsafe { s.load(mbuf[o..o + S::LANES].as_ptr()) };
             });
         });
-        let y = output_2d::<T, S>(s, &mm);
-        // SAFETY: the slice holds LANES f32s.
-        let bias = unsafe { s.load(plan.bias[ch..ch + S::LANES].as_ptr()) };
-        sum = s.add(sum, store_tile(s, &y, bias, plan.clamp, out, OutTile { base: t.base + ch, ..t }));
+        sum = s.add(sum, output_block::<T, S>(s, &mm, (&plan.bias, plan.clamp), out, t, ch));
         ch += S::LANES;
     }
     if non_finite(s, sum) {
