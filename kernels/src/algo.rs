@@ -152,6 +152,24 @@ pub trait ConvAlgorithm: Send + Sync {
     }
 }
 
+/// The [`ConvAlgorithm`] methods of a family registered once per backend, a struct of
+/// `name` and `backend` (`direct`, `gemm`, `im2col`, `winograd`): inside its impl,
+/// `per_backend!(Direct);` names it, its family and its backend.
+macro_rules! per_backend {
+    ($family:ident) => {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn family(&self) -> $crate::algo::Family {
+            $crate::algo::Family::$family
+        }
+        fn backend(&self) -> $crate::simd::Backend {
+            self.backend
+        }
+    };
+}
+pub(crate) use per_backend;
+
 /// One layer as it arrives to be prepared: the spec, the weights in PyTorch's OIHW order,
 /// the optional bias (f32: the reference values every storage type starts from) and the
 /// fused activation.
@@ -407,11 +425,13 @@ pub trait PreparedConv<E: Storage = f32>: Send + Sync {
     /// Computes only output rows `first_row..first_row + out.len() / (out_w * out_c)`,
     /// rows counted over the whole batch (`n * out_h` of them), serially, into `out`.
     fn run_rows(&self, _input: &[E], _in_dims: Dims, _first_row: usize, _out: &mut [E]) -> Result<()> {
-        Err(KernelError::Unsupported {
-            algorithm: self.algorithm(),
-            spec: format!("{} in row bands", self.spec()),
-        })
+        Err(no_row_bands(self.algorithm(), self.spec()))
     }
+}
+
+/// The error of [`PreparedConv::run_rows`] on a layer that has no band path.
+fn no_row_bands(algorithm: &'static str, spec: &ConvSpec) -> KernelError {
+    KernelError::Unsupported { algorithm, spec: format!("{spec} in row bands") }
 }
 
 /// The buffers of one [`PreparedConv::run`] call, checked: `input` holds `in_dims`,
@@ -538,6 +558,31 @@ pub fn check_rows<E>(
     Ok(out_dims)
 }
 
+/// A band of output rows that [`check_rows`] accepted: `out` holds whole output rows from
+/// `first_row` (of the batch's `n * out_h`) of the output `out_dims` of an `input` of
+/// `in_dims`.
+pub(crate) struct RowBand<'a, E> {
+    pub(crate) input: &'a [E],
+    pub(crate) in_dims: Dims,
+    pub(crate) out_dims: Dims,
+    pub(crate) first_row: usize,
+    pub(crate) out: &'a mut [E],
+}
+
+impl<'a, E> RowBand<'a, E> {
+    /// The band of a [`PreparedConv::run_rows`] call on a layer of `spec`, checked.
+    pub(crate) fn checked(
+        spec: &ConvSpec,
+        input: &'a [E],
+        in_dims: Dims,
+        first_row: usize,
+        out: &'a mut [E],
+    ) -> Result<Self> {
+        let out_dims = check_rows(spec, input, in_dims, first_row, out)?;
+        Ok(RowBand { input, in_dims, out_dims, first_row, out })
+    }
+}
+
 /// The bias as a dense vector (zeros when absent), so kernels need no `Option` in loops.
 pub fn bias_or_zeros(spec: &ConvSpec, bias: Option<&[f32]>) -> Vec<f32> {
     bias.map_or_else(|| vec![0.0; spec.out_channels], <[f32]>::to_vec)
@@ -555,18 +600,9 @@ pub(crate) trait TokenLayer<E: Element + Storage = f32>: Send + Sync + 'static {
     }
     /// [`PreparedConv::run_checked`] with the token `s`.
     fn run<S: Simd>(&self, s: S, run: Run<'_, E>) -> Result<()>;
-    /// [`PreparedConv::run_rows`] with the token `s`; `None` where the family has no band
-    /// path.
-    fn run_rows<S: Simd>(
-        &self,
-        _s: S,
-        _input: &[E],
-        _in_dims: Dims,
-        _first_row: usize,
-        _out: &mut [E],
-    ) -> Option<Result<()>> {
-        None
-    }
+    /// [`PreparedConv::run_rows`] with the token `s`, on a checked band; called only where
+    /// [`runs_rows`](Self::runs_rows).
+    fn run_rows<S: Simd>(&self, _s: S, _band: RowBand<'_, E>) {}
     /// Whether [`run_rows`](Self::run_rows) is implemented.
     fn runs_rows(&self) -> bool {
         false
@@ -618,11 +654,10 @@ impl<S: Simd, E: Element + Storage, L: TokenLayer<E>> PreparedConv<E> for Bound<
         self.layer.runs_rows()
     }
     fn run_rows(&self, input: &[E], in_dims: Dims, first_row: usize, out: &mut [E]) -> Result<()> {
-        self.layer.run_rows(self.s, input, in_dims, first_row, out).unwrap_or_else(|| {
-            Err(KernelError::Unsupported {
-                algorithm: self.layer.name(),
-                spec: format!("{} in row bands", self.layer.spec()),
-            })
-        })
+        if !self.layer.runs_rows() {
+            return Err(no_row_bands(self.layer.name(), self.layer.spec()));
+        }
+        self.layer.run_rows(self.s, RowBand::checked(self.layer.spec(), input, in_dims, first_row, out)?);
+        Ok(())
     }
 }

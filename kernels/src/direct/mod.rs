@@ -30,7 +30,7 @@
 //!   `2 * threads` contiguous chunks on the pool (`kernels::pool`); `threads == 1` runs inline.
 
 use crate::algo::{
-    check_rows, rounded, Bind, ConvAlgorithm, Family, Layer as AlgoLayer, PreparedConv, Run, Storage,
+    per_backend, rounded, Bind, ConvAlgorithm, Layer as AlgoLayer, PreparedConv, RowBand, Run, Storage,
     TokenLayer,
 };
 use crate::error::Result;
@@ -72,15 +72,7 @@ pub struct Direct {
 }
 
 impl ConvAlgorithm for Direct {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn family(&self) -> Family {
-        Family::Direct
-    }
-    fn backend(&self) -> Backend {
-        self.backend
-    }
+    per_backend!(Direct);
     fn supports(&self, spec: &ConvSpec) -> bool {
         self.backend.available() && supports_shape(spec)
     }
@@ -213,21 +205,10 @@ impl<E: Element + Storage> TokenLayer<E> for Layer {
     fn runs_rows(&self) -> bool {
         true
     }
-    fn run_rows<S: Simd>(
-        &self,
-        s: S,
-        input: &[E],
-        in_dims: Dims,
-        first_row: usize,
-        out: &mut [E],
-    ) -> Option<Result<()>> {
-        let mut checked = || -> Result<()> {
-            let out_dims = check_rows(&self.spec, input, in_dims, first_row, out)?;
-            let args = self.args(input, in_dims, out_dims);
-            s.vectorize(Rows { args: &args, first_row, out });
-            Ok(())
-        };
-        Some(checked())
+    fn run_rows<S: Simd>(&self, s: S, band: RowBand<'_, E>) {
+        let RowBand { input, in_dims, out_dims, first_row, out } = band;
+        let args = self.args(input, in_dims, out_dims);
+        s.vectorize(Rows { args: &args, first_row, out });
     }
 }
 

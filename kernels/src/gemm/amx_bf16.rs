@@ -53,6 +53,39 @@ pub(crate) const CONFIG: TileConfig = TileConfig {
     rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
 };
 
+/// One K step of a block, in the caller's `unsafe`: A tile tmm4 from `a` (rows `sa` bytes
+/// apart), B tiles tmm6/7 from `b` and `b2` (rows `sb` apart), `$op` (`tdpbf16ps`,
+/// `tdpbusd`) into tmm0/1; where `two`, A tile tmm5 from `a2` into tmm2/3. The int8 AMX GEMM
+/// shares it.
+macro_rules! k_step {
+    ($op:literal, a = $a:expr, a2 = $a2:expr, sa = $sa:expr, b = $b:expr, b2 = $b2:expr, sb = $sb:expr, two = $two:expr) => {
+        asm!(
+            "tileloadd tmm4, [{a} + {sa}*1]",
+            "tileloadd tmm6, [{b} + {sb}*1]",
+            "tileloadd tmm7, [{b2} + {sb}*1]",
+            concat!($op, " tmm0, tmm4, tmm6"),
+            concat!($op, " tmm1, tmm4, tmm7"),
+            a = in(reg) $a,
+            sa = in(reg) $sa,
+            b = in(reg) $b,
+            b2 = in(reg) $b2,
+            sb = in(reg) $sb,
+            options(nostack, readonly)
+        );
+        if $two {
+            asm!(
+                "tileloadd tmm5, [{a} + {sa}*1]",
+                concat!($op, " tmm2, tmm5, tmm6"),
+                concat!($op, " tmm3, tmm5, tmm7"),
+                a = in(reg) $a2,
+                sa = in(reg) $sa,
+                options(nostack, readonly)
+            );
+        }
+    };
+}
+pub(crate) use k_step;
+
 /// Whether [`gemm`] can run a `k x n` B: both multiples of [`STEP`].
 pub(crate) fn fits(k: usize, n: usize) -> bool {
     k.is_multiple_of(STEP) && n.is_multiple_of(STEP) && k > 0 && n > 0
@@ -179,29 +212,16 @@ unsafe fn block(
         for s in (0..b.k).step_by(STEP) {
             let ap = a.add(s);
             let bp = panel.add((s / 2) * NR * 2);
-            asm!(
-                "tileloadd tmm4, [{a} + {sa}*1]",
-                "tileloadd tmm6, [{b} + {sb}*1]",
-                "tileloadd tmm7, [{b2} + {sb}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                a = in(reg) ap,
-                sa = in(reg) a_stride,
-                b = in(reg) bp,
-                b2 = in(reg) bp.add(32),
-                sb = in(reg) b_stride,
-                options(nostack, readonly)
+            k_step!(
+                "tdpbf16ps",
+                a = ap,
+                a2 = ap.add(16 * lda),
+                sa = a_stride,
+                b = bp,
+                b2 = bp.add(32),
+                sb = b_stride,
+                two = two
             );
-            if two {
-                asm!(
-                    "tileloadd tmm5, [{a} + {sa}*1]",
-                    "tdpbf16ps tmm2, tmm5, tmm6",
-                    "tdpbf16ps tmm3, tmm5, tmm7",
-                    a = in(reg) ap.add(16 * lda),
-                    sa = in(reg) a_stride,
-                    options(nostack, readonly)
-                );
-            }
         }
         let mut out = [0.0f32; 32 * 32];
         let o = out.as_mut_ptr();

@@ -5,7 +5,7 @@ use half::bf16;
 
 use super::driver::{acc_len, gemm_io, GemmIo};
 use super::{nr_for, tiles, PackedB, Tile};
-use crate::algo::{bias_or_zeros, rounded, ConvAlgorithm, Family, Layer, PreparedConv, Run, Storage};
+use crate::algo::{bias_or_zeros, per_backend, rounded, ConvAlgorithm, Layer, PreparedConv, Run, Storage};
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
 use crate::pool::Par;
@@ -33,15 +33,7 @@ struct GemmPrepared {
 }
 
 impl ConvAlgorithm for Gemm {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn family(&self) -> Family {
-        Family::Gemm
-    }
-    fn backend(&self) -> Backend {
-        self.backend
-    }
+    per_backend!(Gemm);
     fn supports(&self, spec: &ConvSpec) -> bool {
         self.backend.available() && spec.validate().is_ok() && spec.is_pointwise()
     }

@@ -21,7 +21,7 @@
 //! costs a write and a re-read of `M * K` floats (1.35 MB for conv0) in copies of 3 floats.
 //! Measured on conv0 (one thread, Xeon model 207): see `Fused::rows`.
 
-use crate::algo::{bias_or_zeros, ConvAlgorithm, Family, Layer, PreparedConv, Run};
+use crate::algo::{bias_or_zeros, per_backend, ConvAlgorithm, Layer, PreparedConv, Run};
 use crate::cache::KC_LIMIT;
 use crate::error::{checked_product, KernelError, Result};
 use crate::gemm::{
@@ -52,15 +52,7 @@ struct Im2colPrepared {
 }
 
 impl ConvAlgorithm for Im2col {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn family(&self) -> Family {
-        Family::Im2col
-    }
-    fn backend(&self) -> Backend {
-        self.backend
-    }
+    per_backend!(Im2col);
     fn supports(&self, spec: &ConvSpec) -> bool {
         self.backend.available() && spec.validate().is_ok()
     }

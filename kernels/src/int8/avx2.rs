@@ -4,10 +4,10 @@
 
 use std::arch::x86_64::*;
 
-use super::depthwise::{DwInt8, DwKernel, Rows};
-use super::gemm::GemmInt8;
-use crate::gemm::split_tasks;
-use crate::pool::{Par, SharedOut};
+use super::depthwise::{DwInt8, DwKernel};
+use super::gemm::{for_each_tile, GemmInt8};
+use crate::algo::RowBand;
+use crate::pool::Par;
 
 /// Rows per GEMM tile: 6 rows x 2 `ymm` of 8 channels = 12 accumulators, plus 2 B vectors
 /// and a broadcast, of the 16 registers.
@@ -114,28 +114,19 @@ pub(crate) unsafe fn gemm(
         }
     }
     let panel = kp * 32;
-    let (row_blocks, panels) = (m.div_ceil(MR), n.div_ceil(NR));
-    let out = SharedOut(c.as_mut_ptr());
-    let a16 = a16.as_ptr() as usize;
-    split_tasks(row_blocks, panels, par, |(r0, r1), (p0, p1)| {
-        let (a16, c) = (a16 as *const i32, out.get());
-        for p in p0..p1 {
-            let (c0, cols) = (p * NR, NR.min(n - p * NR));
-            // SAFETY: as in the AVX-512 GEMM: disjoint tiles inside the checked buffers.
-            unsafe {
-                let bp = b.as_ptr().add(p * panel);
-                for rb in r0..r1 {
-                    let row = rb * MR;
-                    let (ap, cp) = (a16.add(row * kp), c.add(row * n));
-                    match m - row {
-                        1 => tile::<1>(l, ap, kp, bp, cp, c0, cols),
-                        2 => tile::<2>(l, ap, kp, bp, cp, c0, cols),
-                        3 => tile::<3>(l, ap, kp, bp, cp, c0, cols),
-                        4 => tile::<4>(l, ap, kp, bp, cp, c0, cols),
-                        5 => tile::<5>(l, ap, kp, bp, cp, c0, cols),
-                        _ => tile::<MR>(l, ap, kp, bp, cp, c0, cols),
-                    }
-                }
+    let a16 = &*a16;
+    for_each_tile((m, n), (MR, NR), c, par, |row, p, cols, cp| {
+        // SAFETY: as in the AVX-512 GEMM: the panel, the widened rows and the tile lie
+        // inside the checked buffers.
+        unsafe {
+            let (ap, bp, c0) = (a16.as_ptr().add(row * kp), b.as_ptr().add(p * panel), p * NR);
+            match m - row {
+                1 => tile::<1>(l, ap, kp, bp, cp, c0, cols),
+                2 => tile::<2>(l, ap, kp, bp, cp, c0, cols),
+                3 => tile::<3>(l, ap, kp, bp, cp, c0, cols),
+                4 => tile::<4>(l, ap, kp, bp, cp, c0, cols),
+                5 => tile::<5>(l, ap, kp, bp, cp, c0, cols),
+                _ => tile::<MR>(l, ap, kp, bp, cp, c0, cols),
             }
         }
     });
@@ -147,10 +138,10 @@ pub(crate) unsafe fn gemm(
 /// # Safety
 /// The CPU has AVX2; as `avx512::dw_rows` otherwise.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn dw_rows(l: &DwInt8, rows: Rows<'_>) {
+pub(crate) unsafe fn dw_rows(l: &DwInt8, band: RowBand<'_, u8>) {
     let dw = Dw { requant: requant_consts(&l.q.requant), zx: _mm256_set1_epi32(l.q.input_zero_point) };
     // SAFETY: forwarded contract; `Dw` inlines into this AVX2 context.
-    unsafe { l.walk_rows(&dw, rows) }
+    unsafe { l.walk_rows(&dw, band) }
 }
 
 /// Loads `n <= 8` bytes (a stack buffer for a channel tail) widened to 8 i32.

@@ -3,10 +3,10 @@
 
 use std::arch::x86_64::*;
 
-use super::depthwise::{DwInt8, DwKernel, Rows};
-use super::gemm::GemmInt8;
-use crate::gemm::split_tasks;
-use crate::pool::{Par, SharedOut};
+use super::depthwise::{DwInt8, DwKernel};
+use super::gemm::{for_each_tile, GemmInt8};
+use crate::algo::RowBand;
+use crate::pool::Par;
 
 /// Rows per GEMM tile: 6 rows x 4 `zmm` of 16 channels = 24 accumulators, plus 4 B vectors
 /// and a broadcast, of the 32 registers.
@@ -129,29 +129,18 @@ pub(crate) unsafe fn gemm(l: &GemmInt8, b: &[i8], m: usize, a: &[u8], c: &mut [u
         return;
     }
     let panel = k.div_ceil(4) * 256;
-    let (row_blocks, panels) = (m.div_ceil(MR), n.div_ceil(NR));
-    let out = SharedOut(c.as_mut_ptr());
-    let a = a.as_ptr() as usize;
-    split_tasks(row_blocks, panels, par, |(r0, r1), (p0, p1)| {
-        let (a, c) = (a as *const u8, out.get());
-        for p in p0..p1 {
-            let (c0, cols) = (p * NR, NR.min(n - p * NR));
-            // SAFETY: panel `p` lies inside `b`; task rows and panels are disjoint, so each
-            // output tile is written by one task; rows `< m`.
-            unsafe {
-                let bp = b.as_ptr().add(p * panel);
-                for rb in r0..r1 {
-                    let row = rb * MR;
-                    let (ap, cp) = (a.add(row * k), c.add(row * n));
-                    match m - row {
-                        1 => tile::<1>(l, ap, bp, cp, c0, cols),
-                        2 => tile::<2>(l, ap, bp, cp, c0, cols),
-                        3 => tile::<3>(l, ap, bp, cp, c0, cols),
-                        4 => tile::<4>(l, ap, bp, cp, c0, cols),
-                        5 => tile::<5>(l, ap, bp, cp, c0, cols),
-                        _ => tile::<MR>(l, ap, bp, cp, c0, cols),
-                    }
-                }
+    for_each_tile((m, n), (MR, NR), c, par, |row, p, cols, cp| {
+        // SAFETY: panel `p` lies inside `b`; rows `row..` of `a` and the tile at `cp` are
+        // inside the checked buffers (`for_each_tile`).
+        unsafe {
+            let (ap, bp, c0) = (a.as_ptr().add(row * k), b.as_ptr().add(p * panel), p * NR);
+            match m - row {
+                1 => tile::<1>(l, ap, bp, cp, c0, cols),
+                2 => tile::<2>(l, ap, bp, cp, c0, cols),
+                3 => tile::<3>(l, ap, bp, cp, c0, cols),
+                4 => tile::<4>(l, ap, bp, cp, c0, cols),
+                5 => tile::<5>(l, ap, bp, cp, c0, cols),
+                _ => tile::<MR>(l, ap, bp, cp, c0, cols),
             }
         }
     });
@@ -164,12 +153,12 @@ pub(crate) unsafe fn gemm(l: &GemmInt8, b: &[i8], m: usize, a: &[u8], c: &mut [u
 /// `(x - z_x) * w` over their taps inside the image ([`DwInt8::walk_rows`]).
 ///
 /// # Safety
-/// The CPU has AVX-512F/BW/VL; `rows` was checked by `check_rows`, and `l`'s packed weights
+/// The CPU has AVX-512F/BW/VL; `band` was checked, and `l`'s packed weights
 /// hold `taps * cpad` i32 (`cpad` a multiple of 16).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-pub(crate) unsafe fn dw_rows(l: &DwInt8, rows: Rows<'_>) {
+pub(crate) unsafe fn dw_rows(l: &DwInt8, band: RowBand<'_, u8>) {
     // SAFETY: forwarded contract; `Dw` inlines into this AVX-512 context.
-    unsafe { l.walk_rows(&Dw::<false>::of(l), rows) }
+    unsafe { l.walk_rows(&Dw::<false>::of(l), band) }
 }
 
 /// [`dw_rows`] with AVX512_VNNI: the interior tiles multiply-accumulate with `vpdpwssd`
@@ -178,9 +167,9 @@ pub(crate) unsafe fn dw_rows(l: &DwInt8, rows: Rows<'_>) {
 /// # Safety
 /// As [`dw_rows`], and the CPU has AVX512_VNNI.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(crate) unsafe fn dw_rows_vnni(l: &DwInt8, rows: Rows<'_>) {
+pub(crate) unsafe fn dw_rows_vnni(l: &DwInt8, band: RowBand<'_, u8>) {
     // SAFETY: forwarded contract; `Dw` inlines into this AVX-512 VNNI context.
-    unsafe { l.walk_rows(&Dw::<true>::of(l), rows) }
+    unsafe { l.walk_rows(&Dw::<true>::of(l), band) }
 }
 
 /// The AVX-512 depthwise code (`VNNI`: `vpdpwssd` in the interior tiles): the

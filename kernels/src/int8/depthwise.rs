@@ -4,7 +4,7 @@
 //! each as `(x - z_x) * w` in i32. It runs row bands, so it can lead a fused block.
 
 use super::{reference, Int8Isa, QuantLayer, QuantizedLayer};
-use crate::algo::{check_rows, ConvAlgorithm, Layer, PreparedConv, Run};
+use crate::algo::{ConvAlgorithm, Layer, PreparedConv, RowBand, Run};
 use crate::error::Result;
 use crate::isa::Isa;
 use crate::pool::SharedOut;
@@ -83,17 +83,17 @@ impl DwInt8 {
         (lo.min(hi), hi)
     }
 
-    /// The row walk of the vector kernels: output rows `rows.first_row..` into `rows.out`,
+    /// The row walk of the vector kernels: output rows `band.first_row..` into `band.out`,
     /// interior pixels of 3x3 layers (stride 1 or 2) four at a time through `k.tile` on raw
     /// `x` (the zero point folded into their bias), every other pixel tap by tap
     /// over its taps inside the image.
     ///
     /// # Safety
     /// The CPU has what `k` needs (the caller's target features: this inlines into it);
-    /// `rows` was checked by [`check_rows`].
+    /// the band was checked (`RowBand::checked`).
     #[inline(always)]
-    pub(crate) unsafe fn walk_rows(&self, k: &impl DwKernel, rows: Rows<'_>) {
-        let Rows { input, in_dims, o, first_row, out } = rows;
+    pub(crate) unsafe fn walk_rows(&self, k: &impl DwKernel, band: RowBand<'_, u8>) {
+        let RowBand { input, in_dims, out_dims: o, first_row, out } = band;
         let spec = &self.q.spec;
         let c = o.c;
         let tiled =
@@ -176,39 +176,22 @@ impl DwInt8 {
 impl DwInt8 {
     /// Output rows `first_row..` into `out` (whole rows), serially.
     fn rows(&self, input: &[u8], in_dims: Dims, first_row: usize, out: &mut [u8]) -> Result<()> {
-        let o = check_rows(&self.q.spec, input, in_dims, first_row, out)?;
-        #[cfg(all(target_arch = "x86_64", any(feature = "avx2", feature = "avx512")))]
-        let rows = Rows { input, in_dims, o, first_row, out };
+        let band = RowBand::checked(&self.q.spec, input, in_dims, first_row, out)?;
         match self.isa {
             #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
             // SAFETY: `Avx512` is chosen only where AVX-512 is available; the buffers are
             // checked above.
-            Int8Isa::Avx512 { vnni: false } => unsafe { super::avx512::dw_rows(self, rows) },
+            Int8Isa::Avx512 { vnni: false } => unsafe { super::avx512::dw_rows(self, band) },
             #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
             // SAFETY: as above, and `vnni` is set only where AVX512_VNNI is detected.
-            Int8Isa::Avx512 { vnni: true } => unsafe { super::avx512::dw_rows_vnni(self, rows) },
+            Int8Isa::Avx512 { vnni: true } => unsafe { super::avx512::dw_rows_vnni(self, band) },
             #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
             // SAFETY: as above, for AVX2.
-            Int8Isa::Avx2 => unsafe { super::avx2::dw_rows(self, rows) },
-            _ => {
-                // The reference takes the rows from the output dims itself.
-                let _ = o;
-                reference::conv_rows(&self.q, input, in_dims, first_row, out)?
-            }
+            Int8Isa::Avx2 => unsafe { super::avx2::dw_rows(self, band) },
+            _ => reference::conv_rows(&self.q, band.input, in_dims, first_row, band.out)?,
         }
         Ok(())
     }
-}
-
-/// The output rows of one [`DwInt8::walk_rows`]: `out` (whole rows) from row `first_row`
-/// (counted over the batch) of the output `o` of an `input` of `in_dims`.
-#[cfg(all(target_arch = "x86_64", any(feature = "avx2", feature = "avx512")))]
-pub(crate) struct Rows<'a> {
-    pub(crate) input: &'a [u8],
-    pub(crate) in_dims: Dims,
-    pub(crate) o: Dims,
-    pub(crate) first_row: usize,
-    pub(crate) out: &'a mut [u8],
 }
 
 /// One ISA's vector code under [`DwInt8::walk_rows`] (its requantization constants in

@@ -16,7 +16,7 @@ use body::{DensePlan, DwPlan, Geometry};
 use transforms::{filter_transform, Transform, F2, F4, F6};
 
 use crate::algo::{
-    bias_or_zeros, Bind, ConvAlgorithm, Family, Layer as AlgoLayer, PreparedConv, Run, TokenLayer,
+    bias_or_zeros, per_backend, Bind, ConvAlgorithm, Layer as AlgoLayer, PreparedConv, Run, TokenLayer,
 };
 use crate::cache;
 use crate::error::Result;
@@ -110,17 +110,9 @@ impl Winograd {
 }
 
 impl ConvAlgorithm for Winograd {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn family(&self) -> Family {
-        Family::Winograd
-    }
+    per_backend!(Winograd);
     fn winograd_tile(&self) -> Option<usize> {
         Some(self.m)
-    }
-    fn backend(&self) -> Backend {
-        self.backend
     }
     fn tolerance(&self) -> f64 {
         match self.m {
