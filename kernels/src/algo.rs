@@ -170,6 +170,20 @@ macro_rules! per_backend {
 }
 pub(crate) use per_backend;
 
+/// The [`PreparedConv`] accessors of a layer that holds its spec (at the field path given)
+/// and its algorithm's name (`name`): `spec_and_name!(q.spec);` inside its impl.
+macro_rules! spec_and_name {
+    ($($spec:ident).+) => {
+        fn spec(&self) -> &$crate::spec::ConvSpec {
+            &self.$($spec).+
+        }
+        fn algorithm(&self) -> &'static str {
+            self.name
+        }
+    };
+}
+pub(crate) use spec_and_name;
+
 /// One layer as it arrives to be prepared: the spec, the weights in PyTorch's OIHW order,
 /// the optional bias (f32: the reference values every storage type starts from) and the
 /// fused activation.

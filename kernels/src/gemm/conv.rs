@@ -5,7 +5,9 @@ use half::bf16;
 
 use super::driver::{acc_len, gemm_io, GemmIo};
 use super::{nr_for, tiles, PackedB, Tile};
-use crate::algo::{bias_or_zeros, per_backend, rounded, ConvAlgorithm, Layer, PreparedConv, Run, Storage};
+use crate::algo::{
+    bias_or_zeros, per_backend, rounded, spec_and_name, ConvAlgorithm, Layer, PreparedConv, Run, Storage,
+};
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
 use crate::pool::Par;
@@ -142,13 +144,17 @@ struct Bf16Dot {
 }
 
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+impl Bf16Dot {
+    /// The pairs GEMM of `m` rows of `a` into `c` (whole rows of the layer's K and N).
+    fn pairs<'a>(&'a self, m: usize, a: &'a [bf16], c: &'a mut [bf16]) -> super::avx512_bf16::PairsGemm<'a> {
+        let (lda, ldc) = (self.fma.spec.in_channels, self.fma.spec.out_channels);
+        super::avx512_bf16::PairsGemm { m, a, lda, b: &self.b, clamp: self.clamp, c, ldc }
+    }
+}
+
+#[cfg(all(feature = "avx512", target_arch = "x86_64"))]
 impl PreparedConv<bf16> for Bf16Dot {
-    fn spec(&self) -> &ConvSpec {
-        &self.fma.spec
-    }
-    fn algorithm(&self) -> &'static str {
-        self.name
-    }
+    spec_and_name!(fma.spec);
     fn level(&self) -> Isa {
         self.level
     }
@@ -162,7 +168,7 @@ impl PreparedConv<bf16> for Bf16Dot {
         let done = if self.amx {
             // SAFETY: `amx` is set only where `isa::available(Isa::Amx)` and the shape fits;
             // `Run` holds checked buffers.
-            unsafe { super::amx_bf16::gemm(m, input, k, &self.b, self.clamp, output, n, par) }
+            unsafe { super::amx_bf16::gemm(self.pairs(m, input, output), par) }
         } else {
             0
         };
@@ -173,18 +179,13 @@ impl PreparedConv<bf16> for Bf16Dot {
             self.fma.gemm_rows(rest, a, c, scratch, par)
         } else {
             // SAFETY: prepared only where `isa::available(Isa::Avx512Bf16)`.
-            unsafe { super::avx512_bf16::gemm(rest, a, k, &self.b, self.clamp, c, n, par) }
+            unsafe { super::avx512_bf16::gemm(self.pairs(rest, a, c), par) }
         }
     }
 }
 
 impl<E: Element + Storage> PreparedConv<E> for GemmPrepared {
-    fn spec(&self) -> &ConvSpec {
-        &self.spec
-    }
-    fn algorithm(&self) -> &'static str {
-        self.name
-    }
+    spec_and_name!(spec);
     fn level(&self) -> Isa {
         self.level
     }

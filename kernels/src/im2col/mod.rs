@@ -21,7 +21,7 @@
 //! costs a write and a re-read of `M * K` floats (1.35 MB for conv0) in copies of 3 floats.
 //! Measured on conv0 (one thread, Xeon model 207): see `Fused::rows`.
 
-use crate::algo::{bias_or_zeros, per_backend, ConvAlgorithm, Layer, PreparedConv, Run};
+use crate::algo::{bias_or_zeros, per_backend, spec_and_name, ConvAlgorithm, Layer, PreparedConv, Run};
 use crate::cache::KC_LIMIT;
 use crate::error::{checked_product, KernelError, Result};
 use crate::gemm::{
@@ -111,12 +111,7 @@ impl Im2colPrepared {
 }
 
 impl PreparedConv for Im2colPrepared {
-    fn spec(&self) -> &ConvSpec {
-        &self.spec
-    }
-    fn algorithm(&self) -> &'static str {
-        self.name
-    }
+    spec_and_name!(spec);
     fn level(&self) -> Isa {
         self.level
     }

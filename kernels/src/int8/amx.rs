@@ -70,16 +70,7 @@ unsafe fn block(l: &GemmInt8, a: *const u8, b: &[i8], j: usize, rows: usize, c: 
         for s in (0..k).step_by(64) {
             let ap = a.add(s);
             let bp = panel.add((s / 4) * 256);
-            k_step!(
-                "tdpbusd",
-                a = ap,
-                a2 = ap.add(16 * k),
-                sa = k,
-                b = bp,
-                b2 = bp.add(64),
-                sb = 256usize,
-                two = two
-            );
+            k_step!("tdpbusd", ap, ap.add(16 * k), k, bp, bp.add(64), 256usize, two);
         }
         let mut out = [0i32; 32 * 32];
         let o = out.as_mut_ptr();

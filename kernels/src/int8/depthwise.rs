@@ -4,11 +4,11 @@
 //! each as `(x - z_x) * w` in i32. It runs row bands, so it can lead a fused block.
 
 use super::{reference, Int8Isa, QuantLayer, QuantizedLayer};
-use crate::algo::{ConvAlgorithm, Layer, PreparedConv, RowBand, Run};
+use crate::algo::{spec_and_name, ConvAlgorithm, Layer, PreparedConv, RowBand, Run};
 use crate::error::Result;
 use crate::isa::Isa;
 use crate::pool::SharedOut;
-use crate::spec::{ConvSpec, Dims};
+use crate::spec::Dims;
 
 /// Channel padding of the packed weights, bias and multipliers (the widest vector: 16 i32).
 const CPAD: usize = 16;
@@ -232,12 +232,7 @@ pub(crate) trait DwKernel {
 }
 
 impl PreparedConv<u8> for DwInt8 {
-    fn spec(&self) -> &ConvSpec {
-        &self.q.spec
-    }
-    fn algorithm(&self) -> &'static str {
-        self.name
-    }
+    spec_and_name!(q.spec);
     fn level(&self) -> Isa {
         self.isa.level()
     }

@@ -9,10 +9,10 @@
 //! - The store requantizes ([`super::Requant`]), so no i32 tile ever reaches memory.
 
 use super::{reference, Int8Isa, QuantLayer, QuantizedLayer};
-use crate::algo::{ConvAlgorithm, Layer, PreparedConv, Run};
+use crate::algo::{spec_and_name, ConvAlgorithm, Layer, PreparedConv, Run};
 use crate::error::Result;
 use crate::isa::Isa;
-use crate::spec::{ConvSpec, Dims};
+use crate::spec::Dims;
 #[cfg(all(target_arch = "x86_64", any(feature = "avx2", feature = "avx512")))]
 use crate::{
     gemm::split_tasks,
@@ -160,12 +160,7 @@ fn panels<T: Copy + Default>(
 }
 
 impl PreparedConv<u8> for GemmInt8 {
-    fn spec(&self) -> &ConvSpec {
-        &self.q.spec
-    }
-    fn algorithm(&self) -> &'static str {
-        self.name
-    }
+    spec_and_name!(q.spec);
     fn level(&self) -> Isa {
         if self.amx {
             Isa::Amx

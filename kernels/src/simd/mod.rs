@@ -552,6 +552,25 @@ impl SimdOp for Describe {
     }
 }
 
+/// `add`, `sub` and `mul` of a [`Simd`] implementation whose vector type `$v` has the
+/// arithmetic operators (`scalar`'s f32, `wide`'s f32x8).
+macro_rules! operator_lanes {
+    ($v:ty) => {
+        #[inline(always)]
+        fn add(self, a: $v, b: $v) -> $v {
+            a + b
+        }
+        #[inline(always)]
+        fn sub(self, a: $v, b: $v) -> $v {
+            a - b
+        }
+        #[inline(always)]
+        fn mul(self, a: $v, b: $v) -> $v {
+            a * b
+        }
+    };
+}
+
 /// The part of a [`Simd`] implementation on `core::arch` intrinsics (`avx2`, `avx512`,
 /// `neon`) that is the same in each: the consts, the token's constructor, `vectorize`
 /// through a `#[target_feature]` entry (`run`), and the lane-wise methods that are one
