@@ -576,6 +576,10 @@ macro_rules! operator_lanes {
 /// through a `#[target_feature]` entry (`run`), and the lane-wise methods that are one
 /// intrinsic each (`fma = f` is `f(a, b, c) = a * b + c`). The methods that differ follow
 /// in the invocation, inside the same impl.
+#[cfg(any(
+    all(any(feature = "avx2", feature = "avx512"), target_arch = "x86_64"),
+    all(feature = "neon", target_arch = "aarch64")
+))]
 macro_rules! intrinsic_simd {
     (
         $token:ident, V = $v:ty, LANES = $lanes:literal, REGISTERS = $registers:literal,
