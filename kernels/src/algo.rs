@@ -472,9 +472,9 @@ impl<E> Run<'_, E> {
 }
 
 /// Checks a prepare call's arguments: a valid spec and activation, weight and bias lengths
-/// that match it, and that `algo` supports the spec on this CPU. Every algorithm calls this
-/// first; the ISA check here is what keeps its `#[target_feature]` code unreachable on a CPU
-/// without the feature.
+/// that match it, and that `algo` supports the spec on this CPU. [`ConvAlgorithm::prepare`]
+/// and [`prepare`] call this first; the ISA check here is what keeps its
+/// `#[target_feature]` code unreachable on a CPU without the feature.
 pub fn check_prepare<A: ConvAlgorithm + ?Sized>(
     algo: &A,
     spec: &ConvSpec,

@@ -85,8 +85,8 @@ impl DwInt8 {
 
     /// The row walk of the vector kernels: output rows `band.first_row..` into `band.out`,
     /// interior pixels of 3x3 layers (stride 1 or 2) four at a time through `k.tile` on raw
-    /// `x` (the zero point folded into their bias), every other pixel tap by tap
-    /// over its taps inside the image.
+    /// `x` (the zero point folded into their bias), every other pixel over its taps inside
+    /// the image ([`pixel`](Self::pixel)).
     ///
     /// # Safety
     /// The CPU has what `k` needs (the caller's target features: this inlines into it);
