@@ -124,14 +124,23 @@ pub trait ConvAlgorithm: Send + Sync {
     /// Whether this algorithm can run `spec` on this CPU.
     fn supports(&self, spec: &ConvSpec) -> bool;
     /// Packs OIHW `weights` (and optional `bias`) for `spec` as an f32 layer; the result
-    /// runs many times.
+    /// runs many times. The arguments are checked first ([`check_prepare`]), then the
+    /// family packs them ([`prepare_checked`](Self::prepare_checked)).
     fn prepare(
         &self,
         spec: &ConvSpec,
         weights_oihw: &[f32],
         bias: Option<&[f32]>,
         activation: Activation,
-    ) -> Result<Box<dyn PreparedConv>>;
+    ) -> Result<Box<dyn PreparedConv>> {
+        check_prepare(self, spec, weights_oihw, bias, activation)?;
+        self.prepare_checked(&Layer::new(spec, weights_oihw, bias, activation))
+    }
+    /// What each family writes of [`prepare`](Self::prepare): the packing of a layer that
+    /// [`check_prepare`] accepted. Called directly it skips those checks; that stays sound
+    /// (packing indexes slices, and every kernel's ISA is proven by its backend's token),
+    /// but a wrong length panics instead of returning an error.
+    fn prepare_checked(&self, layer: &Layer<'_>) -> Result<Box<dyn PreparedConv>>;
     /// Whether a prepared depthwise layer of this algorithm can run row bands
     /// ([`PreparedConv::run_rows`]), so that a plan may fuse it with the next layer.
     fn runs_rows(&self) -> bool {
@@ -142,6 +151,38 @@ pub trait ConvAlgorithm: Send + Sync {
         None
     }
 }
+
+/// The [`ConvAlgorithm`] methods of a family registered once per backend, a struct of
+/// `name` and `backend` (`direct`, `gemm`, `im2col`, `winograd`): inside its impl,
+/// `per_backend!(Direct);` names it, its family and its backend.
+macro_rules! per_backend {
+    ($family:ident) => {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn family(&self) -> $crate::algo::Family {
+            $crate::algo::Family::$family
+        }
+        fn backend(&self) -> $crate::simd::Backend {
+            self.backend
+        }
+    };
+}
+pub(crate) use per_backend;
+
+/// The [`PreparedConv`] accessors of a layer that holds its spec (at the field path given)
+/// and its algorithm's name (`name`): `spec_and_name!(q.spec);` inside its impl.
+macro_rules! spec_and_name {
+    ($($spec:ident).+) => {
+        fn spec(&self) -> &$crate::spec::ConvSpec {
+            &self.$($spec).+
+        }
+        fn algorithm(&self) -> &'static str {
+            self.name
+        }
+    };
+}
+pub(crate) use spec_and_name;
 
 /// One layer as it arrives to be prepared: the spec, the weights in PyTorch's OIHW order,
 /// the optional bias (f32: the reference values every storage type starts from) and the
@@ -331,16 +372,8 @@ impl<E: Storage, C: Conversion<E>> PreparedConv<E> for Converted<E, C> {
             .try_fold(0usize, |a, x| a.checked_add(x))
             .ok_or(KernelError::Overflow { what: "widened scratch" })
     }
-    fn run(
-        &self,
-        input: &[E],
-        in_dims: Dims,
-        output: &mut [E],
-        scratch: &mut [f32],
-        par: Par<'_>,
-    ) -> Result<()> {
-        let needed = self.scratch_len(in_dims)?;
-        check_run(self.spec(), input, in_dims, output, scratch, needed)?;
+    fn run_checked(&self, run: Run<'_, E>) -> Result<()> {
+        let Run { input, in_dims, output, scratch, par, .. } = run;
         let (wide_in, rest) = scratch.split_at_mut(input.len());
         let (wide_out, inner) = rest.split_at_mut(output.len());
         self.convert.widen(input, wide_in);
@@ -380,6 +413,9 @@ pub trait PreparedConv<E: Storage = f32>: Send + Sync {
         Ok(0)
     }
     /// Runs the convolution on an NHWC `input` of shape `in_dims`, writing the NHWC output.
+    /// The buffers are checked first ([`check_run`] against
+    /// [`scratch_len`](Self::scratch_len)), then the layer runs
+    /// ([`run_checked`](Self::run_checked)).
     fn run(
         &self,
         input: &[E],
@@ -387,7 +423,13 @@ pub trait PreparedConv<E: Storage = f32>: Send + Sync {
         output: &mut [E],
         scratch: &mut [f32],
         par: Par<'_>,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let needed = self.scratch_len(in_dims)?;
+        let out_dims = check_run(self.spec(), input, in_dims, output, scratch, needed)?;
+        self.run_checked(Run { input, in_dims, out_dims, output, scratch, par })
+    }
+    /// What each layer writes of [`run`](Self::run): the convolution on buffers it checked.
+    fn run_checked(&self, run: Run<'_, E>) -> Result<()>;
     /// Whether [`run_rows`](Self::run_rows) works: a layer that can compute any band of
     /// its output rows on its own, without scratch (the `direct` depthwise kernels). That
     /// is what a fused block ([`crate::fused`]) needs of its first layer.
@@ -397,19 +439,44 @@ pub trait PreparedConv<E: Storage = f32>: Send + Sync {
     /// Computes only output rows `first_row..first_row + out.len() / (out_w * out_c)`,
     /// rows counted over the whole batch (`n * out_h` of them), serially, into `out`.
     fn run_rows(&self, _input: &[E], _in_dims: Dims, _first_row: usize, _out: &mut [E]) -> Result<()> {
-        Err(KernelError::Unsupported {
-            algorithm: self.algorithm(),
-            spec: format!("{} in row bands", self.spec()),
-        })
+        Err(no_row_bands(self.algorithm(), self.spec()))
+    }
+}
+
+/// The error of [`PreparedConv::run_rows`] on a layer that has no band path.
+fn no_row_bands(algorithm: &'static str, spec: &ConvSpec) -> KernelError {
+    KernelError::Unsupported { algorithm, spec: format!("{spec} in row bands") }
+}
+
+/// The buffers of one [`PreparedConv::run`] call, checked: `input` holds `in_dims`,
+/// `output` holds `out_dims` (the spec's output for `in_dims`), `scratch` at least the
+/// layer's [`scratch_len`](PreparedConv::scratch_len). Only `run` makes one (other crates
+/// cannot: `non_exhaustive`), so a kernel behind [`PreparedConv::run_checked`] may rely on
+/// those lengths.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Run<'a, E> {
+    pub input: &'a [E],
+    pub in_dims: Dims,
+    pub out_dims: Dims,
+    pub output: &'a mut [E],
+    pub scratch: &'a mut [f32],
+    pub par: Par<'a>,
+}
+
+impl<E> Run<'_, E> {
+    /// Output pixels over the batch: the `M` of a GEMM over the output.
+    pub fn pixels(&self) -> usize {
+        self.out_dims.n * self.out_dims.h * self.out_dims.w
     }
 }
 
 /// Checks a prepare call's arguments: a valid spec and activation, weight and bias lengths
-/// that match it, and that `algo` supports the spec on this CPU. Every algorithm calls this
-/// first; the ISA check here is what keeps its `#[target_feature]` code unreachable on a CPU
-/// without the feature.
-pub fn check_prepare(
-    algo: &dyn ConvAlgorithm,
+/// that match it, and that `algo` supports the spec on this CPU. [`ConvAlgorithm::prepare`]
+/// and [`prepare`] call this first; the ISA check here is what keeps its
+/// `#[target_feature]` code unreachable on a CPU without the feature.
+pub fn check_prepare<A: ConvAlgorithm + ?Sized>(
+    algo: &A,
     spec: &ConvSpec,
     weights: &[f32],
     bias: Option<&[f32]>,
@@ -505,6 +572,31 @@ pub fn check_rows<E>(
     Ok(out_dims)
 }
 
+/// A band of output rows that [`check_rows`] accepted: `out` holds whole output rows from
+/// `first_row` (of the batch's `n * out_h`) of the output `out_dims` of an `input` of
+/// `in_dims`.
+pub(crate) struct RowBand<'a, E> {
+    pub(crate) input: &'a [E],
+    pub(crate) in_dims: Dims,
+    pub(crate) out_dims: Dims,
+    pub(crate) first_row: usize,
+    pub(crate) out: &'a mut [E],
+}
+
+impl<'a, E> RowBand<'a, E> {
+    /// The band of a [`PreparedConv::run_rows`] call on a layer of `spec`, checked.
+    pub(crate) fn checked(
+        spec: &ConvSpec,
+        input: &'a [E],
+        in_dims: Dims,
+        first_row: usize,
+        out: &'a mut [E],
+    ) -> Result<Self> {
+        let out_dims = check_rows(spec, input, in_dims, first_row, out)?;
+        Ok(RowBand { input, in_dims, out_dims, first_row, out })
+    }
+}
+
 /// The bias as a dense vector (zeros when absent), so kernels need no `Option` in loops.
 pub fn bias_or_zeros(spec: &ConvSpec, bias: Option<&[f32]>) -> Vec<f32> {
     bias.map_or_else(|| vec![0.0; spec.out_channels], <[f32]>::to_vec)
@@ -520,28 +612,11 @@ pub(crate) trait TokenLayer<E: Element + Storage = f32>: Send + Sync + 'static {
     fn scratch_len(&self, _input: Dims) -> Result<usize> {
         Ok(0)
     }
-    /// [`PreparedConv::run`] with the token `s`.
-    fn run<S: Simd>(
-        &self,
-        s: S,
-        input: &[E],
-        in_dims: Dims,
-        output: &mut [E],
-        scratch: &mut [f32],
-        par: Par<'_>,
-    ) -> Result<()>;
-    /// [`PreparedConv::run_rows`] with the token `s`; `None` where the family has no band
-    /// path.
-    fn run_rows<S: Simd>(
-        &self,
-        _s: S,
-        _input: &[E],
-        _in_dims: Dims,
-        _first_row: usize,
-        _out: &mut [E],
-    ) -> Option<Result<()>> {
-        None
-    }
+    /// [`PreparedConv::run_checked`] with the token `s`.
+    fn run<S: Simd>(&self, s: S, run: Run<'_, E>) -> Result<()>;
+    /// [`PreparedConv::run_rows`] with the token `s`, on a checked band; called only where
+    /// [`runs_rows`](Self::runs_rows).
+    fn run_rows<S: Simd>(&self, _s: S, _band: RowBand<'_, E>) {}
     /// Whether [`run_rows`](Self::run_rows) is implemented.
     fn runs_rows(&self) -> bool {
         false
@@ -586,25 +661,17 @@ impl<S: Simd, E: Element + Storage, L: TokenLayer<E>> PreparedConv<E> for Bound<
     fn scratch_len(&self, input: Dims) -> Result<usize> {
         self.layer.scratch_len(input)
     }
-    fn run(
-        &self,
-        input: &[E],
-        in_dims: Dims,
-        output: &mut [E],
-        scratch: &mut [f32],
-        par: Par<'_>,
-    ) -> Result<()> {
-        self.layer.run(self.s, input, in_dims, output, scratch, par)
+    fn run_checked(&self, run: Run<'_, E>) -> Result<()> {
+        self.layer.run(self.s, run)
     }
     fn runs_rows(&self) -> bool {
         self.layer.runs_rows()
     }
     fn run_rows(&self, input: &[E], in_dims: Dims, first_row: usize, out: &mut [E]) -> Result<()> {
-        self.layer.run_rows(self.s, input, in_dims, first_row, out).unwrap_or_else(|| {
-            Err(KernelError::Unsupported {
-                algorithm: self.layer.name(),
-                spec: format!("{} in row bands", self.layer.spec()),
-            })
-        })
+        if !self.layer.runs_rows() {
+            return Err(no_row_bands(self.layer.name(), self.layer.spec()));
+        }
+        self.layer.run_rows(self.s, RowBand::checked(self.layer.spec(), input, in_dims, first_row, out)?);
+        Ok(())
     }
 }

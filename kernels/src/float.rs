@@ -16,67 +16,53 @@ use crate::precision::Precision;
 use crate::simd::Element;
 use crate::{direct, gemm};
 
-impl Storage for f32 {
-    const PRECISION: Precision = Precision::F32;
-    type Quant = ();
-    type Tensor = ();
-    fn tensors(_: &()) -> ((), ()) {
-        ((), ())
-    }
-    #[inline]
-    fn from_real(x: f32, _: ()) -> f32 {
-        Element::from_f32(x)
-    }
-    #[inline]
-    fn to_real(self, _: ()) -> f32 {
-        Element::to_f32(self)
-    }
-    const NATIVE: &'static [(Family, NativeFn<f32>)] = &[];
-    fn emulated(algo: &dyn ConvAlgorithm, layer: &Layer<'_>, _: &()) -> Result<Box<dyn PreparedConv>> {
-        algo.prepare(layer.spec, layer.weights_oihw, layer.bias, layer.activation)
-    }
+/// A float type as a storage type: no parameters (`Quant` and `Tensor` are `()`), values
+/// through [`Element`]'s conversions, `$native` its native paths and `$emulated` the path
+/// of every other algorithm.
+macro_rules! float_storage {
+    ($t:ident, $precision:ident, native: $native:expr, emulated: $emulated:expr) => {
+        impl Storage for $t {
+            const PRECISION: Precision = Precision::$precision;
+            type Quant = ();
+            type Tensor = ();
+            fn tensors(_: &()) -> ((), ()) {
+                ((), ())
+            }
+            #[inline]
+            fn from_real(x: f32, _: ()) -> $t {
+                Element::from_f32(x)
+            }
+            #[inline]
+            fn to_real(self, _: ()) -> f32 {
+                Element::to_f32(self)
+            }
+            const NATIVE: &'static [(Family, NativeFn<$t>)] = $native;
+            fn emulated(
+                algo: &dyn ConvAlgorithm,
+                layer: &Layer<'_>,
+                _: &(),
+            ) -> Result<Box<dyn PreparedConv<$t>>> {
+                $emulated(algo, layer)
+            }
+        }
+    };
 }
 
-impl Storage for f16 {
-    const PRECISION: Precision = Precision::F16;
-    type Quant = ();
-    type Tensor = ();
-    fn tensors(_: &()) -> ((), ()) {
-        ((), ())
-    }
-    #[inline]
-    fn from_real(x: f32, _: ()) -> f16 {
-        Element::from_f32(x)
-    }
-    #[inline]
-    fn to_real(self, _: ()) -> f32 {
-        Element::to_f32(self)
-    }
-    const NATIVE: &'static [(Family, NativeFn<f16>)] =
-        &[(Family::Direct, direct::native::<f16>), (Family::Gemm, gemm::native_float::<f16>)];
-    fn emulated(algo: &dyn ConvAlgorithm, layer: &Layer<'_>, _: &()) -> Result<Box<dyn PreparedConv<f16>>> {
-        widened(algo, layer)
-    }
-}
+float_storage!(f32, F32, native: &[], emulated: f32_layer);
+float_storage!(
+    f16,
+    F16,
+    native: &[(Family::Direct, direct::native::<f16>), (Family::Gemm, gemm::native_float::<f16>)],
+    emulated: widened
+);
+float_storage!(
+    bf16,
+    Bf16,
+    native: &[(Family::Direct, direct::native::<bf16>), (Family::Gemm, gemm::native_bf16)],
+    emulated: widened
+);
 
-impl Storage for bf16 {
-    const PRECISION: Precision = Precision::Bf16;
-    type Quant = ();
-    type Tensor = ();
-    fn tensors(_: &()) -> ((), ()) {
-        ((), ())
-    }
-    #[inline]
-    fn from_real(x: f32, _: ()) -> bf16 {
-        Element::from_f32(x)
-    }
-    #[inline]
-    fn to_real(self, _: ()) -> f32 {
-        Element::to_f32(self)
-    }
-    const NATIVE: &'static [(Family, NativeFn<bf16>)] =
-        &[(Family::Direct, direct::native::<bf16>), (Family::Gemm, gemm::native_bf16)];
-    fn emulated(algo: &dyn ConvAlgorithm, layer: &Layer<'_>, _: &()) -> Result<Box<dyn PreparedConv<bf16>>> {
-        widened(algo, layer)
-    }
+/// f32's emulated path: the algorithm's own f32 layer (`algo::prepare` checked `layer`).
+fn f32_layer(algo: &dyn ConvAlgorithm, layer: &Layer<'_>) -> Result<Box<dyn PreparedConv>> {
+    algo.prepare_checked(layer)
 }

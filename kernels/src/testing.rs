@@ -137,26 +137,29 @@ pub fn check_as<E: Element + Storage<Quant = ()>>(
 ) -> Result<std::result::Result<Agreement, String>> {
     let case = case.rounded(E::PRECISION);
     let got = case.run_as::<E>(algo, threads)?;
+    let what = format!("{} at {}", algo.name(), E::PRECISION);
+    judge(&what, &case, threads, &got, precision_tolerance(algo, E::PRECISION))
+}
+
+/// `got` against the oracle on `case`: `Ok(Ok(_))` within `tol`, else `Ok(Err(msg))` naming
+/// `what` ran, the case and the worst output.
+fn judge(
+    what: &str,
+    case: &Case,
+    threads: usize,
+    got: &[f32],
+    tol: f64,
+) -> Result<std::result::Result<Agreement, String>> {
     let (want, scale) = case.reference()?;
-    let a = agreement(&got, &want, &scale);
-    let tol = precision_tolerance(algo, E::PRECISION);
+    let a = agreement(got, &want, &scale);
     if a.max_rel <= tol {
         return Ok(Ok(a));
     }
     let i = a.worst;
     Ok(Err(format!(
-        "{} at {} disagrees with naive on {} input {} act {:?} threads {threads}: \
+        "{what} disagrees with naive on {} input {} act {:?} threads {threads}: \
          max rel err {:.3e} > tol {:.1e} at output {i}: got {} want {} (scale {})",
-        algo.name(),
-        E::PRECISION,
-        case.spec,
-        case.in_dims,
-        case.activation,
-        a.max_rel,
-        tol,
-        got[i],
-        want[i],
-        scale[i]
+        case.spec, case.in_dims, case.activation, a.max_rel, tol, got[i], want[i], scale[i]
     )))
 }
 
@@ -196,25 +199,5 @@ pub fn check(
     threads: usize,
 ) -> Result<std::result::Result<Agreement, String>> {
     let got = case.run(algo, threads)?;
-    let (want, scale) = case.reference()?;
-    let a = agreement(&got, &want, &scale);
-    let tol = algo.tolerance();
-    if a.max_rel <= tol {
-        Ok(Ok(a))
-    } else {
-        let i = a.worst;
-        Ok(Err(format!(
-            "{} disagrees with naive on {} input {} act {:?} threads {threads}: \
-             max rel err {:.3e} > tol {:.1e} at output {i}: got {} want {} (scale {})",
-            algo.name(),
-            case.spec,
-            case.in_dims,
-            case.activation,
-            a.max_rel,
-            tol,
-            got[i],
-            want[i],
-            scale[i]
-        )))
-    }
+    judge(algo.name(), case, threads, &got, algo.tolerance())
 }

@@ -30,13 +30,12 @@
 //!   `2 * threads` contiguous chunks on the pool (`kernels::pool`); `threads == 1` runs inline.
 
 use crate::algo::{
-    check_prepare, check_rows, check_run, rounded, Bind, ConvAlgorithm, Family, Layer as AlgoLayer,
-    PreparedConv, Storage, TokenLayer,
+    per_backend, rounded, Bind, ConvAlgorithm, Layer as AlgoLayer, PreparedConv, RowBand, Run, Storage,
+    TokenLayer,
 };
 use crate::error::Result;
-use crate::pool::Par;
 use crate::simd::{Backend, Clamp, Element, Simd, SimdOp, MAX_LANES};
-use crate::spec::{Activation, ConvSpec, Dims};
+use crate::spec::{ConvSpec, Dims};
 use crate::tensor::AlignedBuf;
 
 mod body;
@@ -73,26 +72,12 @@ pub struct Direct {
 }
 
 impl ConvAlgorithm for Direct {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn family(&self) -> Family {
-        Family::Direct
-    }
-    fn backend(&self) -> Backend {
-        self.backend
-    }
+    per_backend!(Direct);
     fn supports(&self, spec: &ConvSpec) -> bool {
         self.backend.available() && supports_shape(spec)
     }
-    fn prepare(
-        &self,
-        spec: &ConvSpec,
-        weights_oihw: &[f32],
-        bias: Option<&[f32]>,
-        activation: Activation,
-    ) -> Result<Box<dyn PreparedConv>> {
-        self.prepare_stored(&AlgoLayer::new(spec, weights_oihw, bias, activation))
+    fn prepare_checked(&self, layer: &AlgoLayer<'_>) -> Result<Box<dyn PreparedConv>> {
+        self.prepare_stored(layer)
     }
     fn runs_rows(&self) -> bool {
         true
@@ -109,14 +94,14 @@ pub(crate) fn native<E: Element + Storage>(
 }
 
 impl Direct {
-    /// The one prepare of every storage type: weights and bias rounded to `E`'s precision,
-    /// kept as f32 (a depthwise layer moves its activations, not its 9 taps per channel).
+    /// The one prepare of every storage type (of a layer `prepare` or `algo::prepare`
+    /// checked): weights and bias rounded to `E`'s precision, kept as f32 (a depthwise layer
+    /// moves its activations, not its 9 taps per channel).
     fn prepare_stored<E: Element + Storage>(
         &self,
         layer: &AlgoLayer<'_>,
     ) -> Result<Box<dyn PreparedConv<E>>> {
         let AlgoLayer { spec, weights_oihw, bias, activation } = *layer;
-        check_prepare(self, spec, weights_oihw, bias, activation)?;
         let p = E::PRECISION;
         let cpad = spec.out_channels.div_ceil(CHANNEL_PAD) * CHANNEL_PAD;
         let mut packed_bias = AlignedBuf::zeros(cpad)?;
@@ -181,7 +166,7 @@ impl<E: Element + Storage> SimdOp for Rows<'_, '_, E> {
                 }
             };
         }
-        // SAFETY: `Layer::run` builds `args` from its packed layer and `check_run`'s
+        // SAFETY: `Layer::run` builds `args` from its packed layer and the checked `Run`'s
         // dims (consistent as `body::rows` requires) and passes whole output rows.
         unsafe {
             match (args.kh, args.kw) {
@@ -200,16 +185,8 @@ impl<E: Element + Storage> TokenLayer<E> for Layer {
     fn name(&self) -> &'static str {
         self.name
     }
-    fn run<S: Simd>(
-        &self,
-        s: S,
-        input: &[E],
-        in_dims: Dims,
-        output: &mut [E],
-        scratch: &mut [f32],
-        par: Par<'_>,
-    ) -> Result<()> {
-        let out_dims = check_run(&self.spec, input, in_dims, output, scratch, 0)?;
+    fn run<S: Simd>(&self, s: S, run: Run<'_, E>) -> Result<()> {
+        let Run { input, in_dims, out_dims, output, par, .. } = run;
         let args = self.args(input, in_dims, out_dims);
         let total_rows = out_dims.n * out_dims.h;
         let row_len = out_dims.w * out_dims.c;
@@ -228,21 +205,10 @@ impl<E: Element + Storage> TokenLayer<E> for Layer {
     fn runs_rows(&self) -> bool {
         true
     }
-    fn run_rows<S: Simd>(
-        &self,
-        s: S,
-        input: &[E],
-        in_dims: Dims,
-        first_row: usize,
-        out: &mut [E],
-    ) -> Option<Result<()>> {
-        let mut checked = || -> Result<()> {
-            let out_dims = check_rows(&self.spec, input, in_dims, first_row, out)?;
-            let args = self.args(input, in_dims, out_dims);
-            s.vectorize(Rows { args: &args, first_row, out });
-            Ok(())
-        };
-        Some(checked())
+    fn run_rows<S: Simd>(&self, s: S, band: RowBand<'_, E>) {
+        let RowBand { input, in_dims, out_dims, first_row, out } = band;
+        let args = self.args(input, in_dims, out_dims);
+        s.vectorize(Rows { args: &args, first_row, out });
     }
 }
 

@@ -24,9 +24,7 @@
 use std::arch::asm;
 use std::arch::x86_64::*;
 
-use half::bf16;
-
-use super::avx512_bf16::{PackedPairs, NR};
+use super::avx512_bf16::{PackedPairs, PairsGemm, NR};
 use super::driver::{split_tasks, SharedOut};
 use crate::pool::Par;
 use crate::simd::Clamp;
@@ -53,30 +51,52 @@ pub(crate) const CONFIG: TileConfig = TileConfig {
     rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
 };
 
+/// One K step of a block, in the caller's `unsafe`: `k_step!(op, a, a2, sa, b, b2, sb, two)`
+/// loads A tile tmm4 from `a` (rows `sa` bytes apart) and B tiles tmm6/7 from `b` and `b2`
+/// (rows `sb` apart) and runs `op` (`tdpbf16ps`, `tdpbusd`) into tmm0/1; where `two`, A
+/// tile tmm5 from `a2` into tmm2/3. The int8 AMX GEMM shares it.
+macro_rules! k_step {
+    ($op:literal, $a:expr, $a2:expr, $sa:expr, $b:expr, $b2:expr, $sb:expr, $two:expr) => {
+        asm!(
+            "tileloadd tmm4, [{a} + {sa}*1]",
+            "tileloadd tmm6, [{b} + {sb}*1]",
+            "tileloadd tmm7, [{b2} + {sb}*1]",
+            concat!($op, " tmm0, tmm4, tmm6"),
+            concat!($op, " tmm1, tmm4, tmm7"),
+            a = in(reg) $a,
+            sa = in(reg) $sa,
+            b = in(reg) $b,
+            b2 = in(reg) $b2,
+            sb = in(reg) $sb,
+            options(nostack, readonly)
+        );
+        if $two {
+            asm!(
+                "tileloadd tmm5, [{a} + {sa}*1]",
+                concat!($op, " tmm2, tmm5, tmm6"),
+                concat!($op, " tmm3, tmm5, tmm7"),
+                a = in(reg) $a2,
+                sa = in(reg) $sa,
+                options(nostack, readonly)
+            );
+        }
+    };
+}
+pub(crate) use k_step;
+
 /// Whether [`gemm`] can run a `k x n` B: both multiples of [`STEP`].
 pub(crate) fn fits(k: usize, n: usize) -> bool {
     k.is_multiple_of(STEP) && n.is_multiple_of(STEP) && k > 0 && n > 0
 }
 
 /// Rows `0..done` of `C = act(A B + bias)`, `done = m / 16 * 16`; returns `done`.
-///
+/// Rows `0..done` of the GEMM `g`, `done = m / 16 * 16`; returns `done`.
 /// # Safety
 /// The CPU has AMX-BF16 with the tile state granted and AVX512_BF16
 /// (`isa::available(Isa::Amx)`); `fits(b.k, b.n)`; A holds `m` rows of `b.k` bf16s `lda`
 /// apart and C `m` rows of `b.n` `ldc` apart.
-// Kernel entries: every argument is a pointer, a stride or a count the loop needs in a
-// register; a struct of them would be unpacked on entry anyway.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn gemm(
-    m: usize,
-    a: &[bf16],
-    lda: usize,
-    b: &PackedPairs,
-    clamp: Clamp,
-    c: &mut [bf16],
-    ldc: usize,
-    par: Par<'_>,
-) -> usize {
+pub(crate) unsafe fn gemm(g: PairsGemm<'_>, par: Par<'_>) -> usize {
+    let PairsGemm { m, a, lda, b, clamp, c, ldc } = g;
     let done = m / 16 * 16;
     let blocks = done.div_ceil(32);
     let groups = b.n / STEP;
@@ -179,29 +199,7 @@ unsafe fn block(
         for s in (0..b.k).step_by(STEP) {
             let ap = a.add(s);
             let bp = panel.add((s / 2) * NR * 2);
-            asm!(
-                "tileloadd tmm4, [{a} + {sa}*1]",
-                "tileloadd tmm6, [{b} + {sb}*1]",
-                "tileloadd tmm7, [{b2} + {sb}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                a = in(reg) ap,
-                sa = in(reg) a_stride,
-                b = in(reg) bp,
-                b2 = in(reg) bp.add(32),
-                sb = in(reg) b_stride,
-                options(nostack, readonly)
-            );
-            if two {
-                asm!(
-                    "tileloadd tmm5, [{a} + {sa}*1]",
-                    "tdpbf16ps tmm2, tmm5, tmm6",
-                    "tdpbf16ps tmm3, tmm5, tmm7",
-                    a = in(reg) ap.add(16 * lda),
-                    sa = in(reg) a_stride,
-                    options(nostack, readonly)
-                );
-            }
+            k_step!("tdpbf16ps", ap, ap.add(16 * lda), a_stride, bp, bp.add(32), b_stride, two);
         }
         let mut out = [0.0f32; 32 * 32];
         let o = out.as_mut_ptr();

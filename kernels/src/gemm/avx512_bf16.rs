@@ -87,24 +87,25 @@ impl PackedPairs {
     }
 }
 
+/// A bf16 GEMM on [`PackedPairs`] (this file's and the AMX one's):
 /// `C[i][j] = act(bias[j] + sum_p A[i][p] B[p][j])` for `i < m`, rows of A and C `lda` and
-/// `ldc` apart, on `threads` tasks of the hot pool (`crate::pool`).
+/// `ldc` apart.
+pub(crate) struct PairsGemm<'a> {
+    pub(crate) m: usize,
+    pub(crate) a: &'a [bf16],
+    pub(crate) lda: usize,
+    pub(crate) b: &'a PackedPairs,
+    pub(crate) clamp: Clamp,
+    pub(crate) c: &'a mut [bf16],
+    pub(crate) ldc: usize,
+}
+
+/// The GEMM `g` on `threads` tasks of the hot pool (`crate::pool`).
 ///
 /// # Safety
 /// The CPU must have AVX-512F/BW/VL and AVX512_BF16 (`isa::available(Isa::Avx512Bf16)`).
-// Kernel entries: every argument is a pointer, a stride or a count the loop needs in a
-// register; a struct of them would be unpacked on entry anyway.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn gemm(
-    m: usize,
-    a: &[bf16],
-    lda: usize,
-    b: &PackedPairs,
-    clamp: Clamp,
-    c: &mut [bf16],
-    ldc: usize,
-    par: Par<'_>,
-) -> Result<()> {
+pub(crate) unsafe fn gemm(g: PairsGemm<'_>, par: Par<'_>) -> Result<()> {
+    let PairsGemm { m, a, lda, b, clamp, c, ldc } = g;
     let (k, n) = (b.k, b.n);
     if m == 0 {
         return Ok(());

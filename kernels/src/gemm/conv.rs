@@ -6,7 +6,7 @@ use half::bf16;
 use super::driver::{acc_len, gemm_io, GemmIo};
 use super::{nr_for, tiles, PackedB, Tile};
 use crate::algo::{
-    bias_or_zeros, check_prepare, check_run, rounded, ConvAlgorithm, Family, Layer, PreparedConv, Storage,
+    bias_or_zeros, per_backend, rounded, spec_and_name, ConvAlgorithm, Layer, PreparedConv, Run, Storage,
 };
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
@@ -35,26 +35,12 @@ struct GemmPrepared {
 }
 
 impl ConvAlgorithm for Gemm {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn family(&self) -> Family {
-        Family::Gemm
-    }
-    fn backend(&self) -> Backend {
-        self.backend
-    }
+    per_backend!(Gemm);
     fn supports(&self, spec: &ConvSpec) -> bool {
         self.backend.available() && spec.validate().is_ok() && spec.is_pointwise()
     }
-    fn prepare(
-        &self,
-        spec: &ConvSpec,
-        weights_oihw: &[f32],
-        bias: Option<&[f32]>,
-        activation: Activation,
-    ) -> Result<Box<dyn PreparedConv>> {
-        Ok(Box::new(self.pack(&Layer::new(spec, weights_oihw, bias, activation), Precision::F32)?))
+    fn prepare_checked(&self, layer: &Layer<'_>) -> Result<Box<dyn PreparedConv>> {
+        Ok(Box::new(self.pack(layer, Precision::F32)?))
     }
 }
 
@@ -84,11 +70,11 @@ pub(crate) fn native_bf16(
 }
 
 impl Gemm {
-    /// Packs the layer for f32 microkernels, with weights and bias rounded to `precision`
-    /// (the storage type of the model; the packed values stay f32).
+    /// Packs the layer (checked by `prepare` or `algo::prepare`) for f32 microkernels, with
+    /// weights and bias rounded to `precision` (the storage type of the model; the packed
+    /// values stay f32).
     fn pack(&self, layer: &Layer<'_>, precision: Precision) -> Result<GemmPrepared> {
         let Layer { spec, weights_oihw, bias, activation } = *layer;
-        check_prepare(self, spec, weights_oihw, bias, activation)?;
         let (tiles, level) = (tiles(self.backend)?, self.backend.shape()?.level);
         let cin = spec.in_channels;
         // OIHW of a 1x1 conv is [Cout][Cin]: B[p][j] = w[j][p].
@@ -158,35 +144,31 @@ struct Bf16Dot {
 }
 
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+impl Bf16Dot {
+    /// The pairs GEMM of `m` rows of `a` into `c` (whole rows of the layer's K and N).
+    fn pairs<'a>(&'a self, m: usize, a: &'a [bf16], c: &'a mut [bf16]) -> super::avx512_bf16::PairsGemm<'a> {
+        let (lda, ldc) = (self.fma.spec.in_channels, self.fma.spec.out_channels);
+        super::avx512_bf16::PairsGemm { m, a, lda, b: &self.b, clamp: self.clamp, c, ldc }
+    }
+}
+
+#[cfg(all(feature = "avx512", target_arch = "x86_64"))]
 impl PreparedConv<bf16> for Bf16Dot {
-    fn spec(&self) -> &ConvSpec {
-        &self.fma.spec
-    }
-    fn algorithm(&self) -> &'static str {
-        self.name
-    }
+    spec_and_name!(fma.spec);
     fn level(&self) -> Isa {
         self.level
     }
     fn scratch_len(&self, input: Dims) -> Result<usize> {
         PreparedConv::<bf16>::scratch_len(&self.fma, input)
     }
-    fn run(
-        &self,
-        input: &[bf16],
-        in_dims: Dims,
-        output: &mut [bf16],
-        scratch: &mut [f32],
-        par: Par<'_>,
-    ) -> Result<()> {
-        let needed = PreparedConv::<bf16>::scratch_len(self, in_dims)?;
-        let out = check_run(&self.fma.spec, input, in_dims, output, scratch, needed)?;
-        let m = out.n * out.h * out.w;
+    fn run_checked(&self, run: Run<'_, bf16>) -> Result<()> {
+        let m = run.pixels();
+        let Run { input, output, scratch, par, .. } = run;
         let (k, n) = (self.fma.spec.in_channels, self.fma.spec.out_channels);
         let done = if self.amx {
             // SAFETY: `amx` is set only where `isa::available(Isa::Amx)` and the shape fits;
-            // `check_run` checked the buffers.
-            unsafe { super::amx_bf16::gemm(m, input, k, &self.b, self.clamp, output, n, par) }
+            // `Run` holds checked buffers.
+            unsafe { super::amx_bf16::gemm(self.pairs(m, input, output), par) }
         } else {
             0
         };
@@ -197,18 +179,13 @@ impl PreparedConv<bf16> for Bf16Dot {
             self.fma.gemm_rows(rest, a, c, scratch, par)
         } else {
             // SAFETY: prepared only where `isa::available(Isa::Avx512Bf16)`.
-            unsafe { super::avx512_bf16::gemm(rest, a, k, &self.b, self.clamp, c, n, par) }
+            unsafe { super::avx512_bf16::gemm(self.pairs(rest, a, c), par) }
         }
     }
 }
 
 impl<E: Element + Storage> PreparedConv<E> for GemmPrepared {
-    fn spec(&self) -> &ConvSpec {
-        &self.spec
-    }
-    fn algorithm(&self) -> &'static str {
-        self.name
-    }
+    spec_and_name!(spec);
     fn level(&self) -> Isa {
         self.level
     }
@@ -216,17 +193,8 @@ impl<E: Element + Storage> PreparedConv<E> for GemmPrepared {
         let out = self.spec.output_dims(input)?;
         acc_len::<E>(out.n * out.h * out.w, &self.b)
     }
-    fn run(
-        &self,
-        input: &[E],
-        in_dims: Dims,
-        output: &mut [E],
-        scratch: &mut [f32],
-        par: Par<'_>,
-    ) -> Result<()> {
-        let needed = PreparedConv::<E>::scratch_len(self, in_dims)?;
-        let out = check_run(&self.spec, input, in_dims, output, scratch, needed)?;
-        self.gemm_rows(out.n * out.h * out.w, input, output, scratch, par)
+    fn run_checked(&self, run: Run<'_, E>) -> Result<()> {
+        self.gemm_rows(run.pixels(), run.input, run.output, run.scratch, run.par)
     }
 }
 

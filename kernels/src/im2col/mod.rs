@@ -21,7 +21,7 @@
 //! costs a write and a re-read of `M * K` floats (1.35 MB for conv0) in copies of 3 floats.
 //! Measured on conv0 (one thread, Xeon model 207): see `Fused::rows`.
 
-use crate::algo::{bias_or_zeros, check_prepare, check_run, ConvAlgorithm, Family, PreparedConv};
+use crate::algo::{bias_or_zeros, per_backend, spec_and_name, ConvAlgorithm, Layer, PreparedConv, Run};
 use crate::cache::KC_LIMIT;
 use crate::error::{checked_product, KernelError, Result};
 use crate::gemm::{
@@ -52,26 +52,12 @@ struct Im2colPrepared {
 }
 
 impl ConvAlgorithm for Im2col {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn family(&self) -> Family {
-        Family::Im2col
-    }
-    fn backend(&self) -> Backend {
-        self.backend
-    }
+    per_backend!(Im2col);
     fn supports(&self, spec: &ConvSpec) -> bool {
         self.backend.available() && spec.validate().is_ok()
     }
-    fn prepare(
-        &self,
-        spec: &ConvSpec,
-        weights_oihw: &[f32],
-        bias: Option<&[f32]>,
-        activation: Activation,
-    ) -> Result<Box<dyn PreparedConv>> {
-        check_prepare(self, spec, weights_oihw, bias, activation)?;
+    fn prepare_checked(&self, layer: &Layer<'_>) -> Result<Box<dyn PreparedConv>> {
+        let Layer { spec, weights_oihw, bias, activation } = *layer;
         let (ipg, opg, kh, kw) = (spec.in_per_group(), spec.out_per_group(), spec.kernel_h, spec.kernel_w);
         let k = checked_product("im2col K", &[kh, kw, ipg])?;
         let (tiles, level) = (tiles(self.backend)?, self.backend.shape()?.level);
@@ -125,12 +111,7 @@ impl Im2colPrepared {
 }
 
 impl PreparedConv for Im2colPrepared {
-    fn spec(&self) -> &ConvSpec {
-        &self.spec
-    }
-    fn algorithm(&self) -> &'static str {
-        self.name
-    }
+    spec_and_name!(spec);
     fn level(&self) -> Isa {
         self.level
     }
@@ -141,16 +122,9 @@ impl PreparedConv for Im2colPrepared {
         let out = self.spec.output_dims(input)?;
         checked_product("im2col column buffer", &[out.n, out.h, out.w, self.k()])
     }
-    fn run(
-        &self,
-        input: &[f32],
-        in_dims: Dims,
-        output: &mut [f32],
-        scratch: &mut [f32],
-        par: Par<'_>,
-    ) -> Result<()> {
+    fn run_checked(&self, run: Run<'_, f32>) -> Result<()> {
+        let Run { input, in_dims, out_dims: out, output, scratch, par, .. } = run;
         let need = self.scratch_len(in_dims)?;
-        let out = check_run(&self.spec, input, in_dims, output, scratch, need)?;
         let s = &self.spec;
         let (ipg, opg, k) = (s.in_per_group(), s.out_per_group(), self.k());
         let m = out.n * out.h * out.w;

@@ -19,7 +19,7 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 
 use super::gemm::GemmInt8;
-use crate::gemm::amx_bf16::{for_each_block, store_block};
+use crate::gemm::amx_bf16::{for_each_block, k_step, store_block};
 use crate::pool::{Par, SharedOut};
 
 /// Whether [`gemm`] can run a `k x n` layer.
@@ -70,29 +70,7 @@ unsafe fn block(l: &GemmInt8, a: *const u8, b: &[i8], j: usize, rows: usize, c: 
         for s in (0..k).step_by(64) {
             let ap = a.add(s);
             let bp = panel.add((s / 4) * 256);
-            asm!(
-                "tileloadd tmm4, [{a} + {sa}*1]",
-                "tileloadd tmm6, [{b} + {sb}*1]",
-                "tileloadd tmm7, [{b2} + {sb}*1]",
-                "tdpbusd tmm0, tmm4, tmm6",
-                "tdpbusd tmm1, tmm4, tmm7",
-                a = in(reg) ap,
-                sa = in(reg) k,
-                b = in(reg) bp,
-                b2 = in(reg) bp.add(64),
-                sb = in(reg) 256usize,
-                options(nostack, readonly)
-            );
-            if two {
-                asm!(
-                    "tileloadd tmm5, [{a} + {sa}*1]",
-                    "tdpbusd tmm2, tmm5, tmm6",
-                    "tdpbusd tmm3, tmm5, tmm7",
-                    a = in(reg) ap.add(16 * k),
-                    sa = in(reg) k,
-                    options(nostack, readonly)
-                );
-            }
+            k_step!("tdpbusd", ap, ap.add(16 * k), k, bp, bp.add(64), 256usize, two);
         }
         let mut out = [0i32; 32 * 32];
         let o = out.as_mut_ptr();

@@ -4,11 +4,10 @@
 
 use std::arch::x86_64::*;
 
-use super::depthwise::DwInt8;
-use super::gemm::GemmInt8;
-use crate::gemm::split_tasks;
-use crate::pool::{Par, SharedOut};
-use crate::spec::Dims;
+use super::depthwise::{DwInt8, DwKernel};
+use super::gemm::{for_each_tile, GemmInt8};
+use crate::algo::RowBand;
+use crate::pool::Par;
 
 /// Rows per GEMM tile: 6 rows x 2 `ymm` of 8 channels = 12 accumulators, plus 2 B vectors
 /// and a broadcast, of the 16 registers.
@@ -115,93 +114,34 @@ pub(crate) unsafe fn gemm(
         }
     }
     let panel = kp * 32;
-    let (row_blocks, panels) = (m.div_ceil(MR), n.div_ceil(NR));
-    let out = SharedOut(c.as_mut_ptr());
-    let a16 = a16.as_ptr() as usize;
-    split_tasks(row_blocks, panels, par, |(r0, r1), (p0, p1)| {
-        let (a16, c) = (a16 as *const i32, out.get());
-        for p in p0..p1 {
-            let (c0, cols) = (p * NR, NR.min(n - p * NR));
-            // SAFETY: as in the AVX-512 GEMM: disjoint tiles inside the checked buffers.
-            unsafe {
-                let bp = b.as_ptr().add(p * panel);
-                for rb in r0..r1 {
-                    let row = rb * MR;
-                    let (ap, cp) = (a16.add(row * kp), c.add(row * n));
-                    match m - row {
-                        1 => tile::<1>(l, ap, kp, bp, cp, c0, cols),
-                        2 => tile::<2>(l, ap, kp, bp, cp, c0, cols),
-                        3 => tile::<3>(l, ap, kp, bp, cp, c0, cols),
-                        4 => tile::<4>(l, ap, kp, bp, cp, c0, cols),
-                        5 => tile::<5>(l, ap, kp, bp, cp, c0, cols),
-                        _ => tile::<MR>(l, ap, kp, bp, cp, c0, cols),
-                    }
-                }
+    let a16 = &*a16;
+    for_each_tile((m, n), (MR, NR), c, par, |row, p, cols, cp| {
+        // SAFETY: as in the AVX-512 GEMM: the panel, the widened rows and the tile lie
+        // inside the checked buffers.
+        unsafe {
+            let (ap, bp, c0) = (a16.as_ptr().add(row * kp), b.as_ptr().add(p * panel), p * NR);
+            match m - row {
+                1 => tile::<1>(l, ap, kp, bp, cp, c0, cols),
+                2 => tile::<2>(l, ap, kp, bp, cp, c0, cols),
+                3 => tile::<3>(l, ap, kp, bp, cp, c0, cols),
+                4 => tile::<4>(l, ap, kp, bp, cp, c0, cols),
+                5 => tile::<5>(l, ap, kp, bp, cp, c0, cols),
+                _ => tile::<MR>(l, ap, kp, bp, cp, c0, cols),
             }
         }
     });
 }
 
 /// Depthwise rows as in `avx512::dw_rows`, 8 channels per `ymm`: interior pixels of 3x3
-/// layers four at a time on raw `x` ([`dw3_tile`]), the others tap by tap.
+/// layers four at a time on raw `x`, the others tap by tap ([`DwInt8::walk_rows`]).
 ///
 /// # Safety
 /// The CPU has AVX2; as `avx512::dw_rows` otherwise.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn dw_rows(
-    l: &DwInt8,
-    input: &[u8],
-    in_dims: Dims,
-    o: Dims,
-    first_row: usize,
-    out: &mut [u8],
-) {
-    let spec = &l.q.spec;
-    let c = o.c;
-    let rq = &l.q.requant;
-    let (zp, lo, hi) = requant_consts(rq);
-    let row = o.w * c;
-    let tiled =
-        spec.kernel_h == 3 && spec.kernel_w == 3 && spec.stride_h == spec.stride_w && spec.stride_w <= 2;
-    let (ix0, ix1) = if tiled { l.interior(o.w, in_dims.w) } else { (0, 0) };
-    for (r, out_row) in out.chunks_exact_mut(row).enumerate() {
-        let (b, oy) = ((first_row + r) / o.h, (first_row + r) % o.h);
-        let (ky0, ky1) = l.tap_range(oy, spec.stride_h, spec.padding.top, spec.kernel_h, in_dims.h);
-        let (mut ox, full_rows) = (0, ky1 - ky0 == spec.kernel_h);
-        while ox < o.w {
-            if full_rows && ox >= ix0 && ox + 4 <= ix1 {
-                let iy = oy * spec.stride_h - spec.padding.top;
-                let ix = ox * spec.stride_w - spec.padding.left;
-                // SAFETY: the 4 pixels' taps are inside the image (interior columns, full
-                // rows); the output pixels are inside `out_row`.
-                unsafe {
-                    let src = input.as_ptr().add(((b * in_dims.h + iy) * in_dims.w + ix) * c);
-                    let dst = out_row.as_mut_ptr().add(ox * c);
-                    if spec.stride_w == 1 {
-                        dw3_tile::<1>(l, src, in_dims.w * c, dst, c, (zp, lo, hi));
-                    } else {
-                        dw3_tile::<2>(l, src, in_dims.w * c, dst, c, (zp, lo, hi));
-                    }
-                }
-                ox += 4;
-                continue;
-            }
-            let (kx0, kx1) = l.tap_range(ox, spec.stride_w, spec.padding.left, spec.kernel_w, in_dims.w);
-            // SAFETY: taps from the ranges lie inside the image; `ox < o.w`.
-            unsafe {
-                dw_pixel(
-                    l,
-                    input,
-                    in_dims,
-                    (b, oy, ox),
-                    (ky0, ky1, kx0, kx1),
-                    out_row.as_mut_ptr().add(ox * c),
-                    (zp, lo, hi),
-                )
-            };
-            ox += 1;
-        }
-    }
+pub(crate) unsafe fn dw_rows(l: &DwInt8, band: RowBand<'_, u8>) {
+    let dw = Dw { requant: requant_consts(&l.q.requant), zx: _mm256_set1_epi32(l.q.input_zero_point) };
+    // SAFETY: forwarded contract; `Dw` inlines into this AVX2 context.
+    unsafe { l.walk_rows(&dw, band) }
 }
 
 /// Loads `n <= 8` bytes (a stack buffer for a channel tail) widened to 8 i32.
@@ -220,73 +160,68 @@ unsafe fn load8(px: *const u8, n: usize) -> __m256i {
     }
 }
 
-/// One output pixel: `(x - z_x) * w` over the taps inside the image.
-#[inline(always)]
-unsafe fn dw_pixel(
-    l: &DwInt8,
-    input: &[u8],
-    in_dims: Dims,
-    (b, oy, ox): (usize, usize, usize),
-    (ky0, ky1, kx0, kx1): (usize, usize, usize, usize),
-    dst: *mut u8,
-    (zp, lo, hi): (__m256i, __m256, __m256),
-) {
-    let spec = &l.q.spec;
-    let (c, cpad) = (in_dims.c, l.cpad);
-    let zx = _mm256_set1_epi32(l.q.input_zero_point);
-    for ch in (0..c).step_by(8) {
-        let n = (c - ch).min(8);
-        // SAFETY: (the caller) taps inside the image; weights and bias padded to `cpad`.
-        unsafe {
-            let mut acc = _mm256_loadu_si256(l.bias.as_ptr().add(ch).cast());
-            for ky in ky0..ky1 {
-                let iy = oy * spec.stride_h + ky - spec.padding.top;
-                let base = (b * in_dims.h + iy) * in_dims.w;
-                for kx in kx0..kx1 {
-                    let ix = ox * spec.stride_w + kx - spec.padding.left;
-                    let x = _mm256_sub_epi32(load8(input.as_ptr().add((base + ix) * c + ch), n), zx);
-                    let w = _mm256_loadu_si256(
-                        l.weights.as_ptr().add((ky * spec.kernel_w + kx) * cpad + ch).cast(),
-                    );
-                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, w));
-                }
-            }
-            store8(acc, l.multiplier.as_ptr().add(ch), zp, lo, hi, dst.add(ch), n);
-        }
-    }
+/// The AVX2 depthwise code: the requantization constants (zero point, clamp bounds) and
+/// the input's zero point.
+struct Dw {
+    requant: (__m256i, __m256, __m256),
+    zx: __m256i,
 }
 
-/// Four interior output pixels of a 3x3 layer at stride `S` (see `avx512::dw3_tile`).
-#[inline(always)]
-unsafe fn dw3_tile<const S: usize>(
-    l: &DwInt8,
-    src: *const u8,
-    in_row: usize,
-    dst: *mut u8,
-    c: usize,
-    (zp, lo, hi): (__m256i, __m256, __m256),
-) {
-    const R: usize = 4;
-    let cpad = l.cpad;
-    for ch in (0..c).step_by(8) {
-        let n = (c - ch).min(8);
-        // SAFETY: (the caller) the tile's taps are inside the image.
+impl DwKernel for Dw {
+    const LANES: usize = 8;
+    type Acc = __m256i;
+    type Tail = usize;
+    #[inline(always)]
+    fn tail(left: usize) -> usize {
+        left.min(8)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const i32) -> __m256i {
+        // SAFETY: (the caller) `p` holds 8 i32; AVX in the caller's context.
+        unsafe { _mm256_loadu_si256(p.cast()) }
+    }
+    #[inline(always)]
+    unsafe fn mac_centered(&self, acc: __m256i, x: *const u8, n: usize, w: *const i32) -> __m256i {
+        // SAFETY: (the caller) `x` holds `n` bytes, `w` 8 i32.
         unsafe {
-            let bias = _mm256_loadu_si256(l.interior_bias.as_ptr().add(ch).cast());
-            let mut acc = [bias; R];
-            for ky in 0..3 {
-                let row = src.add(ky * in_row + ch);
-                let w = [0, 1, 2]
-                    .map(|kx| _mm256_loadu_si256(l.weights.as_ptr().add((ky * 3 + kx) * cpad + ch).cast()));
-                for (p, acc_p) in acc.iter_mut().enumerate() {
-                    for (kx, &wk) in w.iter().enumerate() {
-                        let x = load8(row.add((S * p + kx) * c), n);
-                        *acc_p = _mm256_add_epi32(*acc_p, _mm256_madd_epi16(x, wk));
+            let x = _mm256_sub_epi32(load8(x, n), self.zx);
+            _mm256_add_epi32(acc, _mm256_madd_epi16(x, _mm256_loadu_si256(w.cast())))
+        }
+    }
+    #[inline(always)]
+    unsafe fn store(&self, acc: __m256i, mult: *const f32, dst: *mut u8, n: usize) {
+        let (zp, lo, hi) = self.requant;
+        // SAFETY: forwarded contract.
+        unsafe { store8(acc, mult, zp, lo, hi, dst, n) }
+    }
+
+    /// As `avx512`'s: per kernel row, each input pixel loaded once for 12 multiply-adds.
+    #[inline(always)]
+    unsafe fn tile<const S: usize>(&self, l: &DwInt8, src: *const u8, in_row: usize, dst: *mut u8, c: usize) {
+        const R: usize = 4;
+        let (zp, lo, hi) = self.requant;
+        let cpad = l.cpad;
+        for ch in (0..c).step_by(8) {
+            let n = (c - ch).min(8);
+            // SAFETY: (the caller) the tile's taps are inside the image.
+            unsafe {
+                let bias = _mm256_loadu_si256(l.interior_bias.as_ptr().add(ch).cast());
+                let mut acc = [bias; R];
+                for ky in 0..3 {
+                    let row = src.add(ky * in_row + ch);
+                    let w = [0, 1, 2].map(|kx| {
+                        _mm256_loadu_si256(l.weights.as_ptr().add((ky * 3 + kx) * cpad + ch).cast())
+                    });
+                    for (p, acc_p) in acc.iter_mut().enumerate() {
+                        for (kx, &wk) in w.iter().enumerate() {
+                            let x = load8(row.add((S * p + kx) * c), n);
+                            *acc_p = _mm256_add_epi32(*acc_p, _mm256_madd_epi16(x, wk));
+                        }
                     }
                 }
-            }
-            for (p, &acc_p) in acc.iter().enumerate() {
-                store8(acc_p, l.multiplier.as_ptr().add(ch), zp, lo, hi, dst.add(p * c + ch), n);
+                for (p, &acc_p) in acc.iter().enumerate() {
+                    store8(acc_p, l.multiplier.as_ptr().add(ch), zp, lo, hi, dst.add(p * c + ch), n);
+                }
             }
         }
     }

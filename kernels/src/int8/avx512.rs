@@ -3,11 +3,10 @@
 
 use std::arch::x86_64::*;
 
-use super::depthwise::DwInt8;
-use super::gemm::GemmInt8;
-use crate::gemm::split_tasks;
-use crate::pool::{Par, SharedOut};
-use crate::spec::Dims;
+use super::depthwise::{DwInt8, DwKernel};
+use super::gemm::{for_each_tile, GemmInt8};
+use crate::algo::RowBand;
+use crate::pool::Par;
 
 /// Rows per GEMM tile: 6 rows x 4 `zmm` of 16 channels = 24 accumulators, plus 4 B vectors
 /// and a broadcast, of the 32 registers.
@@ -130,54 +129,36 @@ pub(crate) unsafe fn gemm(l: &GemmInt8, b: &[i8], m: usize, a: &[u8], c: &mut [u
         return;
     }
     let panel = k.div_ceil(4) * 256;
-    let (row_blocks, panels) = (m.div_ceil(MR), n.div_ceil(NR));
-    let out = SharedOut(c.as_mut_ptr());
-    let a = a.as_ptr() as usize;
-    split_tasks(row_blocks, panels, par, |(r0, r1), (p0, p1)| {
-        let (a, c) = (a as *const u8, out.get());
-        for p in p0..p1 {
-            let (c0, cols) = (p * NR, NR.min(n - p * NR));
-            // SAFETY: panel `p` lies inside `b`; task rows and panels are disjoint, so each
-            // output tile is written by one task; rows `< m`.
-            unsafe {
-                let bp = b.as_ptr().add(p * panel);
-                for rb in r0..r1 {
-                    let row = rb * MR;
-                    let (ap, cp) = (a.add(row * k), c.add(row * n));
-                    match m - row {
-                        1 => tile::<1>(l, ap, bp, cp, c0, cols),
-                        2 => tile::<2>(l, ap, bp, cp, c0, cols),
-                        3 => tile::<3>(l, ap, bp, cp, c0, cols),
-                        4 => tile::<4>(l, ap, bp, cp, c0, cols),
-                        5 => tile::<5>(l, ap, bp, cp, c0, cols),
-                        _ => tile::<MR>(l, ap, bp, cp, c0, cols),
-                    }
-                }
+    for_each_tile((m, n), (MR, NR), c, par, |row, p, cols, cp| {
+        // SAFETY: panel `p` lies inside `b`; rows `row..` of `a` and the tile at `cp` are
+        // inside the checked buffers (`for_each_tile`).
+        unsafe {
+            let (ap, bp, c0) = (a.as_ptr().add(row * k), b.as_ptr().add(p * panel), p * NR);
+            match m - row {
+                1 => tile::<1>(l, ap, bp, cp, c0, cols),
+                2 => tile::<2>(l, ap, bp, cp, c0, cols),
+                3 => tile::<3>(l, ap, bp, cp, c0, cols),
+                4 => tile::<4>(l, ap, bp, cp, c0, cols),
+                5 => tile::<5>(l, ap, bp, cp, c0, cols),
+                _ => tile::<MR>(l, ap, bp, cp, c0, cols),
             }
         }
     });
 }
 
-/// Depthwise output rows `first_row..` (over the batch) into `out` (whole rows): 16
-/// channels per `zmm` as i32, `x * w` by `vpmaddwd` (both fit i16; the weights' upper
+/// Depthwise output rows `rows.first_row..` (over the batch) into `rows.out` (whole rows):
+/// 16 channels per `zmm` as i32, `x * w` by `vpmaddwd` (both fit i16; the weights' upper
 /// halves are zero, so the other product is 0). Interior pixels of 3x3 layers go four at a
-/// time through [`dw3_tile`] on raw `x` (the zero point folded into their bias); the other
-/// pixels sum `(x - z_x) * w` over their taps inside the image.
+/// time on raw `x` (the zero point folded into their bias); the other pixels sum
+/// `(x - z_x) * w` over their taps inside the image ([`DwInt8::walk_rows`]).
 ///
 /// # Safety
-/// The CPU has AVX-512F/BW/VL; `input` holds `in_dims`, `out` whole output rows inside the
-/// output, and `l`'s packed weights hold `taps * cpad` i32 (`cpad` a multiple of 16).
+/// The CPU has AVX-512F/BW/VL; `band` was checked, and `l`'s packed weights
+/// hold `taps * cpad` i32 (`cpad` a multiple of 16).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-pub(crate) unsafe fn dw_rows(
-    l: &DwInt8,
-    input: &[u8],
-    in_dims: Dims,
-    o: Dims,
-    first_row: usize,
-    out: &mut [u8],
-) {
-    // SAFETY: forwarded contract.
-    unsafe { dw_rows_body::<false>(l, input, in_dims, o, first_row, out) }
+pub(crate) unsafe fn dw_rows(l: &DwInt8, band: RowBand<'_, u8>) {
+    // SAFETY: forwarded contract; `Dw` inlines into this AVX-512 context.
+    unsafe { l.walk_rows(&Dw::<false>::of(l), band) }
 }
 
 /// [`dw_rows`] with AVX512_VNNI: the interior tiles multiply-accumulate with `vpdpwssd`
@@ -186,156 +167,92 @@ pub(crate) unsafe fn dw_rows(
 /// # Safety
 /// As [`dw_rows`], and the CPU has AVX512_VNNI.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(crate) unsafe fn dw_rows_vnni(
-    l: &DwInt8,
-    input: &[u8],
-    in_dims: Dims,
-    o: Dims,
-    first_row: usize,
-    out: &mut [u8],
-) {
-    // SAFETY: forwarded contract.
-    unsafe { dw_rows_body::<true>(l, input, in_dims, o, first_row, out) }
+pub(crate) unsafe fn dw_rows_vnni(l: &DwInt8, band: RowBand<'_, u8>) {
+    // SAFETY: forwarded contract; `Dw` inlines into this AVX-512 VNNI context.
+    unsafe { l.walk_rows(&Dw::<true>::of(l), band) }
 }
 
-/// The body of [`dw_rows`] and [`dw_rows_vnni`].
-#[inline(always)]
-unsafe fn dw_rows_body<const VNNI: bool>(
-    l: &DwInt8,
-    input: &[u8],
-    in_dims: Dims,
-    o: Dims,
-    first_row: usize,
-    out: &mut [u8],
-) {
-    let spec = &l.q.spec;
-    let c = o.c;
-    let rq = &l.q.requant;
-    let (zp, lo, hi) = requant_consts(rq);
-    let row = o.w * c;
-    let tiled =
-        spec.kernel_h == 3 && spec.kernel_w == 3 && spec.stride_h == spec.stride_w && spec.stride_w <= 2;
-    let (ix0, ix1) = if tiled { l.interior(o.w, in_dims.w) } else { (0, 0) };
-    for (r, out_row) in out.chunks_exact_mut(row).enumerate() {
-        let (b, oy) = ((first_row + r) / o.h, (first_row + r) % o.h);
-        let (ky0, ky1) = l.tap_range(oy, spec.stride_h, spec.padding.top, spec.kernel_h, in_dims.h);
-        let (mut ox, full_rows) = (0, ky1 - ky0 == spec.kernel_h);
-        while ox < o.w {
-            if full_rows && ox >= ix0 && ox + 4 <= ix1 {
-                let iy = oy * spec.stride_h - spec.padding.top;
-                let ix = ox * spec.stride_w - spec.padding.left;
-                // SAFETY: the 4 pixels' 3x3 taps are inside the image (interior columns,
-                // full rows); the output pixels are inside `out_row`.
-                unsafe {
-                    let src = input.as_ptr().add(((b * in_dims.h + iy) * in_dims.w + ix) * c);
-                    let dst = out_row.as_mut_ptr().add(ox * c);
-                    if spec.stride_w == 1 {
-                        dw3_tile::<1, VNNI>(l, src, in_dims.w * c, dst, c, (zp, lo, hi));
-                    } else {
-                        dw3_tile::<2, VNNI>(l, src, in_dims.w * c, dst, c, (zp, lo, hi));
-                    }
-                }
-                ox += 4;
-                continue;
-            }
-            let (kx0, kx1) = l.tap_range(ox, spec.stride_w, spec.padding.left, spec.kernel_w, in_dims.w);
-            // SAFETY: taps from the ranges lie inside the image; `ox < o.w`.
+/// The AVX-512 depthwise code (`VNNI`: `vpdpwssd` in the interior tiles): the
+/// requantization constants (zero point, clamp bounds) and the input's zero point.
+struct Dw<const VNNI: bool> {
+    requant: (__m512i, __m512, __m512),
+    zx: __m512i,
+}
+
+impl<const VNNI: bool> Dw<VNNI> {
+    /// `l`'s constants as vectors (inlined into the caller's AVX-512 context).
+    #[inline(always)]
+    fn of(l: &DwInt8) -> Self {
+        // SAFETY: a register broadcast (AVX-512F, in the callers' target-feature context).
+        Dw { requant: requant_consts(&l.q.requant), zx: unsafe { _mm512_set1_epi32(l.q.input_zero_point) } }
+    }
+}
+
+impl<const VNNI: bool> DwKernel for Dw<VNNI> {
+    const LANES: usize = 16;
+    type Acc = __m512i;
+    type Tail = __mmask16;
+    #[inline(always)]
+    fn tail(left: usize) -> __mmask16 {
+        lanes(left)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const i32) -> __m512i {
+        // SAFETY: (the caller) `p` holds 16 i32; AVX-512F in the caller's context.
+        unsafe { _mm512_loadu_si512(p.cast()) }
+    }
+    #[inline(always)]
+    unsafe fn mac_centered(&self, acc: __m512i, x: *const u8, mask: __mmask16, w: *const i32) -> __m512i {
+        // SAFETY: (the caller) `x` holds the masked bytes, `w` 16 i32.
+        unsafe {
+            let x = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, x.cast()));
+            let w = _mm512_loadu_si512(w.cast());
+            _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_sub_epi32(x, self.zx), w))
+        }
+    }
+    #[inline(always)]
+    unsafe fn store(&self, acc: __m512i, mult: *const f32, dst: *mut u8, mask: __mmask16) {
+        let (zp, lo, hi) = self.requant;
+        // SAFETY: forwarded contract.
+        unsafe { store16(acc, mult, zp, lo, hi, dst, mask) }
+    }
+
+    /// Per kernel row, the `3 + 3 (S - 1) + 3` input pixels are loaded once and each of the
+    /// three weight vectors once, for 12 multiply-adds.
+    #[inline(always)]
+    unsafe fn tile<const S: usize>(&self, l: &DwInt8, src: *const u8, in_row: usize, dst: *mut u8, c: usize) {
+        const R: usize = 4;
+        let (zp, lo, hi) = self.requant;
+        let cpad = l.cpad;
+        for ch in (0..c).step_by(16) {
+            let mask = lanes(c - ch);
+            // SAFETY: (the caller) the tile's taps are inside the image; masked channel tails.
             unsafe {
-                dw_pixel(
-                    l,
-                    input,
-                    in_dims,
-                    (b, oy, ox),
-                    (ky0, ky1, kx0, kx1),
-                    out_row.as_mut_ptr().add(ox * c),
-                    (zp, lo, hi),
-                )
-            };
-            ox += 1;
-        }
-    }
-}
-
-/// One output pixel of any depthwise layer: `(x - z_x) * w` over the taps `ky0..ky1` x
-/// `kx0..kx1`, which must lie inside the image.
-#[inline(always)]
-unsafe fn dw_pixel(
-    l: &DwInt8,
-    input: &[u8],
-    in_dims: Dims,
-    (b, oy, ox): (usize, usize, usize),
-    (ky0, ky1, kx0, kx1): (usize, usize, usize, usize),
-    dst: *mut u8,
-    (zp, lo, hi): (__m512i, __m512, __m512),
-) {
-    let spec = &l.q.spec;
-    let (c, cpad) = (in_dims.c, l.cpad);
-    let zx = _mm512_set1_epi32(l.q.input_zero_point);
-    for ch in (0..c).step_by(16) {
-        let mask = lanes(c - ch);
-        // SAFETY: (the caller) taps inside the image, masked to the channels left; weights and
-        // bias padded to `cpad`.
-        unsafe {
-            let mut acc = _mm512_loadu_si512(l.bias.as_ptr().add(ch).cast());
-            for ky in ky0..ky1 {
-                let iy = oy * spec.stride_h + ky - spec.padding.top;
-                let base = (b * in_dims.h + iy) * in_dims.w;
-                for kx in kx0..kx1 {
-                    let ix = ox * spec.stride_w + kx - spec.padding.left;
-                    let px = input.as_ptr().add((base + ix) * c + ch);
-                    let x = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, px.cast()));
-                    let w = _mm512_loadu_si512(
-                        l.weights.as_ptr().add((ky * spec.kernel_w + kx) * cpad + ch).cast(),
-                    );
-                    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_sub_epi32(x, zx), w));
-                }
-            }
-            store16(acc, l.multiplier.as_ptr().add(ch), zp, lo, hi, dst.add(ch), mask);
-        }
-    }
-}
-
-/// Four horizontally adjacent interior output pixels of a 3x3 layer at stride `S`: per
-/// kernel row, the `3 + 3 (S - 1) + 3` input pixels are loaded once and each of the three
-/// weight vectors once, for 12 multiply-adds.
-#[inline(always)]
-unsafe fn dw3_tile<const S: usize, const VNNI: bool>(
-    l: &DwInt8,
-    src: *const u8,
-    in_row: usize,
-    dst: *mut u8,
-    c: usize,
-    (zp, lo, hi): (__m512i, __m512, __m512),
-) {
-    const R: usize = 4;
-    let cpad = l.cpad;
-    for ch in (0..c).step_by(16) {
-        let mask = lanes(c - ch);
-        // SAFETY: (the caller) the tile's taps are inside the image; masked channel tails.
-        unsafe {
-            let bias = _mm512_loadu_si512(l.interior_bias.as_ptr().add(ch).cast());
-            let mut acc = [bias; R];
-            for ky in 0..3 {
-                let row = src.add(ky * in_row + ch);
-                let w = [0, 1, 2]
-                    .map(|kx| _mm512_loadu_si512(l.weights.as_ptr().add((ky * 3 + kx) * cpad + ch).cast()));
-                // Input columns 0 ..= S * (R - 1) + 2.
-                let mut x = [_mm512_setzero_si512(); 3 * R];
-                for (i, xi) in x.iter_mut().enumerate().take(S * (R - 1) + 3) {
-                    *xi = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, row.add(i * c).cast()));
-                }
-                for (p, acc_p) in acc.iter_mut().enumerate() {
-                    for kx in 0..3 {
-                        *acc_p = if VNNI {
-                            _mm512_dpwssd_epi32(*acc_p, x[S * p + kx], w[kx])
-                        } else {
-                            _mm512_add_epi32(*acc_p, _mm512_madd_epi16(x[S * p + kx], w[kx]))
-                        };
+                let bias = _mm512_loadu_si512(l.interior_bias.as_ptr().add(ch).cast());
+                let mut acc = [bias; R];
+                for ky in 0..3 {
+                    let row = src.add(ky * in_row + ch);
+                    let w = [0, 1, 2].map(|kx| {
+                        _mm512_loadu_si512(l.weights.as_ptr().add((ky * 3 + kx) * cpad + ch).cast())
+                    });
+                    // Input columns 0 ..= S * (R - 1) + 2.
+                    let mut x = [_mm512_setzero_si512(); 3 * R];
+                    for (i, xi) in x.iter_mut().enumerate().take(S * (R - 1) + 3) {
+                        *xi = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, row.add(i * c).cast()));
+                    }
+                    for (p, acc_p) in acc.iter_mut().enumerate() {
+                        for kx in 0..3 {
+                            *acc_p = if VNNI {
+                                _mm512_dpwssd_epi32(*acc_p, x[S * p + kx], w[kx])
+                            } else {
+                                _mm512_add_epi32(*acc_p, _mm512_madd_epi16(x[S * p + kx], w[kx]))
+                            };
+                        }
                     }
                 }
-            }
-            for (p, &acc_p) in acc.iter().enumerate() {
-                store16(acc_p, l.multiplier.as_ptr().add(ch), zp, lo, hi, dst.add(p * c + ch), mask);
+                for (p, &acc_p) in acc.iter().enumerate() {
+                    store16(acc_p, l.multiplier.as_ptr().add(ch), zp, lo, hi, dst.add(p * c + ch), mask);
+                }
             }
         }
     }

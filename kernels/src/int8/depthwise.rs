@@ -4,24 +4,19 @@
 //! each as `(x - z_x) * w` in i32. It runs row bands, so it can lead a fused block.
 
 use super::{reference, Int8Isa, QuantLayer, QuantizedLayer};
-use crate::algo::{check_rows, check_run, ConvAlgorithm, Layer, PreparedConv};
+use crate::algo::{spec_and_name, ConvAlgorithm, Layer, PreparedConv, RowBand, Run};
 use crate::error::Result;
 use crate::isa::Isa;
-use crate::pool::{Par, SharedOut};
-use crate::spec::{ConvSpec, Dims};
+use crate::pool::SharedOut;
+use crate::spec::Dims;
 
 /// Channel padding of the packed weights, bias and multipliers (the widest vector: 16 i32).
 const CPAD: usize = 16;
 
 /// An int8 depthwise layer with its weights packed `[kh * kw][cpad]` as i32 (each holding
 /// an i16 in its lower half and zero above, for `vpmaddwd`).
-#[cfg_attr(
-    not(any(
-        all(feature = "avx2", target_arch = "x86_64"),
-        all(feature = "avx512", target_arch = "x86_64")
-    )),
-    allow(dead_code)
-)]
+// Without a vector kernel (no x86 feature) only the reference reads the layer.
+#[cfg_attr(not(all(target_arch = "x86_64", any(feature = "avx2", feature = "avx512"))), allow(dead_code))]
 pub(crate) struct DwInt8 {
     pub(crate) q: QuantizedLayer,
     name: &'static str,
@@ -66,24 +61,12 @@ pub(crate) fn native(
     Ok(Some(Box::new(DwInt8 { q, name: algo.name(), isa, cpad, weights, bias, interior_bias, multiplier })))
 }
 
-#[cfg_attr(
-    not(any(
-        all(feature = "avx2", target_arch = "x86_64"),
-        all(feature = "avx512", target_arch = "x86_64")
-    )),
-    allow(dead_code)
-)]
+/// What the vector kernels share (`avx2.rs`, `avx512.rs`).
+#[cfg(all(target_arch = "x86_64", any(feature = "avx2", feature = "avx512")))]
 impl DwInt8 {
     /// The taps `k0..k1` of output position `o` that fall inside an input of `size`.
     #[inline(always)]
-    pub(crate) fn tap_range(
-        &self,
-        o: usize,
-        stride: usize,
-        pad: usize,
-        kernel: usize,
-        size: usize,
-    ) -> (usize, usize) {
+    fn tap_range(&self, o: usize, stride: usize, pad: usize, kernel: usize, size: usize) -> (usize, usize) {
         let start = (o * stride) as isize - pad as isize;
         let k0 = (-start).max(0) as usize;
         let k1 = ((size as isize - start).max(0) as usize).min(kernel);
@@ -92,7 +75,7 @@ impl DwInt8 {
 
     /// The output columns `lo..hi` (of `out_w`) whose taps all fall inside an input of
     /// width `w` (empty when there are none).
-    pub(crate) fn interior(&self, out_w: usize, w: usize) -> (usize, usize) {
+    fn interior(&self, out_w: usize, w: usize) -> (usize, usize) {
         let s = &self.q.spec;
         let (pad, k, st) = (s.padding.left, s.kernel_w, s.stride_w);
         let lo = pad.div_ceil(st);
@@ -100,53 +83,161 @@ impl DwInt8 {
         (lo.min(hi), hi)
     }
 
+    /// The row walk of the vector kernels: output rows `band.first_row..` into `band.out`,
+    /// interior pixels of 3x3 layers (stride 1 or 2) four at a time through `k.tile` on raw
+    /// `x` (the zero point folded into their bias), every other pixel over its taps inside
+    /// the image ([`pixel`](Self::pixel)).
+    ///
+    /// # Safety
+    /// The CPU has what `k` needs (the caller's target features: this inlines into it);
+    /// the band was checked (`RowBand::checked`).
+    #[inline(always)]
+    pub(crate) unsafe fn walk_rows(&self, k: &impl DwKernel, band: RowBand<'_, u8>) {
+        let RowBand { input, in_dims, out_dims: o, first_row, out } = band;
+        let spec = &self.q.spec;
+        let c = o.c;
+        let tiled =
+            spec.kernel_h == 3 && spec.kernel_w == 3 && spec.stride_h == spec.stride_w && spec.stride_w <= 2;
+        let (ix0, ix1) = if tiled { self.interior(o.w, in_dims.w) } else { (0, 0) };
+        for (r, out_row) in out.chunks_exact_mut(o.w * c).enumerate() {
+            let (b, oy) = ((first_row + r) / o.h, (first_row + r) % o.h);
+            let (ky0, ky1) = self.tap_range(oy, spec.stride_h, spec.padding.top, spec.kernel_h, in_dims.h);
+            let (mut ox, full_rows) = (0, ky1 - ky0 == spec.kernel_h);
+            while ox < o.w {
+                if full_rows && ox >= ix0 && ox + 4 <= ix1 {
+                    let iy = oy * spec.stride_h - spec.padding.top;
+                    let ix = ox * spec.stride_w - spec.padding.left;
+                    // SAFETY: the 4 pixels' 3x3 taps are inside the image (interior columns,
+                    // full rows); the output pixels are inside `out_row`.
+                    unsafe {
+                        let src = input.as_ptr().add(((b * in_dims.h + iy) * in_dims.w + ix) * c);
+                        let dst = out_row.as_mut_ptr().add(ox * c);
+                        if spec.stride_w == 1 {
+                            k.tile::<1>(self, src, in_dims.w * c, dst, c);
+                        } else {
+                            k.tile::<2>(self, src, in_dims.w * c, dst, c);
+                        }
+                    }
+                    ox += 4;
+                    continue;
+                }
+                let (kx0, kx1) =
+                    self.tap_range(ox, spec.stride_w, spec.padding.left, spec.kernel_w, in_dims.w);
+                // SAFETY: taps from the ranges lie inside the image; `ox < o.w`.
+                unsafe {
+                    let dst = out_row.as_mut_ptr().add(ox * c);
+                    self.pixel(k, input, in_dims, (b, oy, ox), (ky0, ky1, kx0, kx1), dst)
+                };
+                ox += 1;
+            }
+        }
+    }
+
+    /// One output pixel `(b, oy, ox)` of any depthwise layer: `(x - z_x) * w` over the taps
+    /// `ky0..ky1` x `kx0..kx1`, `K::LANES` channels at a time.
+    ///
+    /// # Safety
+    /// As [`walk_rows`](Self::walk_rows); those taps lie inside the image and `dst` holds
+    /// the pixel's channels.
+    #[inline(always)]
+    unsafe fn pixel<K: DwKernel>(
+        &self,
+        k: &K,
+        input: &[u8],
+        in_dims: Dims,
+        (b, oy, ox): (usize, usize, usize),
+        (ky0, ky1, kx0, kx1): (usize, usize, usize, usize),
+        dst: *mut u8,
+    ) {
+        let spec = &self.q.spec;
+        let (c, cpad) = (in_dims.c, self.cpad);
+        for ch in (0..c).step_by(K::LANES) {
+            let tail = K::tail(c - ch);
+            // SAFETY: (the caller) taps inside the image, the tail's channels only; weights,
+            // bias and multipliers padded to `cpad`, a multiple of `LANES`.
+            unsafe {
+                let mut acc = K::load(self.bias.as_ptr().add(ch));
+                for ky in ky0..ky1 {
+                    let iy = oy * spec.stride_h + ky - spec.padding.top;
+                    let base = (b * in_dims.h + iy) * in_dims.w;
+                    for kx in kx0..kx1 {
+                        let ix = ox * spec.stride_w + kx - spec.padding.left;
+                        let x = input.as_ptr().add((base + ix) * c + ch);
+                        let w = self.weights.as_ptr().add((ky * spec.kernel_w + kx) * cpad + ch);
+                        acc = k.mac_centered(acc, x, tail, w);
+                    }
+                }
+                k.store(acc, self.multiplier.as_ptr().add(ch), dst.add(ch), tail);
+            }
+        }
+    }
+}
+
+impl DwInt8 {
     /// Output rows `first_row..` into `out` (whole rows), serially.
     fn rows(&self, input: &[u8], in_dims: Dims, first_row: usize, out: &mut [u8]) -> Result<()> {
-        let o = check_rows(&self.q.spec, input, in_dims, first_row, out)?;
+        let band = RowBand::checked(&self.q.spec, input, in_dims, first_row, out)?;
         match self.isa {
             #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
             // SAFETY: `Avx512` is chosen only where AVX-512 is available; the buffers are
             // checked above.
-            Int8Isa::Avx512 { vnni: false } => unsafe {
-                super::avx512::dw_rows(self, input, in_dims, o, first_row, out)
-            },
+            Int8Isa::Avx512 { vnni: false } => unsafe { super::avx512::dw_rows(self, band) },
             #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
             // SAFETY: as above, and `vnni` is set only where AVX512_VNNI is detected.
-            Int8Isa::Avx512 { vnni: true } => unsafe {
-                super::avx512::dw_rows_vnni(self, input, in_dims, o, first_row, out)
-            },
+            Int8Isa::Avx512 { vnni: true } => unsafe { super::avx512::dw_rows_vnni(self, band) },
             #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
             // SAFETY: as above, for AVX2.
-            Int8Isa::Avx2 => unsafe { super::avx2::dw_rows(self, input, in_dims, o, first_row, out) },
-            _ => {
-                // The reference takes the rows from the output dims itself.
-                let _ = o;
-                reference::conv_rows(&self.q, input, in_dims, first_row, out)?
-            }
+            Int8Isa::Avx2 => unsafe { super::avx2::dw_rows(self, band) },
+            _ => reference::conv_rows(&self.q, band.input, in_dims, first_row, band.out)?,
         }
         Ok(())
     }
 }
 
+/// One ISA's vector code under [`DwInt8::walk_rows`] (its requantization constants in
+/// `self`); every method inlines into the caller's target-feature context.
+#[cfg(all(target_arch = "x86_64", any(feature = "avx2", feature = "avx512")))]
+pub(crate) trait DwKernel {
+    /// Channels per vector (i32 lanes).
+    const LANES: usize;
+    /// `LANES` i32 accumulators.
+    type Acc: Copy;
+    /// Which channels of a vector are real: a count or a lane mask.
+    type Tail: Copy;
+    /// The tail of a vector with `left` channels to go (all lanes when `left >= LANES`).
+    fn tail(left: usize) -> Self::Tail;
+    /// Loads `LANES` i32 (bias rows are padded to whole vectors).
+    ///
+    /// # Safety
+    /// `p` holds `LANES` i32.
+    unsafe fn load(p: *const i32) -> Self::Acc;
+    /// `acc + (x - z_x) * w`: the tail's bytes at `x` widened, `LANES` i16-in-i32 weights at
+    /// `w`.
+    ///
+    /// # Safety
+    /// `x` holds the tail's bytes, `w` `LANES` i32.
+    unsafe fn mac_centered(&self, acc: Self::Acc, x: *const u8, tail: Self::Tail, w: *const i32)
+        -> Self::Acc;
+    /// The requantizing store of the tail's channels (multipliers at `mult`) to `dst`.
+    ///
+    /// # Safety
+    /// `mult` holds `LANES` f32, `dst` the tail's bytes.
+    unsafe fn store(&self, acc: Self::Acc, mult: *const f32, dst: *mut u8, tail: Self::Tail);
+    /// Four horizontally adjacent interior output pixels of a 3x3 layer at stride `S`: tap
+    /// (0, 0) of the first at `src`, input rows `in_row` bytes apart, `c` channels.
+    ///
+    /// # Safety
+    /// The tile's taps lie inside the input and its 4 pixels inside the output at `dst`.
+    unsafe fn tile<const S: usize>(&self, l: &DwInt8, src: *const u8, in_row: usize, dst: *mut u8, c: usize);
+}
+
 impl PreparedConv<u8> for DwInt8 {
-    fn spec(&self) -> &ConvSpec {
-        &self.q.spec
-    }
-    fn algorithm(&self) -> &'static str {
-        self.name
-    }
+    spec_and_name!(q.spec);
     fn level(&self) -> Isa {
         self.isa.level()
     }
-    fn run(
-        &self,
-        input: &[u8],
-        in_dims: Dims,
-        output: &mut [u8],
-        scratch: &mut [f32],
-        par: Par<'_>,
-    ) -> Result<()> {
-        let o = check_run(&self.q.spec, input, in_dims, output, scratch, 0)?;
+    fn run_checked(&self, run: Run<'_, u8>) -> Result<()> {
+        let Run { input, in_dims, out_dims: o, output, par, .. } = run;
         let (rows, row) = (o.n * o.h, o.w * o.c);
         if rows == 0 || row == 0 {
             return Ok(());

@@ -9,11 +9,15 @@
 //! - The store requantizes ([`super::Requant`]), so no i32 tile ever reaches memory.
 
 use super::{reference, Int8Isa, QuantLayer, QuantizedLayer};
-use crate::algo::{check_run, ConvAlgorithm, Layer, PreparedConv};
+use crate::algo::{spec_and_name, ConvAlgorithm, Layer, PreparedConv, Run};
 use crate::error::Result;
 use crate::isa::Isa;
-use crate::pool::Par;
-use crate::spec::{ConvSpec, Dims};
+use crate::spec::Dims;
+#[cfg(all(target_arch = "x86_64", any(feature = "avx2", feature = "avx512")))]
+use crate::{
+    gemm::split_tasks,
+    pool::{Par, SharedOut},
+};
 
 /// B packed for one kernel.
 pub(crate) enum Packed {
@@ -30,13 +34,8 @@ pub(crate) enum Packed {
 }
 
 /// An int8 pointwise layer with its weights packed.
-#[cfg_attr(
-    not(any(
-        all(feature = "avx2", target_arch = "x86_64"),
-        all(feature = "avx512", target_arch = "x86_64")
-    )),
-    allow(dead_code)
-)]
+// Without a vector kernel (no x86 feature) only the reference reads the layer.
+#[cfg_attr(not(all(target_arch = "x86_64", any(feature = "avx2", feature = "avx512"))), allow(dead_code))]
 pub(crate) struct GemmInt8 {
     pub(crate) q: QuantizedLayer,
     name: &'static str,
@@ -74,43 +73,20 @@ pub(crate) fn prepare(algo: &dyn ConvAlgorithm, layer: &Layer<'_>, quant: &Quant
             if cfg!(all(feature = "avx2", target_arch = "x86_64")) { Int8Isa::Avx2 } else { Int8Isa::Scalar };
     }
     #[cfg_attr(
-        not(any(
-            all(feature = "avx2", target_arch = "x86_64"),
-            all(feature = "avx512", target_arch = "x86_64")
-        )),
+        not(all(target_arch = "x86_64", any(feature = "avx2", feature = "avx512"))),
         allow(unused_variables)
     )]
     let w = |c: usize, kk: usize| if c < n && kk < k { q.weights[c * k + kk] } else { 0 };
     let (packed, width) = match isa {
         #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
         Int8Isa::Avx512 { .. } => {
-            let (np, kg) = (n.div_ceil(64), k.div_ceil(4));
-            let mut b = vec![0i8; np * kg * 256];
-            for p in 0..np {
-                for g in 0..kg {
-                    for j in 0..64 {
-                        for kk in 0..4 {
-                            b[(p * kg + g) * 256 + j * 4 + kk] = w(p * 64 + j, g * 4 + kk);
-                        }
-                    }
-                }
-            }
-            (Packed::Vnni(b), np * 64)
+            let (b, width) = panels(n, k, 64, 4, w);
+            (Packed::Vnni(b), width)
         }
         #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
         Int8Isa::Avx2 => {
-            let (np, kp) = (n.div_ceil(16), k.div_ceil(2));
-            let mut b = vec![0i16; np * kp * 32];
-            for p in 0..np {
-                for g in 0..kp {
-                    for j in 0..16 {
-                        for kk in 0..2 {
-                            b[(p * kp + g) * 32 + j * 2 + kk] = w(p * 16 + j, g * 2 + kk) as i16;
-                        }
-                    }
-                }
-            }
-            (Packed::Pairs(b), np * 16)
+            let (b, width) = panels(n, k, 16, 2, |c, kk| w(c, kk) as i16);
+            (Packed::Pairs(b), width)
         }
         _ => {
             isa = Int8Isa::Scalar;
@@ -133,13 +109,58 @@ pub(crate) fn prepare(algo: &dyn ConvAlgorithm, layer: &Layer<'_>, quant: &Quant
     Ok(GemmInt8 { q, name: algo.name(), isa, packed, bias, multiplier, amx })
 }
 
+/// The task split of the vector GEMMs: blocks of `mr` rows times panels of `nr` channels
+/// over `par`; `tile(row, p, cols, c_row)` computes rows `row..(row + mr).min(m)` of panel
+/// `p` (its first `cols` channels real) into `c_row`, row `row` of `c` (`m` rows of `n`).
+/// Tasks own disjoint row blocks and panels, so each output tile is written by one task.
+#[cfg(all(target_arch = "x86_64", any(feature = "avx2", feature = "avx512")))]
+pub(crate) fn for_each_tile(
+    (m, n): (usize, usize),
+    (mr, nr): (usize, usize),
+    c: &mut [u8],
+    par: Par<'_>,
+    tile: impl Fn(usize, usize, usize, *mut u8) + Sync,
+) {
+    let out = SharedOut(c.as_mut_ptr());
+    split_tasks(m.div_ceil(mr), n.div_ceil(nr), par, |(r0, r1), (p0, p1)| {
+        for p in p0..p1 {
+            let cols = nr.min(n - p * nr);
+            for rb in r0..r1 {
+                // SAFETY: row `rb * mr < m`: inside `c`.
+                let c_row = unsafe { out.get().add(rb * mr * n) };
+                tile(rb * mr, p, cols, c_row);
+            }
+        }
+    });
+}
+
+/// B in the panels of a vector kernel: `[N / nr][ceil(K / kg)][nr channels][kg k]` of
+/// `w(channel, k)`, zero-padded (a vector holds `kg` consecutive k of each channel); and the
+/// padded width `nr * ceil(N / nr)`.
+#[cfg(all(target_arch = "x86_64", any(feature = "avx2", feature = "avx512")))]
+fn panels<T: Copy + Default>(
+    n: usize,
+    k: usize,
+    nr: usize,
+    kg: usize,
+    w: impl Fn(usize, usize) -> T,
+) -> (Vec<T>, usize) {
+    let (np, groups) = (n.div_ceil(nr), k.div_ceil(kg));
+    let mut b = vec![T::default(); np * groups * nr * kg];
+    for p in 0..np {
+        for g in 0..groups {
+            for j in 0..nr {
+                for kk in 0..kg {
+                    b[((p * groups + g) * nr + j) * kg + kk] = w(p * nr + j, g * kg + kk);
+                }
+            }
+        }
+    }
+    (b, np * nr)
+}
+
 impl PreparedConv<u8> for GemmInt8 {
-    fn spec(&self) -> &ConvSpec {
-        &self.q.spec
-    }
-    fn algorithm(&self) -> &'static str {
-        self.name
-    }
+    spec_and_name!(q.spec);
     fn level(&self) -> Isa {
         if self.amx {
             Isa::Amx
@@ -158,17 +179,9 @@ impl PreparedConv<u8> for GemmInt8 {
             _ => Ok(0),
         }
     }
-    fn run(
-        &self,
-        input: &[u8],
-        in_dims: Dims,
-        output: &mut [u8],
-        scratch: &mut [f32],
-        par: Par<'_>,
-    ) -> Result<()> {
-        let needed = self.scratch_len(in_dims)?;
-        let out = check_run(&self.q.spec, input, in_dims, output, scratch, needed)?;
-        let m = out.n * out.h * out.w;
+    fn run_checked(&self, run: Run<'_, u8>) -> Result<()> {
+        let m = run.pixels();
+        let Run { input, in_dims, output, par, .. } = run;
         match &self.packed {
             #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
             // SAFETY: `Vnni` is packed only where `Int8Isa::of` saw AVX-512 (under the
@@ -177,7 +190,7 @@ impl PreparedConv<u8> for GemmInt8 {
             #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
             // SAFETY: `Pairs` is packed only where AVX2 is available; the buffers were
             // checked, the scratch holds `m * ceil(k / 2)` words.
-            Packed::Pairs(b) => unsafe { super::avx2::gemm(self, b, m, input, output, scratch, par) },
+            Packed::Pairs(b) => unsafe { super::avx2::gemm(self, b, m, input, output, run.scratch, par) },
             Packed::Scalar => {
                 // The reference runs serially over all `m` rows.
                 let _ = (m, par);

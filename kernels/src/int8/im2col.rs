@@ -9,10 +9,9 @@
 
 use super::gemm::{self, GemmInt8};
 use super::QuantLayer;
-use crate::algo::{check_run, ConvAlgorithm, Layer, PreparedConv};
+use crate::algo::{ConvAlgorithm, Layer, PreparedConv, Run};
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
-use crate::pool::Par;
 use crate::spec::{ConvSpec, Dims};
 
 /// An int8 dense convolution as a column buffer and the int8 GEMM.
@@ -86,16 +85,8 @@ impl PreparedConv<u8> for Im2colInt8 {
         let (cols, gemm, _) = self.split(input)?;
         cols.checked_add(gemm).ok_or(KernelError::Overflow { what: "int8 im2col scratch" })
     }
-    fn run(
-        &self,
-        input: &[u8],
-        in_dims: Dims,
-        output: &mut [u8],
-        scratch: &mut [f32],
-        par: Par<'_>,
-    ) -> Result<()> {
-        let needed = self.scratch_len(in_dims)?;
-        let o = check_run(&self.spec, input, in_dims, output, scratch, needed)?;
+    fn run_checked(&self, run: Run<'_, u8>) -> Result<()> {
+        let Run { input, in_dims, out_dims: o, output, scratch, par, .. } = run;
         let (words, _, cols) = self.split(in_dims)?;
         let (col_words, rest) = scratch.split_at_mut(words);
         // SAFETY: u8 has alignment 1 and every bit pattern is valid; the words hold

@@ -3,10 +3,9 @@
 //! Obviously correct rather than fast. It accumulates in f64, so its own rounding error is
 //! negligible next to any fast path's, and every other algorithm is tested against it.
 
-use crate::algo::{bias_or_zeros, check_prepare, check_run, ConvAlgorithm, Family, PreparedConv};
+use crate::algo::{bias_or_zeros, ConvAlgorithm, Family, Layer, PreparedConv, Run};
 use crate::error::Result;
 use crate::isa::Isa;
-use crate::pool::Par;
 use crate::simd::Backend;
 use crate::spec::{Activation, ConvSpec, Dims};
 
@@ -15,7 +14,7 @@ use crate::spec::{Activation, ConvSpec, Dims};
 /// `g = oc / (out_channels / groups)`.
 ///
 /// Buffers are NHWC (`input`, `output`) and OIHW (`weights`); lengths are checked by the
-/// caller ([`check_prepare`], [`check_run`]).
+/// caller ([`crate::algo::check_prepare`], [`crate::algo::check_run`]).
 // The oracle takes the convolution exactly as its definition names it.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_nhwc(
@@ -94,14 +93,8 @@ impl ConvAlgorithm for Naive {
     fn supports(&self, spec: &ConvSpec) -> bool {
         spec.validate().is_ok()
     }
-    fn prepare(
-        &self,
-        spec: &ConvSpec,
-        weights_oihw: &[f32],
-        bias: Option<&[f32]>,
-        activation: Activation,
-    ) -> Result<Box<dyn PreparedConv>> {
-        check_prepare(self, spec, weights_oihw, bias, activation)?;
+    fn prepare_checked(&self, layer: &Layer<'_>) -> Result<Box<dyn PreparedConv>> {
+        let Layer { spec, weights_oihw, bias, activation } = *layer;
         Ok(Box::new(NaivePrepared {
             spec: *spec,
             activation,
@@ -121,15 +114,8 @@ impl PreparedConv for NaivePrepared {
     fn level(&self) -> Isa {
         Isa::Scalar
     }
-    fn run(
-        &self,
-        input: &[f32],
-        in_dims: Dims,
-        output: &mut [f32],
-        scratch: &mut [f32],
-        _par: Par<'_>,
-    ) -> Result<()> {
-        let out_dims = check_run(&self.spec, input, in_dims, output, scratch, 0)?;
+    fn run_checked(&self, run: Run<'_, f32>) -> Result<()> {
+        let Run { input, in_dims, out_dims, output, .. } = run;
         conv2d_nhwc(&self.spec, self.activation, input, in_dims, &self.weights, &self.bias, output, out_dims);
         Ok(())
     }

@@ -20,74 +20,14 @@ fn mask(n: usize) -> __m256i {
     unsafe { _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_loadu_si256(IDX.as_ptr().cast())) }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn run_avx2<Op: SimdOp>(s: Avx2, op: Op) -> Op::Output {
-    op.run(s)
-}
+intrinsic_simd! {
+    Avx2, V = __m256, LANES = 8, REGISTERS = 16, LEVEL = Isa::Avx2, NAME = "avx2",
+    features = "avx2,fma,f16c";
+    // `vmaxps` returns its second operand when either is NaN: NaN -> lo.
+    splat = _mm256_set1_ps, add = _mm256_add_ps, sub = _mm256_sub_ps, mul = _mm256_mul_ps,
+    fma = _mm256_fmadd_ps, max = _mm256_max_ps, min = _mm256_min_ps, load = _mm256_loadu_ps,
+    store = _mm256_storeu_ps;
 
-// SAFETY: `Simd::new` hands out the token only where `isa::available(Isa::Avx2)` (AVX2,
-// FMA and F16C detected, allowed by KERNELS_ISA); every method below is reached only through it.
-unsafe impl Simd for Avx2 {
-    type V = __m256;
-    const LANES: usize = 8;
-    const REGISTERS: usize = 16;
-    const LEVEL: Isa = Isa::Avx2;
-    const NAME: &'static str = "avx2";
-
-    unsafe fn assume() -> Avx2 {
-        Avx2(())
-    }
-    #[inline(always)]
-    fn vectorize<Op: SimdOp>(self, op: Op) -> Op::Output {
-        // SAFETY: the token proves AVX2 and FMA (see the impl's SAFETY).
-        unsafe { run_avx2(self, op) }
-    }
-    #[inline(always)]
-    fn splat(self, x: f32) -> __m256 {
-        // SAFETY: (this and every intrinsic below) the token proves AVX2 + FMA.
-        unsafe { _mm256_set1_ps(x) }
-    }
-    #[inline(always)]
-    fn add(self, a: __m256, b: __m256) -> __m256 {
-        // SAFETY: the token proves AVX2.
-        unsafe { _mm256_add_ps(a, b) }
-    }
-    #[inline(always)]
-    fn sub(self, a: __m256, b: __m256) -> __m256 {
-        // SAFETY: the token proves AVX2.
-        unsafe { _mm256_sub_ps(a, b) }
-    }
-    #[inline(always)]
-    fn mul(self, a: __m256, b: __m256) -> __m256 {
-        // SAFETY: the token proves AVX2.
-        unsafe { _mm256_mul_ps(a, b) }
-    }
-    #[inline(always)]
-    fn fma(self, a: __m256, b: __m256, c: __m256) -> __m256 {
-        // SAFETY: the token proves FMA.
-        unsafe { _mm256_fmadd_ps(a, b, c) }
-    }
-    #[inline(always)]
-    fn max(self, x: __m256, lo: __m256) -> __m256 {
-        // SAFETY: the token proves AVX2. `vmaxps` returns its second operand when either is
-        // NaN: NaN -> lo.
-        unsafe { _mm256_max_ps(x, lo) }
-    }
-    #[inline(always)]
-    fn min(self, x: __m256, hi: __m256) -> __m256 {
-        // SAFETY: the token proves AVX2.
-        unsafe { _mm256_min_ps(x, hi) }
-    }
-    #[inline(always)]
-    unsafe fn load(self, p: *const f32) -> __m256 {
-        // SAFETY: the token proves AVX2; the caller passes 8 readable f32s.
-        unsafe { _mm256_loadu_ps(p) }
-    }
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32, v: __m256) {
-        // SAFETY: the token proves AVX2; the caller passes 8 writable f32s.
-        unsafe { _mm256_storeu_ps(p, v) }
-    }
     #[inline(always)]
     unsafe fn load_partial(self, p: *const f32, n: usize) -> __m256 {
         // SAFETY: the token proves AVX2; masked-off lanes are neither read nor faulted on.

@@ -19,75 +19,14 @@ fn mask(n: usize) -> __mmask16 {
     ((1u32 << n.min(16)) - 1) as __mmask16
 }
 
-#[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")]
-fn run_avx512<Op: SimdOp>(s: Avx512, op: Op) -> Op::Output {
-    op.run(s)
-}
+intrinsic_simd! {
+    Avx512, V = __m512, LANES = 16, REGISTERS = 32, LEVEL = Isa::Avx512, NAME = "avx512",
+    features = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c";
+    // `vmaxps` returns its second operand when either is NaN: NaN -> lo.
+    splat = _mm512_set1_ps, add = _mm512_add_ps, sub = _mm512_sub_ps, mul = _mm512_mul_ps,
+    fma = _mm512_fmadd_ps, max = _mm512_max_ps, min = _mm512_min_ps, load = _mm512_loadu_ps,
+    store = _mm512_storeu_ps;
 
-// SAFETY: `Simd::new` hands out the token only where `isa::available(Isa::Avx512)`
-// (AVX-512F/VL/BW/DQ, AVX2 and FMA detected, allowed by KERNELS_ISA); every method below
-// is reached only through it.
-unsafe impl Simd for Avx512 {
-    type V = __m512;
-    const LANES: usize = 16;
-    const REGISTERS: usize = 32;
-    const LEVEL: Isa = Isa::Avx512;
-    const NAME: &'static str = "avx512";
-
-    unsafe fn assume() -> Avx512 {
-        Avx512(())
-    }
-    #[inline(always)]
-    fn vectorize<Op: SimdOp>(self, op: Op) -> Op::Output {
-        // SAFETY: the token proves AVX-512 (see the impl's SAFETY).
-        unsafe { run_avx512(self, op) }
-    }
-    #[inline(always)]
-    fn splat(self, x: f32) -> __m512 {
-        // SAFETY: the token proves AVX-512F.
-        unsafe { _mm512_set1_ps(x) }
-    }
-    #[inline(always)]
-    fn add(self, a: __m512, b: __m512) -> __m512 {
-        // SAFETY: the token proves AVX-512F.
-        unsafe { _mm512_add_ps(a, b) }
-    }
-    #[inline(always)]
-    fn sub(self, a: __m512, b: __m512) -> __m512 {
-        // SAFETY: the token proves AVX-512F.
-        unsafe { _mm512_sub_ps(a, b) }
-    }
-    #[inline(always)]
-    fn mul(self, a: __m512, b: __m512) -> __m512 {
-        // SAFETY: the token proves AVX-512F.
-        unsafe { _mm512_mul_ps(a, b) }
-    }
-    #[inline(always)]
-    fn fma(self, a: __m512, b: __m512, c: __m512) -> __m512 {
-        // SAFETY: the token proves AVX-512F.
-        unsafe { _mm512_fmadd_ps(a, b, c) }
-    }
-    #[inline(always)]
-    fn max(self, x: __m512, lo: __m512) -> __m512 {
-        // SAFETY: the token proves AVX-512F. `vmaxps` returns its second operand when either
-        // is NaN: NaN -> lo.
-        unsafe { _mm512_max_ps(x, lo) }
-    }
-    #[inline(always)]
-    fn min(self, x: __m512, hi: __m512) -> __m512 {
-        // SAFETY: the token proves AVX-512F.
-        unsafe { _mm512_min_ps(x, hi) }
-    }
-    #[inline(always)]
-    unsafe fn load(self, p: *const f32) -> __m512 {
-        // SAFETY: the token proves AVX-512F; the caller passes 16 readable f32s.
-        unsafe { _mm512_loadu_ps(p) }
-    }
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32, v: __m512) {
-        // SAFETY: the token proves AVX-512F; the caller passes 16 writable f32s.
-        unsafe { _mm512_storeu_ps(p, v) }
-    }
     #[inline(always)]
     unsafe fn load_partial(self, p: *const f32, n: usize) -> __m512 {
         // SAFETY: the token proves AVX-512F; masked-off lanes are neither read nor faulted on.

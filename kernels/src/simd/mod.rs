@@ -353,49 +353,37 @@ unsafe impl Element for f32 {
     }
 }
 
-// SAFETY: `f16` is `repr(transparent)` over u16: 2 bytes, align 2, every bit pattern valid.
-unsafe impl Element for f16 {
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        f16::to_f32(self)
-    }
-    #[inline(always)]
-    fn from_f32(x: f32) -> f16 {
-        f16::from_f32(x)
-    }
-    #[inline(always)]
-    unsafe fn load<S: Simd>(s: S, p: *const f16) -> S::V {
-        // SAFETY: forwarded contract.
-        unsafe { s.load_f16(p) }
-    }
-    #[inline(always)]
-    unsafe fn store<S: Simd>(s: S, p: *mut f16, v: S::V) {
-        // SAFETY: forwarded contract.
-        unsafe { s.store_f16(p, v) }
-    }
+/// The two 16-bit float types: conversions from `half`, vector loads and stores through
+/// the implementation's own converters (`$load`, `$store`).
+macro_rules! half_element {
+    ($t:ident, $load:ident, $store:ident) => {
+        // SAFETY: `f16` and `bf16` are `repr(transparent)` over u16: 2 bytes, align 2, every
+        // bit pattern valid.
+        unsafe impl Element for $t {
+            #[inline(always)]
+            fn to_f32(self) -> f32 {
+                $t::to_f32(self)
+            }
+            #[inline(always)]
+            fn from_f32(x: f32) -> $t {
+                $t::from_f32(x)
+            }
+            #[inline(always)]
+            unsafe fn load<S: Simd>(s: S, p: *const $t) -> S::V {
+                // SAFETY: forwarded contract.
+                unsafe { s.$load(p) }
+            }
+            #[inline(always)]
+            unsafe fn store<S: Simd>(s: S, p: *mut $t, v: S::V) {
+                // SAFETY: forwarded contract.
+                unsafe { s.$store(p, v) }
+            }
+        }
+    };
 }
 
-// SAFETY: `bf16` is `repr(transparent)` over u16: 2 bytes, align 2, every bit pattern valid.
-unsafe impl Element for bf16 {
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        bf16::to_f32(self)
-    }
-    #[inline(always)]
-    fn from_f32(x: f32) -> bf16 {
-        bf16::from_f32(x)
-    }
-    #[inline(always)]
-    unsafe fn load<S: Simd>(s: S, p: *const bf16) -> S::V {
-        // SAFETY: forwarded contract.
-        unsafe { s.load_bf16(p) }
-    }
-    #[inline(always)]
-    unsafe fn store<S: Simd>(s: S, p: *mut bf16, v: S::V) {
-        // SAFETY: forwarded contract.
-        unsafe { s.store_bf16(p, v) }
-    }
-}
+half_element!(f16, load_f16, store_f16);
+half_element!(bf16, load_bf16, store_bf16);
 
 /// Row converters of one implementation for storage type `E`: what code outside a
 /// [`SimdOp`] (the GEMM loop nest, which calls microkernels through function pointers)
@@ -562,6 +550,115 @@ impl SimdOp for Describe {
     fn run<S: Simd>(self, _: S) -> Shape {
         Shape { lanes: S::LANES, registers: S::REGISTERS, level: S::LEVEL }
     }
+}
+
+/// `add`, `sub` and `mul` of a [`Simd`] implementation whose vector type `$v` has the
+/// arithmetic operators (`scalar`'s f32, `wide`'s f32x8).
+macro_rules! operator_lanes {
+    ($v:ty) => {
+        #[inline(always)]
+        fn add(self, a: $v, b: $v) -> $v {
+            a + b
+        }
+        #[inline(always)]
+        fn sub(self, a: $v, b: $v) -> $v {
+            a - b
+        }
+        #[inline(always)]
+        fn mul(self, a: $v, b: $v) -> $v {
+            a * b
+        }
+    };
+}
+
+/// The part of a [`Simd`] implementation on `core::arch` intrinsics (`avx2`, `avx512`,
+/// `neon`) that is the same in each: the consts, the token's constructor, `vectorize`
+/// through a `#[target_feature]` entry (`run`), and the lane-wise methods that are one
+/// intrinsic each (`fma = f` is `f(a, b, c) = a * b + c`). The methods that differ follow
+/// in the invocation, inside the same impl.
+#[cfg(any(
+    all(any(feature = "avx2", feature = "avx512"), target_arch = "x86_64"),
+    all(feature = "neon", target_arch = "aarch64")
+))]
+macro_rules! intrinsic_simd {
+    (
+        $token:ident, V = $v:ty, LANES = $lanes:literal, REGISTERS = $registers:literal,
+        LEVEL = $level:expr, NAME = $name:literal, features = $features:literal;
+        splat = $splat:path, add = $add:path, sub = $sub:path, mul = $mul:path, fma = $fma:path,
+        max = $max:path, min = $min:path, load = $load:path, store = $store:path;
+        $($rest:tt)*
+    ) => {
+        #[target_feature(enable = $features)]
+        fn run<Op: SimdOp>(s: $token, op: Op) -> Op::Output {
+            op.run(s)
+        }
+
+        // SAFETY: `Simd::new` hands out the token only where `isa::available(LEVEL)` (the
+        // features `run` enables detected, allowed by KERNELS_ISA); every method below is
+        // reached only through it.
+        unsafe impl Simd for $token {
+            type V = $v;
+            const LANES: usize = $lanes;
+            const REGISTERS: usize = $registers;
+            const LEVEL: Isa = $level;
+            const NAME: &'static str = $name;
+
+            unsafe fn assume() -> $token {
+                $token(())
+            }
+            #[inline(always)]
+            fn vectorize<Op: SimdOp>(self, op: Op) -> Op::Output {
+                // SAFETY: the token proves the features `run` enables.
+                unsafe { run(self, op) }
+            }
+            #[inline(always)]
+            fn splat(self, x: f32) -> $v {
+                // SAFETY: (this and every lane-wise method below) the token proves the ISA.
+                unsafe { $splat(x) }
+            }
+            #[inline(always)]
+            fn add(self, a: $v, b: $v) -> $v {
+                // SAFETY: as above.
+                unsafe { $add(a, b) }
+            }
+            #[inline(always)]
+            fn sub(self, a: $v, b: $v) -> $v {
+                // SAFETY: as above.
+                unsafe { $sub(a, b) }
+            }
+            #[inline(always)]
+            fn mul(self, a: $v, b: $v) -> $v {
+                // SAFETY: as above.
+                unsafe { $mul(a, b) }
+            }
+            #[inline(always)]
+            fn fma(self, a: $v, b: $v, c: $v) -> $v {
+                // SAFETY: as above.
+                unsafe { $fma(a, b, c) }
+            }
+            #[inline(always)]
+            fn max(self, x: $v, lo: $v) -> $v {
+                // SAFETY: as above.
+                unsafe { $max(x, lo) }
+            }
+            #[inline(always)]
+            fn min(self, x: $v, hi: $v) -> $v {
+                // SAFETY: as above.
+                unsafe { $min(x, hi) }
+            }
+            #[inline(always)]
+            unsafe fn load(self, p: *const f32) -> $v {
+                // SAFETY: as above; the caller passes `LANES` readable f32s.
+                unsafe { $load(p) }
+            }
+            #[inline(always)]
+            unsafe fn store(self, p: *mut f32, v: $v) {
+                // SAFETY: as above; the caller passes `LANES` writable f32s.
+                unsafe { $store(p, v) }
+            }
+            $($rest)*
+        }
+    };
 }
 
 /// Declares the backend table: for each row, the enum variant, its implementation (a

@@ -41,44 +41,27 @@ impl PulpLevel for pulp::Scalar {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-impl PulpLevel for pulp::x86::V3 {
-    const LEVEL: Isa = Isa::Avx2;
-    const REGISTERS: usize = 16;
-    unsafe fn assume() -> Self {
-        // SAFETY: forwarded contract.
-        unsafe { pulp::x86::V3::new_unchecked() }
-    }
-    fn detect() -> Option<Self> {
-        pulp::x86::V3::try_new()
-    }
+/// A level pulp checks at run time: `new_unchecked` and `try_new` are pulp's.
+macro_rules! detected_level {
+    ($arch:literal, $token:path, $level:expr, $registers:literal) => {
+        #[cfg(target_arch = $arch)]
+        impl PulpLevel for $token {
+            const LEVEL: Isa = $level;
+            const REGISTERS: usize = $registers;
+            unsafe fn assume() -> Self {
+                // SAFETY: forwarded contract.
+                unsafe { <$token>::new_unchecked() }
+            }
+            fn detect() -> Option<Self> {
+                <$token>::try_new()
+            }
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-impl PulpLevel for pulp::x86::V4 {
-    const LEVEL: Isa = Isa::Avx512;
-    const REGISTERS: usize = 32;
-    unsafe fn assume() -> Self {
-        // SAFETY: forwarded contract.
-        unsafe { pulp::x86::V4::new_unchecked() }
-    }
-    fn detect() -> Option<Self> {
-        pulp::x86::V4::try_new()
-    }
-}
-
-#[cfg(target_arch = "aarch64")]
-impl PulpLevel for pulp::aarch64::Neon {
-    const LEVEL: Isa = Isa::Neon;
-    const REGISTERS: usize = 32;
-    unsafe fn assume() -> Self {
-        // SAFETY: forwarded contract.
-        unsafe { pulp::aarch64::Neon::new_unchecked() }
-    }
-    fn detect() -> Option<Self> {
-        pulp::aarch64::Neon::try_new()
-    }
-}
+detected_level!("x86_64", pulp::x86::V3, Isa::Avx2, 16);
+detected_level!("x86_64", pulp::x86::V4, Isa::Avx512, 32);
+detected_level!("aarch64", pulp::aarch64::Neon, Isa::Neon, 32);
 
 /// One pulp level as a [`Simd`] implementation.
 #[derive(Debug, Clone, Copy)]

@@ -34,18 +34,7 @@ unsafe impl Simd for Scalar {
     fn splat(self, x: f32) -> f32 {
         x
     }
-    #[inline(always)]
-    fn add(self, a: f32, b: f32) -> f32 {
-        a + b
-    }
-    #[inline(always)]
-    fn sub(self, a: f32, b: f32) -> f32 {
-        a - b
-    }
-    #[inline(always)]
-    fn mul(self, a: f32, b: f32) -> f32 {
-        a * b
-    }
+    operator_lanes!(f32);
     #[inline(always)]
     fn fma(self, a: f32, b: f32, c: f32) -> f32 {
         a * b + c

@@ -34,18 +34,7 @@ unsafe impl Simd for Wide {
     fn splat(self, x: f32) -> f32x8 {
         f32x8::splat(x)
     }
-    #[inline(always)]
-    fn add(self, a: f32x8, b: f32x8) -> f32x8 {
-        a + b
-    }
-    #[inline(always)]
-    fn sub(self, a: f32x8, b: f32x8) -> f32x8 {
-        a - b
-    }
-    #[inline(always)]
-    fn mul(self, a: f32x8, b: f32x8) -> f32x8 {
-        a * b
-    }
+    operator_lanes!(f32x8);
     #[inline(always)]
     fn fma(self, a: f32x8, b: f32x8, c: f32x8) -> f32x8 {
         // wide's `mul_add` is `vfmadd` with FMA enabled at compile time, else mul + add

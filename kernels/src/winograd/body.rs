@@ -108,34 +108,37 @@ fn apply<S: Simd, const R: usize>(
     y
 }
 
+/// `mat . x . mat^T` for one `cols x cols` tile of vectors (`mat` is `rows x cols`):
+/// the columns first, then the rows; the `rows x rows` result is in `y[..rows][..rows]`.
+#[inline(always)]
+fn both_sides<S: Simd, const R: usize>(
+    s: S,
+    mat: &[[f32; 8]; R],
+    rows: usize,
+    cols: usize,
+    x: &[[S::V; 8]; 8],
+) -> [[S::V; 8]; 8] {
+    let mut t = [[s.zero(); 8]; 8];
+    unroll!(j < cols => {
+        let col: [S::V; 8] = [x[0][j], x[1][j], x[2][j], x[3][j], x[4][j], x[5][j], x[6][j], x[7][j]];
+        let tc = apply(s, mat, rows, cols, &col);
+        unroll!(i < rows => { t[i][j] = tc[i]; });
+    });
+    let mut y = [[s.zero(); 8]; 8];
+    unroll!(i < rows => { y[i] = apply(s, mat, rows, cols, &t[i]); });
+    y
+}
+
 /// `B^T d B` for one `a x a` tile of vectors.
 #[inline(always)]
 fn input_2d<T: Transform, S: Simd>(s: S, d: &[[S::V; 8]; 8]) -> [[S::V; 8]; 8] {
-    let a = T::A;
-    let mut t = [[s.zero(); 8]; 8];
-    unroll!(j < a => {
-        let col: [S::V; 8] = [d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j], d[6][j], d[7][j]];
-        let tc = apply(s, &T::BT, a, a, &col);
-        unroll!(i < a => { t[i][j] = tc[i]; });
-    });
-    let mut v = [[s.zero(); 8]; 8];
-    unroll!(i < a => { v[i] = apply(s, &T::BT, a, a, &t[i]); });
-    v
+    both_sides(s, &T::BT, T::A, T::A, d)
 }
 
 /// `A^T m A` for one `a x a` tile of vectors; the `m x m` result is in `y[..m][..m]`.
 #[inline(always)]
 fn output_2d<T: Transform, S: Simd>(s: S, mm: &[[S::V; 8]; 8]) -> [[S::V; 8]; 8] {
-    let (a, m) = (T::A, T::M);
-    let mut t = [[s.zero(); 8]; 8];
-    unroll!(j < a => {
-        let col: [S::V; 8] = [mm[0][j], mm[1][j], mm[2][j], mm[3][j], mm[4][j], mm[5][j], mm[6][j], mm[7][j]];
-        let sc = apply(s, &T::AT, m, a, &col);
-        unroll!(i < m => { t[i][j] = sc[i]; });
-    });
-    let mut y = [[s.zero(); 8]; 8];
-    unroll!(i < m => { y[i] = apply(s, &T::AT, m, a, &t[i]); });
-    y
+    both_sides(s, &T::AT, T::M, T::A, mm)
 }
 
 /// Where one tile sits: its top-left input pixel (negative in the padding) and the input
@@ -258,6 +261,23 @@ fn store_tile<S: Simd>(
     sum
 }
 
+/// Channel block `ch..ch + LANES` of tile `t` back from the transformed domain: `A^T m A`,
+/// plus the bias, clamped and stored ([`store_tile`], whose sum it returns).
+#[inline(always)]
+fn output_block<T: Transform, S: Simd>(
+    s: S,
+    m: &[[S::V; 8]; 8],
+    (bias, clamp): (&[f32], Clamp),
+    out: &mut [f32],
+    t: OutTile,
+    ch: usize,
+) -> S::V {
+    let y = output_2d::<T, S>(s, m);
+    // SAFETY: the slice holds LANES f32s.
+    let bias = unsafe { s.load(bias[ch..ch + S::LANES].as_ptr()) };
+    store_tile(s, &y, bias, clamp, out, OutTile { base: t.base + ch, ..t })
+}
+
 /// Whether a tile's summed outputs (see [`store_tile`]) say it met a NaN or an infinity:
 /// `x - x` is 0 for a finite `x` and NaN otherwise.
 #[inline(always)]
@@ -336,10 +356,7 @@ unsafe fn dw_tile<T: Transform, S: Simd>(
                 v[i][j] = s.mul(v[i][j], unsafe { s.load(plan.u[p..p + S::LANES].as_ptr()) });
             });
         });
-        let y = output_2d::<T, S>(s, &v);
-        // SAFETY: the slice holds LANES f32s.
-        let bias = unsafe { s.load(plan.bias[ch..ch + S::LANES].as_ptr()) };
-        sum = s.add(sum, store_tile(s, &y, bias, plan.clamp, out, OutTile { base: t.base + ch, ..t }));
+        sum = s.add(sum, output_block::<T, S>(s, &v, (&plan.bias, plan.clamp), out, t, ch));
         ch += S::LANES;
     }
     if non_finite(s, sum) {
@@ -443,10 +460,7 @@ fn output_transform<T: Transform, S: Simd>(
                 mm[i][j] = unsafe { s.load(mbuf[o..o + S::LANES].as_ptr()) };
             });
         });
-        let y = output_2d::<T, S>(s, &mm);
-        // SAFETY: the slice holds LANES f32s.
-        let bias = unsafe { s.load(plan.bias[ch..ch + S::LANES].as_ptr()) };
-        sum = s.add(sum, store_tile(s, &y, bias, plan.clamp, out, OutTile { base: t.base + ch, ..t }));
+        sum = s.add(sum, output_block::<T, S>(s, &mm, (&plan.bias, plan.clamp), out, t, ch));
         ch += S::LANES;
     }
     if non_finite(s, sum) {

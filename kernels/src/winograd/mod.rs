@@ -16,13 +16,13 @@ use body::{DensePlan, DwPlan, Geometry};
 use transforms::{filter_transform, Transform, F2, F4, F6};
 
 use crate::algo::{
-    bias_or_zeros, check_prepare, check_run, Bind, ConvAlgorithm, Family, PreparedConv, TokenLayer,
+    bias_or_zeros, per_backend, Bind, ConvAlgorithm, Layer as AlgoLayer, PreparedConv, Run, TokenLayer,
 };
 use crate::cache;
 use crate::error::Result;
-use crate::pool::{Par, SharedOut};
+use crate::pool::SharedOut;
 use crate::simd::{Backend, Clamp, Simd, SimdOp};
-use crate::spec::{Activation, ConvSpec, Dims};
+use crate::spec::{ConvSpec, Dims};
 use crate::tensor::AlignedBuf;
 
 /// Relative error bounds (see [`crate::testing`]) per tile size, set from the harness's `winograd_accuracy`
@@ -110,17 +110,9 @@ impl Winograd {
 }
 
 impl ConvAlgorithm for Winograd {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn family(&self) -> Family {
-        Family::Winograd
-    }
+    per_backend!(Winograd);
     fn winograd_tile(&self) -> Option<usize> {
         Some(self.m)
-    }
-    fn backend(&self) -> Backend {
-        self.backend
     }
     fn tolerance(&self) -> f64 {
         match self.m {
@@ -132,14 +124,8 @@ impl ConvAlgorithm for Winograd {
     fn supports(&self, spec: &ConvSpec) -> bool {
         self.backend.available() && Self::supports_shape(spec)
     }
-    fn prepare(
-        &self,
-        spec: &ConvSpec,
-        weights_oihw: &[f32],
-        bias: Option<&[f32]>,
-        activation: Activation,
-    ) -> Result<Box<dyn PreparedConv>> {
-        check_prepare(self, spec, weights_oihw, bias, activation)?;
+    fn prepare_checked(&self, layer: &AlgoLayer<'_>) -> Result<Box<dyn PreparedConv>> {
+        let AlgoLayer { spec, weights_oihw, bias, activation } = *layer;
         let (bias, clamp) = (bias_or_zeros(spec, bias), Clamp::of(activation));
         match self.m {
             2 => self.prepare_transform::<F2>(spec, weights_oihw, bias, clamp),
@@ -260,18 +246,9 @@ impl TokenLayer for Layer {
         let s = self.schedule(input)?;
         crate::error::checked_product("winograd scratch", &[s.regions, s.region_len])
     }
-    fn run<T: Simd>(
-        &self,
-        token: T,
-        input: &[f32],
-        in_dims: Dims,
-        output: &mut [f32],
-        scratch: &mut [f32],
-        par: Par<'_>,
-    ) -> Result<()> {
+    fn run<T: Simd>(&self, token: T, run: Run<'_, f32>) -> Result<()> {
+        let Run { input, in_dims, output, scratch, par, .. } = run;
         let s = self.schedule(in_dims)?;
-        let need = s.regions * s.region_len;
-        check_run(&self.spec, input, in_dims, output, scratch, need)?;
         let in_img = in_dims.h * in_dims.w * in_dims.c;
         let m = self.m;
         let band = |gi: usize, out: &mut [f32], scratch: &mut [f32]| {
@@ -309,8 +286,8 @@ impl TokenLayer for Layer {
         par.limit(groups).for_each(groups, |gr| {
             let (b0, b1) = (gr * total / groups, (gr + 1) * total / groups);
             // SAFETY: group `gr` owns output `[start(b0), start(b1))` (bands tile the output
-            // in order) and scratch region `gr` (`groups <= regions`); both were checked by
-            // `check_run`, and every group runs once.
+            // in order) and scratch region `gr` (`groups <= regions`); `Run` holds both
+            // checked, and every group runs once.
             let (out_g, scr_g) = unsafe {
                 (
                     std::slice::from_raw_parts_mut(out_base.get().add(start(b0)), start(b1) - start(b0)),
