@@ -96,45 +96,47 @@ impl PreparedConv<u8> for Im2colInt8 {
         let s = &self.spec;
         let (k, cin) = (self.k(), s.in_channels);
         let run = s.kernel_w * cin;
-        // Nested loops, not one over pixels: three integer divisions per pixel cost more than
-        // its copy.
-        let mut rows = col.chunks_exact_mut(k);
-        for (b, oy, ox) in
-            (0..o.n).flat_map(|b| (0..o.h).flat_map(move |oy| (0..o.w).map(move |ox| (b, oy, ox))))
-        {
-            let Some(row) = rows.next() else { break };
-            row[s.kernel_h * run..].iter_mut().for_each(|d| *d = 0);
-            let ix0 = (ox * s.stride_w) as isize - s.padding.left as isize;
-            // Undilated taps of one kernel row inside the image are one contiguous run of
-            // `kw * cin` bytes (conv0: 9): a byte loop, not a memcpy call per tap (which took
-            // 0.56 ms of conv0's 0.63 on the Xeon 6/167).
-            let contiguous = s.dilation_w == 1 && ix0 >= 0 && ix0 as usize + s.kernel_w <= in_dims.w;
-            for ky in 0..s.kernel_h {
-                let iy = (oy * s.stride_h + ky * s.dilation_h) as isize - s.padding.top as isize;
-                let dst = &mut row[ky * run..(ky + 1) * run];
-                if iy < 0 || iy >= in_dims.h as isize {
-                    dst.iter_mut().for_each(|d| *d = self.zero_point);
-                } else if contiguous {
-                    let at = ((b * in_dims.h + iy as usize) * in_dims.w + ix0 as usize) * cin;
-                    for (d, &x) in dst.iter_mut().zip(&input[at..at + run]) {
-                        *d = x;
-                    }
-                } else {
-                    for kx in 0..s.kernel_w {
-                        let ix = ix0 + (kx * s.dilation_w) as isize;
-                        let tap = &mut dst[kx * cin..(kx + 1) * cin];
-                        if ix < 0 || ix >= in_dims.w as isize {
-                            tap.iter_mut().for_each(|d| *d = self.zero_point);
-                        } else {
-                            let at = ((b * in_dims.h + iy as usize) * in_dims.w + ix as usize) * cin;
-                            for (d, &x) in tap.iter_mut().zip(&input[at..at + cin]) {
-                                *d = x;
+        // One task per output row (image, oy) over `par`: built serially, the column buffer
+        // took all of conv0's 0.31 ms at 2 threads as at 1 (Xeon 6/167), the GEMM after it
+        // being small (K = 27). Per row, a loop over pixels: three integer divisions per
+        // pixel cost more than its copy.
+        let zero_point = self.zero_point;
+        par.for_each_chunk_mut(&mut col[..o.n * o.h * o.w * k], o.w * k, |i, pixels| {
+            let (b, oy) = (i / o.h, i % o.h);
+            for (ox, row) in pixels.chunks_exact_mut(k).enumerate() {
+                row[s.kernel_h * run..].iter_mut().for_each(|d| *d = 0);
+                let ix0 = (ox * s.stride_w) as isize - s.padding.left as isize;
+                // Undilated taps of one kernel row inside the image are one contiguous run of
+                // `kw * cin` bytes (conv0: 9): a byte loop, not a memcpy call per tap (which
+                // took 0.56 ms of conv0's 0.63 on the Xeon 6/167).
+                let contiguous = s.dilation_w == 1 && ix0 >= 0 && ix0 as usize + s.kernel_w <= in_dims.w;
+                for ky in 0..s.kernel_h {
+                    let iy = (oy * s.stride_h + ky * s.dilation_h) as isize - s.padding.top as isize;
+                    let dst = &mut row[ky * run..(ky + 1) * run];
+                    if iy < 0 || iy >= in_dims.h as isize {
+                        dst.iter_mut().for_each(|d| *d = zero_point);
+                    } else if contiguous {
+                        let at = ((b * in_dims.h + iy as usize) * in_dims.w + ix0 as usize) * cin;
+                        for (d, &x) in dst.iter_mut().zip(&input[at..at + run]) {
+                            *d = x;
+                        }
+                    } else {
+                        for kx in 0..s.kernel_w {
+                            let ix = ix0 + (kx * s.dilation_w) as isize;
+                            let tap = &mut dst[kx * cin..(kx + 1) * cin];
+                            if ix < 0 || ix >= in_dims.w as isize {
+                                tap.iter_mut().for_each(|d| *d = zero_point);
+                            } else {
+                                let at = ((b * in_dims.h + iy as usize) * in_dims.w + ix as usize) * cin;
+                                for (d, &x) in tap.iter_mut().zip(&input[at..at + cin]) {
+                                    *d = x;
+                                }
                             }
                         }
                     }
                 }
             }
-        }
+        });
         self.gemm.run(col, cols, output, rest, par)
     }
 }
