@@ -453,19 +453,25 @@ unsafe impl<T: Send> Sync for SharedOut<T> {}
 mod tests {
     use super::*;
 
+    /// Every task of `for_each` runs exactly once, for 1..=4 threads and task counts
+    /// around the participant counts, on the `Par` that `on(threads)` gives.
+    fn assert_every_task_runs_once<'a>(on: impl Fn(usize) -> Par<'a>) {
+        for threads in 1..=4 {
+            for n in [0, 1, 2, 3, 7, 100] {
+                let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+                on(threads).for_each(n, |i| {
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                });
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "t{threads} n{n}");
+            }
+        }
+    }
+
     #[test]
     fn every_task_runs_once_at_every_participant_count() {
         for spin_us in [0, 50] {
             let pool = ThreadPool::with_spin(3, Duration::from_micros(spin_us)).unwrap();
-            for threads in 1..=4 {
-                for n in [0, 1, 2, 3, 7, 100] {
-                    let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
-                    Par::on(&pool, threads).for_each(n, |i| {
-                        hits[i].fetch_add(1, Ordering::Relaxed);
-                    });
-                    assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "t{threads} n{n}");
-                }
-            }
+            assert_every_task_runs_once(|threads| Par::on(&pool, threads));
         }
     }
 
@@ -529,15 +535,7 @@ mod tests {
     #[test]
     fn a_rayon_pool_runs_every_task_once_and_reraises_panics() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
-        for threads in 1..=4 {
-            for n in [0, 1, 2, 3, 7, 100] {
-                let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
-                Par::on_rayon(&pool, threads).for_each(n, |i| {
-                    hits[i].fetch_add(1, Ordering::Relaxed);
-                });
-                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "t{threads} n{n}");
-            }
-        }
+        assert_every_task_runs_once(|threads| Par::on_rayon(&pool, threads));
         // From inside the pool (an application calling us from one of its tasks), nested.
         let total = AtomicUsize::new(0);
         pool.install(|| {

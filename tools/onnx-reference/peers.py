@@ -141,6 +141,7 @@ def ort_engine(onnx_bytes, image):
 TOL = {"fp32": 1e-3, "f16": 5e-3, "bf16": 3e-2, "int8": 0.1}
 # Our `--precision` names for the report's precisions.
 OUR_PRECISION = {"fp32": "f32", "f16": "f16", "bf16": "bf16", "int8": "int8"}
+REPORT_PRECISION = {ours: report for report, ours in OUR_PRECISION.items()}
 
 
 def calibration_images():
@@ -622,7 +623,7 @@ def main():
     # same calibration images as the int8 peers.
     ours = []  # (kernel set, report precision)
     for ours_p in [p.strip() for p in a.precisions.split(",") if p.strip()]:
-        precision = {v: k for k, v in OUR_PRECISION.items()}.get(ours_p)
+        precision = REPORT_PRECISION.get(ours_p)
         if precision is None:
             sys.exit(f"unknown precision {ours_p}: choose from {','.join(OUR_PRECISION.values())}")
         weights = wpath

@@ -101,7 +101,7 @@ impl PreparedConv<u8> for Im2colInt8 {
         // being small (K = 27). Per row, a loop over pixels: three integer divisions per
         // pixel cost more than its copy.
         let zero_point = self.zero_point;
-        par.for_each_chunk_mut(&mut col[..o.n * o.h * o.w * k], o.w * k, |i, pixels| {
+        par.for_each_chunk_mut(col, o.w * k, |i, pixels| {
             let (b, oy) = (i / o.h, i % o.h);
             for (ox, row) in pixels.chunks_exact_mut(k).enumerate() {
                 row[s.kernel_h * run..].iter_mut().for_each(|d| *d = 0);
