@@ -1,12 +1,12 @@
 //! int8 kernels against the scalar reference, bit for bit: i32 accumulation is exact and the
 //! f32 requantization is the same operations in every kernel (`kernels::int8`). Shapes sweep
 //! around the tiles (GEMM: 6 rows x 64 channels on AVX-512, 6 x 16 on AVX2, K in groups of 4
-//! or pairs; depthwise: 16 or 8 channels per vector), zero points 0, 128 and 255, the
+//! or pairs; depthwise: 16 or 8 channels per vector, 64 per block of the AVX512_VNNI 3x3 quads), zero points 0, 128 and 255, the
 //! saturation worst case (all-255 activations times all-127 weights) and K up to 9 x 1024.
 
 use kernels::int8::{reference, weight_scales, QuantLayer, QuantParams, QuantizedLayer};
 use kernels::{
-    registry, Activation, ConvAlgorithm, ConvSpec, Dims, Family, KernelError, Layer, Par, Storage,
+    registry, Activation, ConvAlgorithm, ConvSpec, Dims, Family, KernelError, Layer, Padding, Par, Storage,
 };
 use proptest::prelude::*;
 
@@ -113,7 +113,7 @@ proptest! {
 
     #[test]
     fn depthwise_is_bit_exact_around_its_vectors(
-        h in 1usize..9, w in 1usize..11, c in 1usize..40, stride in 1usize..3, kernel in prop_oneof![Just(3usize), Just(5), Just(1)],
+        h in 1usize..9, w in 1usize..11, c in prop_oneof![1usize..40, 60usize..140], stride in 1usize..3, kernel in prop_oneof![Just(3usize), Just(5), Just(1)],
         zx in prop_oneof![Just(0), Just(128), Just(255), 0i32..256],
         threads in 1usize..3, seed in 0u64..1000,
     ) {
@@ -161,6 +161,41 @@ fn mobilenet_shapes_are_bit_exact() {
         (ConvSpec::depthwise(1024, 3, 1, 1), Dims::new(1, 7, 7, 1024)),
     ] {
         Case::new(spec, dims, 128, 9, Activation::Relu6).check(Family::Direct, 2).unwrap();
+    }
+}
+
+/// The 3x3 quad kernel's edges (AVX512_VNNI; elsewhere the same shapes on the other paths):
+/// no padding, uniform padding and TensorFlow's SAME at stride 2 (bottom and right only),
+/// images narrower than the kernel's reach, channels around its 64-channel blocks, the
+/// extreme zero points (a tap outside the image reads the zero point), and the saturation
+/// worst case (all 255 times +-127, zero point 0).
+#[test]
+fn quad_edges_are_bit_exact() {
+    let same = Padding { top: 0, left: 0, bottom: 1, right: 1 };
+    for (stride, padding) in
+        [(1, Padding::uniform(1)), (2, Padding::uniform(1)), (1, Padding::uniform(0)), (2, same)]
+    {
+        for (h, w) in [(1, 1), (2, 3), (3, 2), (4, 7), (5, 5)] {
+            for c in [1, 63, 64, 65, 130] {
+                let spec = ConvSpec { padding, ..ConvSpec::depthwise(c, 3, stride, 0) };
+                if spec.output_dims(Dims::new(1, h, w, c)).is_err() {
+                    continue;
+                }
+                for zx in [0, 255] {
+                    let case =
+                        Case::new(spec, Dims::new(2, h, w, c), zx, (h * w + c) as u64, Activation::Relu6);
+                    case.check(Family::Direct, 2).unwrap();
+                }
+            }
+        }
+    }
+    for sign in [1.0, -1.0] {
+        let spec = ConvSpec::depthwise(80, 3, 1, 1);
+        let mut case = Case::new(spec, Dims::new(1, 4, 5, 80), 0, 3, Activation::None);
+        case.weights.iter_mut().for_each(|w| *w = sign);
+        case.input.iter_mut().for_each(|x| *x = 255);
+        case.quant.weight_scales = weight_scales(80, &case.weights);
+        case.check(Family::Direct, 1).unwrap();
     }
 }
 

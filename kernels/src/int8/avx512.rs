@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::depthwise::{DwInt8, DwKernel};
+use super::depthwise::{DwInt8, DwKernel, Quads, QUAD_BLOCK};
 use super::gemm::{for_each_tile, GemmInt8};
 use crate::algo::RowBand;
 use crate::pool::Par;
@@ -170,6 +170,124 @@ pub(crate) unsafe fn dw_rows(l: &DwInt8, band: RowBand<'_, u8>) {
 pub(crate) unsafe fn dw_rows_vnni(l: &DwInt8, band: RowBand<'_, u8>) {
     // SAFETY: forwarded contract; `Dw` inlines into this AVX-512 VNNI context.
     unsafe { l.walk_rows(&Dw::<true>::of(l), band) }
+}
+
+/// 3x3 depthwise output rows (stride 1 or 2) by `vpdpbusd` on quads of vertical taps
+/// ([`Quads`]): per output row and block of 64 channels, the row walk interleaves each input
+/// column's three rows once (8 in-lane unpacks for 64 channels) and every output pixel that
+/// reads that column reuses it, so a pixel costs 12 `vpdpbusd` for 64 channels x 9 taps plus
+/// `1 / stride` columns of unpacks. Taps outside the image read the zero point, so the edges
+/// run the same code as the interior.
+///
+/// # Safety
+/// The CPU has AVX-512F/BW/VL and AVX512_VNNI; `band` was checked; `quads` is `l`'s (a 3x3
+/// layer at stride 1 or 2).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn dw3x3_rows(l: &DwInt8, quads: &Quads, band: RowBand<'_, u8>) {
+    // SAFETY: forwarded contract (the same target features).
+    unsafe {
+        if l.q.spec.stride_w == 1 {
+            quad_rows::<1>(l, quads, band)
+        } else {
+            quad_rows::<2>(l, quads, band)
+        }
+    }
+}
+
+/// The row walk of [`dw3x3_rows`] at stride `S` (its own target features, so that the
+/// column closure inherits them).
+///
+/// # Safety
+/// As [`dw3x3_rows`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn quad_rows<const S: usize>(l: &DwInt8, quads: &Quads, band: RowBand<'_, u8>) {
+    let RowBand { input, in_dims: i, out_dims: o, first_row, out } = band;
+    let (spec, c) = (&l.q.spec, o.c);
+    let zx = _mm512_set1_epi8(l.q.input_zero_point as u8 as i8);
+    let (zp, lo, hi) = requant_consts(&l.q.requant);
+    let (pad_left, pad_top) = (spec.padding.left as isize, spec.padding.top as isize);
+    for (r, out_row) in out.chunks_exact_mut(o.w * c).enumerate() {
+        let (b, oy) = ((first_row + r) / o.h, (first_row + r) % o.h);
+        // The three input rows of this output row; `None` above or below the image.
+        let rows = [0, 1, 2].map(|ky| {
+            let iy = (oy * S + ky) as isize - pad_top;
+            (0..i.h as isize).contains(&iy).then(|| {
+                // SAFETY: row `iy` of image `b` is inside the checked input.
+                unsafe { input.as_ptr().add((b * i.h + iy as usize) * i.w * c) }
+            })
+        });
+        for ch in (0..c).step_by(QUAD_BLOCK) {
+            let blk = ch / QUAD_BLOCK;
+            let mask: __mmask64 = if c - ch >= QUAD_BLOCK { !0 } else { (1u64 << (c - ch)) - 1 };
+            // SAFETY: the quads hold whole blocks (768 weight bytes, 64 bias and multiplier
+            // lanes each); the masked loads and the store touch the block's real channels of
+            // rows inside the image and of `out_row`; columns outside the image are not read.
+            unsafe {
+                let wp = quads.weights.as_ptr().add(blk * 768);
+                let w: [[__m512i; 4]; 3] = [0, 1, 2]
+                    .map(|kx| [0, 1, 2, 3].map(|j| _mm512_loadu_si512(wp.add((kx * 4 + j) * 64).cast())));
+                let bias =
+                    [0, 1, 2, 3].map(|j| _mm512_loadu_si512(quads.bias.as_ptr().add(ch + j * 16).cast()));
+                let mult = [0, 1, 2, 3].map(|j| _mm512_loadu_ps(quads.multiplier.as_ptr().add(ch + j * 16)));
+                let column = |ix: isize| -> [__m512i; 4] {
+                    if !(0..i.w as isize).contains(&ix) {
+                        return [zx; 4];
+                    }
+                    let off = ix as usize * c + ch;
+                    let [x0, x1, x2] =
+                        rows.map(|p| p.map_or(zx, |p| _mm512_maskz_loadu_epi8(mask, p.add(off).cast())));
+                    quad(x0, x1, x2)
+                };
+                let ix0 = -pad_left;
+                let (mut c0, mut c1) = (column(ix0), column(ix0 + 1));
+                for ox in 0..o.w {
+                    let base = (ox * S) as isize + ix0;
+                    if S == 2 {
+                        c1 = column(base + 1);
+                    }
+                    let c2 = column(base + 2);
+                    let acc: [__m512i; 4] = std::array::from_fn(|j| {
+                        let a = _mm512_dpbusd_epi32(bias[j], c0[j], w[0][j]);
+                        let a = _mm512_dpbusd_epi32(a, c1[j], w[1][j]);
+                        _mm512_dpbusd_epi32(a, c2[j], w[2][j])
+                    });
+                    let q = std::array::from_fn::<_, 4, _>(|j| {
+                        let f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[j]), mult[j]);
+                        // `Requant::apply`, as `store16`.
+                        let f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
+                        _mm512_add_epi32(_mm512_cvtps_epi32(f), zp)
+                    });
+                    // 0..=255 already: the packs are exact, and undo the quads' channel order.
+                    let u8s =
+                        _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]));
+                    _mm512_mask_storeu_epi8(out_row.as_mut_ptr().add(ox * c + ch).cast(), mask, u8s);
+                    if S == 1 {
+                        (c0, c1) = (c1, c2);
+                    } else {
+                        c0 = c2;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Three 64-channel input rows interleaved into quads `(x0, x1, x2, 0)` per channel, in
+/// [`Quads`]'s order: accumulator `j` holds channels `16 (d / 4) + 4 j + d % 4`.
+#[inline(always)]
+fn quad(x0: __m512i, x1: __m512i, x2: __m512i) -> [__m512i; 4] {
+    // SAFETY: register shuffles (AVX-512BW, in the callers' target-feature context).
+    unsafe {
+        let z = _mm512_setzero_si512();
+        let (p01l, p01h) = (_mm512_unpacklo_epi8(x0, x1), _mm512_unpackhi_epi8(x0, x1));
+        let (p2l, p2h) = (_mm512_unpacklo_epi8(x2, z), _mm512_unpackhi_epi8(x2, z));
+        [
+            _mm512_unpacklo_epi16(p01l, p2l),
+            _mm512_unpackhi_epi16(p01l, p2l),
+            _mm512_unpacklo_epi16(p01h, p2h),
+            _mm512_unpackhi_epi16(p01h, p2h),
+        ]
+    }
 }
 
 /// The AVX-512 depthwise code (`VNNI`: `vpdpwssd` in the interior tiles): the

@@ -28,6 +28,65 @@ pub(crate) struct DwInt8 {
     /// image, which then multiplies the raw `x` (no subtraction per tap).
     pub(crate) interior_bias: Vec<i32>,
     pub(crate) multiplier: Vec<f32>,
+    /// The `vpdpbusd` packing of a 3x3 layer at stride 1 or 2 where AVX512_VNNI runs it
+    /// ([`Quads`]); `None` elsewhere.
+    pub(crate) quads: Option<Quads>,
+}
+
+/// Channels per block of the quad kernel: one 64-byte load per input row.
+pub(crate) const QUAD_BLOCK: usize = 64;
+
+/// A 3x3 layer packed for `vpdpbusd` (u8 x i8, four products summed into each i32 lane): a
+/// lane holds one channel's three vertical taps (and a zero fourth), so one instruction does
+/// one kernel column of 16 channels.
+///
+/// The quads come from interleaving three 64-channel input rows bytewise and then wordwise
+/// (`vpunpck{l,h}bw`, `vpunpck{l,h}wd`), which works within 128-bit lanes: accumulator `j`
+/// (of 4), lane `d` (of 16) holds channel `16 (d / 4) + 4 j + d % 4` of the block. The
+/// saturating packs of the store (`vpackssdw`, `vpackuswb`) undo exactly that order, so the
+/// weights, bias and multipliers are packed in it and the output comes out in channel order.
+///
+/// Every pixel multiplies raw `x`, the zero point folded into its bias: a tap outside the
+/// image reads the zero point, whose `(x - z_x) * w` is 0, as the reference's skipped tap.
+pub(crate) struct Quads {
+    /// `[block][kx][j][d][ky]`, `ky = 3` zero: 768 bytes per block.
+    pub(crate) weights: Vec<i8>,
+    /// `[block][j][d]`: `bias - z_x * sum w`, the bias of raw `x`.
+    pub(crate) bias: Vec<i32>,
+    /// `[block][j][d]`.
+    pub(crate) multiplier: Vec<f32>,
+}
+
+impl Quads {
+    /// The channel of accumulator `j`, lane `d` of a block.
+    pub(crate) const fn channel(j: usize, d: usize) -> usize {
+        16 * (d / 4) + 4 * j + d % 4
+    }
+
+    /// The quad packing of a 3x3 layer of `c` channels (weights `[c][3][3]`).
+    fn new(weights: &[i8], c: usize, interior_bias: &[i32], multiplier: &[f32]) -> Quads {
+        let blocks = c.div_ceil(QUAD_BLOCK);
+        let mut q = Quads {
+            weights: vec![0; blocks * 3 * 4 * 16 * 4],
+            bias: vec![0; blocks * QUAD_BLOCK],
+            multiplier: vec![0.0; blocks * QUAD_BLOCK],
+        };
+        for blk in 0..blocks {
+            for (j, d) in (0..4).flat_map(|j| (0..16).map(move |d| (j, d))) {
+                let ch = blk * QUAD_BLOCK + Self::channel(j, d);
+                if ch >= c {
+                    continue;
+                }
+                let lane = blk * QUAD_BLOCK + j * 16 + d;
+                q.bias[lane] = interior_bias[ch];
+                q.multiplier[lane] = multiplier[ch];
+                for (kx, ky) in (0..3).flat_map(|kx| (0..3).map(move |ky| (kx, ky))) {
+                    q.weights[(((blk * 3 + kx) * 4 + j) * 16 + d) * 4 + ky] = weights[ch * 9 + ky * 3 + kx];
+                }
+            }
+        }
+        q
+    }
 }
 
 /// The native path of `direct` at u8.
@@ -58,7 +117,23 @@ pub(crate) fn native(
         multiplier[ch] = q.requant.multiplier[ch];
     }
     let isa = Int8Isa::of(algo);
-    Ok(Some(Box::new(DwInt8 { q, name: algo.name(), isa, cpad, weights, bias, interior_bias, multiplier })))
+    let s = &q.spec;
+    let quads = (isa == Int8Isa::Avx512 { vnni: true }
+        && (s.kernel_h, s.kernel_w) == (3, 3)
+        && s.stride_h == s.stride_w
+        && s.stride_w <= 2)
+        .then(|| Quads::new(&q.weights, c, &interior_bias, &multiplier));
+    Ok(Some(Box::new(DwInt8 {
+        q,
+        name: algo.name(),
+        isa,
+        cpad,
+        weights,
+        bias,
+        interior_bias,
+        multiplier,
+        quads,
+    })))
 }
 
 /// What the vector kernels share (`avx2.rs`, `avx512.rs`).
@@ -184,7 +259,11 @@ impl DwInt8 {
             Int8Isa::Avx512 { vnni: false } => unsafe { super::avx512::dw_rows(self, band) },
             #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
             // SAFETY: as above, and `vnni` is set only where AVX512_VNNI is detected.
-            Int8Isa::Avx512 { vnni: true } => unsafe { super::avx512::dw_rows_vnni(self, band) },
+            Int8Isa::Avx512 { vnni: true } => match &self.quads {
+                // SAFETY: as above; `quads` exist only for 3x3 layers at stride 1 or 2.
+                Some(quads) => unsafe { super::avx512::dw3x3_rows(self, quads, band) },
+                None => unsafe { super::avx512::dw_rows_vnni(self, band) },
+            },
             #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
             // SAFETY: as above, for AVX2.
             Int8Isa::Avx2 => unsafe { super::avx2::dw_rows(self, band) },
