@@ -262,6 +262,7 @@ impl DwInt8 {
             Int8Isa::Avx512 { vnni: true } => match &self.quads {
                 // SAFETY: as above; `quads` exist only for 3x3 layers at stride 1 or 2.
                 Some(quads) => unsafe { super::avx512::dw3x3_rows(self, quads, band) },
+                // SAFETY: as above.
                 None => unsafe { super::avx512::dw_rows_vnni(self, band) },
             },
             #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
