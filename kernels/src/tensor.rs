@@ -174,13 +174,37 @@ pub fn nchw_to_nhwc_par<E: Plain>(
     let rows = n * h;
     let chunk_rows = rows.div_ceil(2 * par.threads()).max(1);
     par.for_each_chunk_mut(&mut dst[..len], chunk_rows * row, |i, out| {
+        // A strip of pixels at a time: each plane's run converted into `strip` (contiguous,
+        // so the conversion vectorizes), then interleaved. Converting while interleaving
+        // (one value per plane per pixel) took 0.3 ms for the model's 224 x 224 x 3 input at
+        // every precision, 15% of int8's forward (Xeon family 6 model 167, one thread).
+        const STRIP: usize = 256;
+        let mut strip = [E::default(); STRIP];
+        let px = (STRIP / c).max(1);
         for (r, out_row) in out.chunks_exact_mut(row).enumerate() {
             let global = i * chunk_rows + r;
             let (b, y) = (global / h, global % h);
             let base = b * c * hw + y * w;
-            for (x, px) in out_row.chunks_exact_mut(c).enumerate() {
-                for (ch, d) in px.iter_mut().enumerate() {
-                    *d = convert(src[base + ch * hw + x]);
+            if c > STRIP {
+                for (x, px) in out_row.chunks_exact_mut(c).enumerate() {
+                    for (ch, d) in px.iter_mut().enumerate() {
+                        *d = convert(src[base + ch * hw + x]);
+                    }
+                }
+                continue;
+            }
+            for x0 in (0..w).step_by(px) {
+                let n = px.min(w - x0);
+                for ch in 0..c {
+                    let run = &src[base + ch * hw + x0..][..n];
+                    for (d, &s) in strip[ch * px..][..n].iter_mut().zip(run) {
+                        *d = convert(s);
+                    }
+                }
+                for (x, d) in out_row[x0 * c..(x0 + n) * c].chunks_exact_mut(c).enumerate() {
+                    for (ch, d) in d.iter_mut().enumerate() {
+                        *d = strip[ch * px + x];
+                    }
                 }
             }
         }
@@ -209,7 +233,9 @@ mod tests {
     #[test]
     fn nchw_to_nhwc_matches_the_definition_at_every_thread_count() {
         let pool = crate::pool::ThreadPool::new(3).unwrap();
-        for (n, h, w, c) in [(1, 1, 1, 1), (1, 5, 7, 3), (2, 4, 3, 5), (3, 9, 2, 1)] {
+        for (n, h, w, c) in
+            [(1, 1, 1, 1), (1, 5, 7, 3), (2, 4, 3, 5), (3, 9, 2, 1), (1, 2, 300, 3), (1, 3, 2, 300)]
+        {
             let dims = Dims::new(n, h, w, c);
             let src: Vec<f32> = (0..dims.len().unwrap()).map(|i| i as f32).collect();
             for threads in 1..=3 {

@@ -288,6 +288,15 @@ fn quantize_linear_semantics() {
     assert_eq!(q.quantize(1000.0), 255);
     assert_eq!(q.quantize(-1000.0), 0);
     assert_eq!(q.quantize(f32::NAN), 10);
+    assert_eq!(q.quantize(f32::INFINITY), 255);
+    assert_eq!(q.quantize(f32::NEG_INFINITY), 0);
+    // The bit trick of `round_even` against the library rounding, ties and the range's ends.
+    for x in [
+        0.0f32, -0.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49999997, 7.3, -7.7, 4194304.0, -4194304.0,
+        4194303.5,
+    ] {
+        assert_eq!(kernels::int8::round_even(x), x.round_ties_even() as i32, "{x}");
+    }
     assert_eq!(q.dequantize(12), 1.0);
     let r = QuantParams::from_range(-1.0, 3.0).unwrap();
     assert_eq!(r.zero_point, 64);

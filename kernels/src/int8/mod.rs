@@ -83,9 +83,12 @@ impl QuantParams {
     /// zero point.
     #[inline]
     pub fn quantize(self, x: f32) -> u8 {
-        // NaN survives the clamp and `as i32` makes it 0: the zero point.
+        // NaN -> 0 as a select (a `cmpps`), so loops of this vectorize: leaving NaN to the
+        // saturating `as i32` made LLVM convert lane by lane, 0.3-0.4 ms for the model's
+        // 224 x 224 x 3 input (Xeon family 6 model 167).
         let q = x / self.scale;
-        (round_even(q.clamp(-512.0, 512.0)) + self.zero_point).clamp(0, 255) as u8
+        let q = if q.is_nan() { 0.0 } else { q.clamp(-512.0, 512.0) };
+        (round_even(q) + self.zero_point).clamp(0, 255) as u8
     }
 
     /// ONNX `DequantizeLinear`: `(q - zero_point) * scale`.
@@ -95,14 +98,16 @@ impl QuantParams {
     }
 }
 
-/// `x` rounded to the nearest integer, ties to even, for `|x| <= 2^22`: adding and taking
-/// away `1.5 * 2^23` rounds in the FPU's default mode, which is that. The same value as
-/// `f32::round_ties_even`, without the libm call baseline x86-64 makes of it (so loops of it
-/// vectorize), and as `cvtps2dq` in the SIMD kernels.
+/// `x` rounded to the nearest integer, ties to even, for `|x| <= 2^22` (anything else,
+/// NaN included, gives an unspecified value): adding `1.5 * 2^23` rounds in the FPU's
+/// default mode, which is that, and leaves the integer in the sum's low mantissa bits. The
+/// same value as `f32::round_ties_even`, without the libm call baseline x86-64 makes of it
+/// and without a float -> int conversion (so loops of it vectorize), and as `cvtps2dq` in
+/// the SIMD kernels.
 #[inline(always)]
 pub fn round_even(x: f32) -> i32 {
     const MAGIC: f32 = 12_582_912.0;
-    ((x + MAGIC) - MAGIC) as i32
+    (x + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32
 }
 
 /// What one int8 layer needs besides its f32 weights: its input's and output's
