@@ -337,6 +337,18 @@ pub struct Blocking {
     /// should stay in L2 beside a slice of the weights): half of L2, like the B block
     /// (the old constant was 512 KiB for a 1 MiB L2).
     pub winograd_band_bytes: usize,
+    /// Whether the SGEMM microkernels software-prefetch B: 2 KiB ahead in the micro-panel
+    /// into L1d, and the next packed-B block into L2 while the current one is computed
+    /// (see `gemm::tiles::Prefetch`). On where L1d >= 48 KiB and L2 holds four B blocks
+    /// (two blocks, the current and the next, in at most half of it): the Xeon family 6
+    /// model 167 (48 KiB / 2 MiB), where the weights of a layer arrive from L3 or memory
+    /// when the model runs layer after layer, and the first pass over each B block was
+    /// bound by that stream. Measured there (`mobilenet bench --precision f32 --threads 1
+    /// --iters 200`, 3 interleaved rounds, medians, off -> on): pw7 0.69 -> 0.63 ms, pw12
+    /// 0.51 -> 0.38, pw13 1.08 -> 0.74, fc 0.43 -> 0.33, end to end 9.46 -> 8.52 ms. Off
+    /// elsewhere (not measured there; on a 1 MiB L2 the next block would evict half of the
+    /// current one).
+    pub prefetch_b: bool,
 }
 
 impl Blocking {
@@ -347,15 +359,17 @@ impl Blocking {
         let l1d = c.l1d.clamp(*L1D_RANGE.start(), *L1D_RANGE.end());
         let l2 = c.l2.clamp(*L2_RANGE.start(), *L2_RANGE.end());
         let kc = (l1d / (2 * MR_LIMIT * std::mem::size_of::<f32>()) / 16 * 16).clamp(KC_MIN, KC_LIMIT);
-        Blocking { kc, b_block_bytes: (l2 / 2).min(B_BLOCK_LIMIT), winograd_band_bytes: l2 / 2 }
+        let b_block_bytes = (l2 / 2).min(B_BLOCK_LIMIT);
+        let prefetch_b = l1d >= 48 * KIB && l2 >= 4 * b_block_bytes;
+        Blocking { kc, b_block_bytes, winograd_band_bytes: l2 / 2, prefetch_b }
     }
 }
 
 /// The blocking for this machine's [`caches`], computed once.
 ///
 /// For experiments, `KERNELS_KC` (elements, clamped to 16..=[`KC_LIMIT`]) and
-/// `KERNELS_B_BLOCK_KIB` override the derived K block and packed-B budget; unparsable values
-/// are ignored.
+/// `KERNELS_B_BLOCK_KIB` override the derived K block and packed-B budget, and
+/// `KERNELS_PREFETCH_B` (`0` or `1`) the B prefetches; unparsable values are ignored.
 pub fn blocking() -> Blocking {
     static BLOCKING: OnceLock<Blocking> = OnceLock::new();
     *BLOCKING.get_or_init(|| {
@@ -366,6 +380,9 @@ pub fn blocking() -> Blocking {
         }
         if let Some(kib) = env("KERNELS_B_BLOCK_KIB") {
             b.b_block_bytes = kib.max(1) * KIB;
+        }
+        if let Some(on) = env("KERNELS_PREFETCH_B") {
+            b.prefetch_b = on != 0;
         }
         b
     })
@@ -475,11 +492,20 @@ mod tests {
     #[test]
     fn blocking_from_caches() {
         let b = Blocking::from_caches(&sizes(32 * KIB, MIB));
-        assert_eq!(b, Blocking { kc: 256, b_block_bytes: 512 * KIB, winograd_band_bytes: 512 * KIB });
+        assert_eq!(
+            b,
+            Blocking { kc: 256, b_block_bytes: 512 * KIB, winograd_band_bytes: 512 * KIB, prefetch_b: false }
+        );
         let b = Blocking::from_caches(&sizes(48 * KIB, 2 * MIB));
-        assert_eq!(b, Blocking { kc: 384, b_block_bytes: 512 * KIB, winograd_band_bytes: MIB });
+        assert_eq!(
+            b,
+            Blocking { kc: 384, b_block_bytes: 512 * KIB, winograd_band_bytes: MIB, prefetch_b: true }
+        );
         let b = Blocking::from_caches(&FALLBACK);
-        assert_eq!(b, Blocking { kc: 256, b_block_bytes: 256 * KIB, winograd_band_bytes: 256 * KIB });
+        assert_eq!(
+            b,
+            Blocking { kc: 256, b_block_bytes: 256 * KIB, winograd_band_bytes: 256 * KIB, prefetch_b: false }
+        );
         // Clamps: tiny and huge L1d, absurd L2.
         assert_eq!(Blocking::from_caches(&sizes(8 * KIB, MIB)).kc, 128);
         assert_eq!(Blocking::from_caches(&sizes(MIB, MIB)).kc, KC_LIMIT);

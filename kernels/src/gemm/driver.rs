@@ -1,8 +1,8 @@
 //! The loop nest around the microkernels: argument checks, blocking, threads.
 
 use super::pack::PackedB;
-use super::tiles::{choose_tile, KSteps, Tile, TileArgs, MR_MAX, NR_MAX};
-use crate::cache::KC_LIMIT;
+use super::tiles::{choose_tile, KSteps, Prefetch, Tile, TileArgs, LINE, MR_MAX, NR_MAX};
+use crate::cache::{self, KC_LIMIT};
 use crate::error::{KernelError, Result};
 use crate::pool::Par;
 use crate::simd::{Backend, Clamp, Convert, Element};
@@ -140,6 +140,7 @@ pub(crate) unsafe fn gemm_io<E: Element>(
         ldc,
         acc: SharedOut(acc.as_mut_ptr()),
         convert,
+        prefetch: cache::blocking().prefetch_b,
     };
     let (mp, np) = (m.div_ceil(tile.mr), n.div_ceil(tile.nr));
     if par.threads() <= 1 {
@@ -195,6 +196,8 @@ struct Nest<'a, E> {
     /// and K has more than one block; unused otherwise.
     acc: SharedOut<f32>,
     convert: Convert<E>,
+    /// Software-prefetch B ([`cache::Blocking::prefetch_b`]).
+    prefetch: bool,
 }
 
 // SAFETY: `a`, `bias` are only read; `c` and `acc` writes are disjoint per task (see
@@ -226,6 +229,26 @@ impl<E: Element> Nest<'_, E> {
                 let kcb = kc.min(k - p0);
                 let last = p0 + kcb == k;
                 let block = j0 * k + p0 * np * nr_t;
+                // This task's panels of the next packed-B block in loop order (the next K
+                // block, else the next NC block's first), which start where this block ends:
+                // each microkernel call prefetches an equal share of them into L2.
+                let (mut next, next_end) = if !self.prefetch {
+                    (0, 0)
+                } else if !last {
+                    let kcn = kc.min(k - p0 - kcb);
+                    let start = block + kcb * np * nr_t;
+                    (start + q0 * kcn * nr_t, start + q1 * kcn * nr_t)
+                } else if j0 + nc < n1 {
+                    let j1 = j0 + nc;
+                    let ncb1 = nc.min(n - j1);
+                    let (qn0, qn1) = (n0.saturating_sub(j1) / nr_t, (n1 - j1).min(ncb1).div_ceil(nr_t));
+                    let kcn = kc.min(k);
+                    (j1 * k + qn0 * kcn * nr_t, j1 * k + qn1 * kcn * nr_t)
+                } else {
+                    (0, 0)
+                };
+                let calls = ((m1 - m0).div_ceil(mr_t) * (q1 - q0)).max(1);
+                let share = (next_end - next).div_ceil(LINE).div_ceil(calls).next_multiple_of(2);
                 let mut i = m0;
                 while i < m1 {
                     let mr = mr_t.min(m1 - i);
@@ -281,7 +304,13 @@ impl<E: Element> Nest<'_, E> {
                                 bias: self.bias.add(j),
                                 accumulate: p0 != 0,
                                 clamp: self.clamp.if_last(last),
+                                prefetch: Prefetch {
+                                    near: self.prefetch,
+                                    next: b.data.as_ptr().wrapping_add(next),
+                                    next_lines: share.min((next_end - next).div_ceil(LINE)),
+                                },
                             });
+                            next = (next + share * LINE).min(next_end);
                             if !wide && last {
                                 for r in 0..mr {
                                     (self.convert.narrow)(

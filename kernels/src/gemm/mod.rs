@@ -78,7 +78,7 @@ pub fn bf16_dot_vs_fma() -> Option<(f64, f64)> {
 }
 pub use driver::{sgemm, sgemm_tile, Operands};
 pub use pack::PackedB;
-pub use tiles::{choose_tile, nr_for, KSteps, KernelFn, Tile, TileArgs, MR_MAX, NR_MAX};
+pub use tiles::{choose_tile, nr_for, KSteps, KernelFn, Prefetch, Tile, TileArgs, MR_MAX, NR_MAX};
 
 use crate::error::Result;
 use crate::simd::Backend;

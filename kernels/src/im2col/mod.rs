@@ -25,7 +25,7 @@ use crate::algo::{bias_or_zeros, per_backend, spec_and_name, ConvAlgorithm, Laye
 use crate::cache::KC_LIMIT;
 use crate::error::{checked_product, KernelError, Result};
 use crate::gemm::{
-    choose_tile, nr_for, sgemm_tile, tiles, KSteps, Operands, PackedB, Tile, TileArgs, MR_MAX,
+    choose_tile, nr_for, sgemm_tile, tiles, KSteps, Operands, PackedB, Prefetch, Tile, TileArgs, MR_MAX,
 };
 use crate::isa::Isa;
 use crate::pool::Par;
@@ -352,6 +352,7 @@ impl Fused<'_> {
                     bias: self.bias[j..].as_ptr(),
                     accumulate: false,
                     clamp: self.clamp,
+                    prefetch: Prefetch::NONE,
                 })
             };
         }
