@@ -64,6 +64,9 @@ const JOINED_MASK: u64 = CLOSED - 1;
 thread_local! {
     /// Set on pool workers: a dispatch from inside a task runs serially.
     static IN_WORKER: Cell<bool> = const { Cell::new(false) };
+    /// A pool worker's index + 1 (0 on every other thread): which share of a dispatch's
+    /// tasks it starts on ([`Par::for_each`]).
+    static HOME: Cell<usize> = const { Cell::new(0) };
 }
 
 /// A pool of `threads - 1` workers plus the calling thread.
@@ -254,6 +257,7 @@ impl std::fmt::Debug for ThreadPool {
 /// A worker's life: wait for a generation, run its copy of the job if it is wanted.
 fn worker(s: &Shared, index: usize) {
     IN_WORKER.with(|w| w.set(true));
+    HOME.with(|h| h.set(index + 1));
     let mut seen = 0u64;
     loop {
         let state = wait_for_next(s, seen);
@@ -377,12 +381,39 @@ impl<'a> Par<'a> {
     }
 
     /// Runs `task(0)`, ..., `task(n - 1)`, each exactly once, on up to `self.threads()`
-    /// threads (never more than `n`), and returns when all have run. Tasks are handed out
-    /// in order by one atomic counter.
+    /// threads (never more than `n`), and returns when all have run.
+    ///
+    /// On our pool the tasks are cut into one contiguous share per participant, each with
+    /// its own atomic counter: a thread first takes the tasks of its own share in order
+    /// (the caller the first share, worker `i` share `i + 1`), then what is left of the
+    /// others'. So the same thread runs the same rows of consecutive layers, and a layer
+    /// reads what the one before it wrote from its own core's cache, while a descheduled
+    /// thread's share is still taken by the others. With one counter for all, which thread
+    /// ran which rows was a race, and a layer read half its input from the other core:
+    /// at 2 threads the 14 x 14 and 7 x 7 f32 depthwise layers ran 1.5-4x *slower* than at
+    /// 1 (dw12 0.012 -> 0.046 ms, Xeon family 6 model 167).
     pub fn for_each(self, n: usize, task: impl Fn(usize) + Sync) {
         let participants = self.threads.min(n);
         if participants <= 1 {
             return (0..n).for_each(task);
+        }
+        if let Backend::Spin(pool) = self.pool {
+            let start = |share: usize| share * n / participants;
+            let next: Vec<Counter> = (0..participants).map(|p| Counter(AtomicUsize::new(start(p)))).collect();
+            let body = || {
+                let home = HOME.with(Cell::get) % participants;
+                for share in (0..participants).map(|k| (home + k) % participants) {
+                    let end = start(share + 1);
+                    loop {
+                        let i = next[share].0.fetch_add(1, Ordering::Relaxed);
+                        if i >= end {
+                            break;
+                        }
+                        task(i);
+                    }
+                }
+            };
+            return pool.broadcast(participants, &body);
         }
         let next = AtomicUsize::new(0);
         let body = || loop {
@@ -393,8 +424,7 @@ impl<'a> Par<'a> {
             task(i);
         };
         match self.pool {
-            Backend::Serial => body(),
-            Backend::Spin(pool) => pool.broadcast(participants, &body),
+            Backend::Serial | Backend::Spin(_) => body(),
             #[cfg(feature = "rayon")]
             Backend::Rayon(pool) => pool.in_place_scope(|scope| {
                 let body = &body;
@@ -427,6 +457,10 @@ impl<'a> Par<'a> {
     }
 }
 
+/// One share's task counter, on its own cache line (its owner increments it for every task).
+#[repr(align(64))]
+struct Counter(AtomicUsize);
+
 /// A raw pointer shared by tasks that write disjoint parts of what it points to (or only
 /// read it).
 pub(crate) struct SharedOut<T>(pub *mut T);
@@ -457,7 +491,7 @@ mod tests {
     /// around the participant counts, on the `Par` that `on(threads)` gives.
     fn assert_every_task_runs_once<'a>(on: impl Fn(usize) -> Par<'a>) {
         for threads in 1..=4 {
-            for n in [0, 1, 2, 3, 7, 100] {
+            for n in [0, 1, 2, 3, 5, 7, 100] {
                 let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
                 on(threads).for_each(n, |i| {
                     hits[i].fetch_add(1, Ordering::Relaxed);
@@ -473,6 +507,23 @@ mod tests {
             let pool = ThreadPool::with_spin(3, Duration::from_micros(spin_us)).unwrap();
             assert_every_task_runs_once(|threads| Par::on(&pool, threads));
         }
+    }
+
+    /// Each thread starts on its own share (the caller the first half, the worker the
+    /// second), so consecutive layers split the same way run their rows on the same
+    /// threads. Each task takes 1 ms, so a thread would have to start 32 ms late for the
+    /// other to reach its first task.
+    #[test]
+    fn each_thread_starts_on_its_own_share() {
+        let pool = ThreadPool::with_spin(2, DEFAULT_SPIN).unwrap();
+        let caller = std::thread::current().id();
+        let ran_here: Vec<AtomicBool> = (0..64).map(|_| AtomicBool::new(false)).collect();
+        Par::on(&pool, 2).for_each(64, |i| {
+            ran_here[i].store(std::thread::current().id() == caller, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(1));
+        });
+        assert!(ran_here[0].load(Ordering::Relaxed), "task 0 ran on the worker");
+        assert!(!ran_here[32].load(Ordering::Relaxed), "task 32 ran on the caller");
     }
 
     #[test]
