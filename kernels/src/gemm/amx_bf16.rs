@@ -25,7 +25,7 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 
 use super::avx512_bf16::{PackedPairs, PairsGemm, NR};
-use super::driver::{split_tasks, SharedOut};
+use super::driver::{split_tasks, Order, SharedOut};
 use crate::pool::Par;
 use crate::simd::Clamp;
 
@@ -141,7 +141,7 @@ pub(crate) unsafe fn for_each_block(
     if par.threads() <= 1 || blocks * groups < 2 {
         task((0, blocks), (0, groups));
     } else {
-        split_tasks(blocks, groups, par, task);
+        split_tasks(blocks, groups, par, Order::Rows, task);
     }
 }
 

@@ -26,7 +26,7 @@ use std::arch::x86_64::*;
 
 use half::bf16;
 
-use super::driver::{split_tasks, SharedOut};
+use super::driver::{split_tasks, Order, SharedOut};
 use crate::cache;
 use crate::error::{KernelError, Result};
 use crate::pool::Par;
@@ -129,7 +129,8 @@ pub(crate) unsafe fn gemm(g: PairsGemm<'_>, par: Par<'_>) -> Result<()> {
         unsafe { nest.run(0, m, 0, np) };
         return Ok(());
     }
-    split_tasks(mp, np, par, |(p0, p1), (q0, q1)| {
+    // Columns, as the f32 GEMM: this path runs the weight-bound layers (at most 16 rows).
+    split_tasks(mp, np, par, Order::Columns, |(p0, p1), (q0, q1)| {
         // SAFETY: the tasks' (rows, panels) rectangles are disjoint and inside C.
         unsafe { nest.run((p0 * MR).min(m), (p1 * MR).min(m), q0, q1) };
     });

@@ -63,7 +63,7 @@ mod tiles;
 pub use conv::Gemm;
 pub(crate) use conv::{native_bf16, native_float};
 #[cfg(all(any(feature = "avx2", feature = "avx512"), target_arch = "x86_64"))]
-pub(crate) use driver::split_tasks;
+pub(crate) use driver::{split_tasks, Order};
 
 /// The FLOP rate of `vdpbf16ps` over the f32 FMA's that the bf16 GEMM plans with (a
 /// recorded decision from the CPU's identity or `KERNELS_BF16_DOT`, see `avx512_bf16.rs`),

@@ -15,7 +15,7 @@ use crate::isa::Isa;
 use crate::spec::Dims;
 #[cfg(all(target_arch = "x86_64", any(feature = "avx2", feature = "avx512")))]
 use crate::{
-    gemm::split_tasks,
+    gemm::{split_tasks, Order},
     pool::{Par, SharedOut},
 };
 
@@ -125,7 +125,7 @@ pub(crate) fn for_each_tile(
     tile: impl Fn(usize, usize, usize, *mut u8) + Sync,
 ) {
     let out = SharedOut(c.as_mut_ptr());
-    split_tasks(m.div_ceil(mr), n.div_ceil(nr), par, |(r0, r1), (p0, p1)| {
+    split_tasks(m.div_ceil(mr), n.div_ceil(nr), par, Order::Rows, |(r0, r1), (p0, p1)| {
         for p in p0..p1 {
             let cols = nr.min(n - p * nr);
             for rb in r0..r1 {
