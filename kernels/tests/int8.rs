@@ -166,7 +166,8 @@ fn mobilenet_shapes_are_bit_exact() {
 
 /// The 3x3 quad kernel's edges (AVX512_VNNI; elsewhere the same shapes on the other paths):
 /// no padding, uniform padding and TensorFlow's SAME at stride 2 (bottom and right only),
-/// images narrower than the kernel's reach, channels around its 64-channel blocks, the
+/// images narrower than the kernel's reach, channels around its 64-channel blocks and the
+/// blocks of 8, 4 or 2 pixels (8, 16, 32 channels at stride 1), the
 /// extreme zero points (a tap outside the image reads the zero point), and the saturation
 /// worst case (all 255 times +-127, zero point 0).
 #[test]
@@ -176,7 +177,7 @@ fn quad_edges_are_bit_exact() {
         [(1, Padding::uniform(1)), (2, Padding::uniform(1)), (1, Padding::uniform(0)), (2, same)]
     {
         for (h, w) in [(1, 1), (2, 3), (3, 2), (4, 7), (5, 5)] {
-            for c in [1, 63, 64, 65, 130] {
+            for c in [1, 8, 16, 32, 63, 64, 65, 130] {
                 let spec = ConvSpec { padding, ..ConvSpec::depthwise(c, 3, stride, 0) };
                 if spec.output_dims(Dims::new(1, h, w, c)).is_err() {
                     continue;

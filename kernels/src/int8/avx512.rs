@@ -186,7 +186,9 @@ pub(crate) unsafe fn dw_rows_vnni(l: &DwInt8, band: RowBand<'_, u8>) {
 pub(crate) unsafe fn dw3x3_rows(l: &DwInt8, quads: &Quads, band: RowBand<'_, u8>) {
     // SAFETY: forwarded contract (the same target features).
     unsafe {
-        if l.q.spec.stride_w == 1 {
+        if quads.pixels > 1 {
+            grouped_rows(l, quads, band)
+        } else if l.q.spec.stride_w == 1 {
             quad_rows::<1>(l, quads, band)
         } else {
             quad_rows::<2>(l, quads, band)
@@ -268,6 +270,87 @@ unsafe fn quad_rows<const S: usize>(l: &DwInt8, quads: &Quads, band: RowBand<'_,
                     }
                 }
             }
+        }
+    }
+}
+
+/// [`dw3x3_rows`] for a layer whose 64-byte block holds `quads.pixels` adjacent pixels (8,
+/// 16 or 32 channels, stride 1): per output row, each group of that many output pixels
+/// loads its three input column groups (the pixels' taps `kx = 0, 1, 2`) per input row, the
+/// bytes of columns outside the image replaced by the zero point in the load (`vmovdqu8`
+/// with a merge mask).
+///
+/// # Safety
+/// As [`dw3x3_rows`], with `quads.pixels > 1` (so `C = 64 / quads.pixels`, stride 1).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn grouped_rows(l: &DwInt8, quads: &Quads, band: RowBand<'_, u8>) {
+    let RowBand { input, in_dims: i, out_dims: o, first_row, out } = band;
+    let (spec, c, px) = (&l.q.spec, o.c, quads.pixels);
+    let zx = _mm512_set1_epi8(l.q.input_zero_point as u8 as i8);
+    let (zp, lo, hi) = requant_consts(&l.q.requant);
+    let (pad_left, pad_top) = (spec.padding.left as isize, spec.padding.top as isize);
+    // SAFETY: one block: 768 weight bytes, 64 bias and multiplier lanes.
+    let (w, bias, mult) = unsafe {
+        let wp = quads.weights.as_ptr();
+        let w: [[__m512i; 4]; 3] =
+            [0, 1, 2].map(|kx| [0, 1, 2, 3].map(|j| _mm512_loadu_si512(wp.add((kx * 4 + j) * 64).cast())));
+        let bias = [0, 1, 2, 3].map(|j| _mm512_loadu_si512(quads.bias.as_ptr().add(j * 16).cast()));
+        let mult = [0, 1, 2, 3].map(|j| _mm512_loadu_ps(quads.multiplier.as_ptr().add(j * 16)));
+        (w, bias, mult)
+    };
+    // The bytes of columns `ix..ix + px` that lie inside the image.
+    let inside = |ix: isize| -> __mmask64 {
+        (0..px)
+            .filter(|&p| (0..i.w as isize).contains(&(ix + p as isize)))
+            .fold(0, |m, p| m | (((1u64 << c) - 1) << (p * c)))
+    };
+    for (r, out_row) in out.chunks_exact_mut(o.w * c).enumerate() {
+        let (b, oy) = ((first_row + r) / o.h, (first_row + r) % o.h);
+        let rows = [0, 1, 2].map(|ky| {
+            let iy = (oy + ky) as isize - pad_top;
+            (0..i.h as isize).contains(&iy).then(|| {
+                // SAFETY: row `iy` of image `b` is inside the checked input.
+                unsafe { input.as_ptr().add((b * i.h + iy as usize) * i.w * c) }
+            })
+        });
+        let column = |ix: isize| -> [__m512i; 4] {
+            let m = if ix >= 0 && ix + px as isize <= i.w as isize { !0 } else { inside(ix) };
+            // SAFETY: the load reads only the bytes of `m`, columns inside row `iy` (the
+            // address of a column left of the row is formed, never read).
+            let [x0, x1, x2] = rows.map(|p| {
+                p.map_or(zx, |p| unsafe {
+                    _mm512_mask_loadu_epi8(zx, m, p.wrapping_offset(ix * c as isize).cast())
+                })
+            });
+            quad(x0, x1, x2)
+        };
+        // Two pixels per block: a group's third column group is the next group's first.
+        let mut carry = None;
+        for x0 in (0..o.w).step_by(px) {
+            let ix = x0 as isize - pad_left;
+            let c0 = match carry.take() {
+                Some(c0) => c0,
+                None => column(ix),
+            };
+            let col = [c0, column(ix + 1), column(ix + 2)];
+            if px == 2 {
+                carry = Some(col[2]);
+            }
+            let acc: [__m512i; 4] = std::array::from_fn(|j| {
+                let a = _mm512_dpbusd_epi32(bias[j], col[0][j], w[0][j]);
+                let a = _mm512_dpbusd_epi32(a, col[1][j], w[1][j]);
+                _mm512_dpbusd_epi32(a, col[2][j], w[2][j])
+            });
+            let q = std::array::from_fn::<_, 4, _>(|j| {
+                let f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[j]), mult[j]);
+                let f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
+                _mm512_add_epi32(_mm512_cvtps_epi32(f), zp)
+            });
+            let u8s = _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]));
+            let n = px.min(o.w - x0) * c;
+            let mask = if n >= 64 { !0 } else { (1u64 << n) - 1 };
+            // SAFETY: pixels `x0..x0 + n / c` are inside `out_row`.
+            unsafe { _mm512_mask_storeu_epi8(out_row.as_mut_ptr().add(x0 * c).cast(), mask, u8s) };
         }
     }
 }

@@ -55,6 +55,10 @@ pub(crate) struct Quads {
     pub(crate) bias: Vec<i32>,
     /// `[block][j][d]`.
     pub(crate) multiplier: Vec<f32>,
+    /// Output pixels per 64-byte block: 1, or `64 / C` for a layer of 8, 16 or 32 channels
+    /// at stride 1 (dw1: 32), whose block then holds that many adjacent pixels, so no lane
+    /// is padding (one pixel of 32 channels left half of every vector empty).
+    pub(crate) pixels: usize,
 }
 
 impl Quads {
@@ -63,17 +67,22 @@ impl Quads {
         16 * (d / 4) + 4 * j + d % 4
     }
 
-    /// The quad packing of a 3x3 layer of `c` channels (weights `[c][3][3]`).
-    fn new(weights: &[i8], c: usize, interior_bias: &[i32], multiplier: &[f32]) -> Quads {
+    /// The quad packing of a 3x3 layer of `c` channels (weights `[c][3][3]`) at `stride`.
+    fn new(weights: &[i8], c: usize, stride: usize, interior_bias: &[i32], multiplier: &[f32]) -> Quads {
+        let pixels = if stride == 1 && matches!(c, 8 | 16 | 32) { QUAD_BLOCK / c } else { 1 };
         let blocks = c.div_ceil(QUAD_BLOCK);
         let mut q = Quads {
             weights: vec![0; blocks * 3 * 4 * 16 * 4],
             bias: vec![0; blocks * QUAD_BLOCK],
             multiplier: vec![0.0; blocks * QUAD_BLOCK],
+            pixels,
         };
         for blk in 0..blocks {
             for (j, d) in (0..4).flat_map(|j| (0..16).map(move |d| (j, d))) {
-                let ch = blk * QUAD_BLOCK + Self::channel(j, d);
+                // Byte `Self::channel(j, d)` of a block of several pixels is pixel
+                // `byte / c`, channel `byte % c`.
+                let byte = blk * QUAD_BLOCK + Self::channel(j, d);
+                let ch = if pixels > 1 { byte % c } else { byte };
                 if ch >= c {
                     continue;
                 }
@@ -122,7 +131,7 @@ pub(crate) fn native(
         && (s.kernel_h, s.kernel_w) == (3, 3)
         && s.stride_h == s.stride_w
         && s.stride_w <= 2)
-        .then(|| Quads::new(&q.weights, c, &interior_bias, &multiplier));
+        .then(|| Quads::new(&q.weights, c, s.stride_w, &interior_bias, &multiplier));
     Ok(Some(Box::new(DwInt8 {
         q,
         name: algo.name(),
