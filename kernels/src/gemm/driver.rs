@@ -166,8 +166,11 @@ pub(crate) enum Order {
     /// the next layer (split by rows too) then reads from the same core. The int8 and bf16
     /// GEMMs, whose weights are small: at 2 threads on the Xeon family 6 model 167,
     /// `Columns` was 1-5% slower at int8 (3 interleaved rounds).
-    // Only the x86 GEMMs (AMX, int8) take it.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    // Only the x86 vector GEMMs (AMX, int8) take it.
+    #[cfg_attr(
+        not(all(target_arch = "x86_64", any(feature = "avx2", feature = "avx512"))),
+        allow(dead_code)
+    )]
     Rows,
     /// A thread's share is a range of columns, so each thread streams only its part of B.
     /// The f32 GEMM: with `Rows` and the columns split (pw12 / pw13: 7 row blocks, 2 column

@@ -315,11 +315,11 @@ unsafe fn grouped_rows(l: &DwInt8, quads: &Quads, band: RowBand<'_, u8>) {
         });
         let column = |ix: isize| -> [__m512i; 4] {
             let m = if ix >= 0 && ix + px as isize <= i.w as isize { !0 } else { inside(ix) };
-            // SAFETY: the load reads only the bytes of `m`, columns inside row `iy` (the
-            // address of a column left of the row is formed, never read).
             let [x0, x1, x2] = rows.map(|p| {
-                p.map_or(zx, |p| unsafe {
-                    _mm512_mask_loadu_epi8(zx, m, p.wrapping_offset(ix * c as isize).cast())
+                p.map_or(zx, |p| {
+                    // SAFETY: the load reads only the bytes of `m`, columns inside row `iy`
+                    // (the address of a column left of the row is formed, never read).
+                    unsafe { _mm512_mask_loadu_epi8(zx, m, p.wrapping_offset(ix * c as isize).cast()) }
                 })
             });
             quad(x0, x1, x2)

@@ -30,6 +30,7 @@ pub(crate) struct DwInt8 {
     pub(crate) multiplier: Vec<f32>,
     /// The `vpdpbusd` packing of a 3x3 layer at stride 1 or 2 where AVX512_VNNI runs it
     /// ([`Quads`]); `None` elsewhere.
+    #[cfg_attr(not(all(target_arch = "x86_64", feature = "avx512")), allow(dead_code))]
     pub(crate) quads: Option<Quads>,
 }
 
@@ -48,6 +49,8 @@ pub(crate) const QUAD_BLOCK: usize = 64;
 ///
 /// Every pixel multiplies raw `x`, the zero point folded into its bias: a tap outside the
 /// image reads the zero point, whose `(x - z_x) * w` is 0, as the reference's skipped tap.
+// Only the AVX-512 kernel reads the quads.
+#[cfg_attr(not(all(target_arch = "x86_64", feature = "avx512")), allow(dead_code))]
 pub(crate) struct Quads {
     /// `[block][kx][j][d][ky]`, `ky = 3` zero: 768 bytes per block.
     pub(crate) weights: Vec<i8>,
