@@ -511,7 +511,7 @@ mod tests {
 
     /// Each thread starts on its own share (the caller the first half, the worker the
     /// second), so consecutive layers split the same way run their rows on the same
-    /// threads. Each task takes 1 ms, so a thread would have to start 32 ms late for the
+    /// threads. Each task takes 2 ms, so a thread would have to start 64 ms late for the
     /// other to reach its first task.
     #[test]
     fn each_thread_starts_on_its_own_share() {
@@ -520,7 +520,7 @@ mod tests {
         let ran_here: Vec<AtomicBool> = (0..64).map(|_| AtomicBool::new(false)).collect();
         Par::on(&pool, 2).for_each(64, |i| {
             ran_here[i].store(std::thread::current().id() == caller, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(Duration::from_millis(2));
         });
         assert!(ran_here[0].load(Ordering::Relaxed), "task 0 ran on the worker");
         assert!(!ran_here[32].load(Ordering::Relaxed), "task 32 ran on the caller");
