@@ -13,8 +13,10 @@
 //! - after a dispatch a worker *spins* on that word for a bounded time
 //!   ([`DEFAULT_SPIN`], `KERNELS_POOL_SPIN_US` overrides), so the next layer finds it
 //!   awake; only then does it sleep on a condition variable;
-//! - tasks are handed out by one atomic counter, so a participant that the noisy host
-//!   descheduled leaves its share to the others;
+//! - tasks are cut into one contiguous share per participant, each with its own atomic
+//!   counter: a thread takes its own share first (so it runs the same rows of every layer,
+//!   whose input then sits in its own core's cache), then what is left of the others', so
+//!   a participant that the noisy host descheduled leaves its share to the others;
 //! - a worker *joins* a dispatch before touching it, and the caller closes the dispatch
 //!   once it has run out of tasks: it then waits only for the workers that joined, never
 //!   for one the host has not even scheduled yet (on a 2-vCPU VM shared with a build,
