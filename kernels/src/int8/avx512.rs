@@ -7,6 +7,7 @@ use super::depthwise::{DwInt8, DwKernel, Quads, QUAD_BLOCK};
 use super::gemm::{for_each_tile, GemmInt8};
 use crate::algo::RowBand;
 use crate::pool::Par;
+use crate::spec::Dims;
 
 /// Rows per GEMM tile: 6 rows x 4 `zmm` of 16 channels = 24 accumulators, plus 4 B vectors
 /// and a broadcast, of the 32 registers.
@@ -206,18 +207,10 @@ unsafe fn quad_rows<const S: usize>(l: &DwInt8, quads: &Quads, band: RowBand<'_,
     let RowBand { input, in_dims: i, out_dims: o, first_row, out } = band;
     let (spec, c) = (&l.q.spec, o.c);
     let zx = _mm512_set1_epi8(l.q.input_zero_point as u8 as i8);
-    let (zp, lo, hi) = requant_consts(&l.q.requant);
     let (pad_left, pad_top) = (spec.padding.left as isize, spec.padding.top as isize);
     for (r, out_row) in out.chunks_exact_mut(o.w * c).enumerate() {
         let (b, oy) = ((first_row + r) / o.h, (first_row + r) % o.h);
-        // The three input rows of this output row; `None` above or below the image.
-        let rows = [0, 1, 2].map(|ky| {
-            let iy = (oy * S + ky) as isize - pad_top;
-            (0..i.h as isize).contains(&iy).then(|| {
-                // SAFETY: row `iy` of image `b` is inside the checked input.
-                unsafe { input.as_ptr().add((b * i.h + iy as usize) * i.w * c) }
-            })
-        });
+        let rows = input_rows(input, i, b, (oy * S) as isize - pad_top);
         for ch in (0..c).step_by(QUAD_BLOCK) {
             let blk = ch / QUAD_BLOCK;
             let mask: __mmask64 = if c - ch >= QUAD_BLOCK { !0 } else { (1u64 << (c - ch)) - 1 };
@@ -225,12 +218,7 @@ unsafe fn quad_rows<const S: usize>(l: &DwInt8, quads: &Quads, band: RowBand<'_,
             // lanes each); the masked loads and the store touch the block's real channels of
             // rows inside the image and of `out_row`; columns outside the image are not read.
             unsafe {
-                let wp = quads.weights.as_ptr().add(blk * 768);
-                let w: [[__m512i; 4]; 3] = [0, 1, 2]
-                    .map(|kx| [0, 1, 2, 3].map(|j| _mm512_loadu_si512(wp.add((kx * 4 + j) * 64).cast())));
-                let bias =
-                    [0, 1, 2, 3].map(|j| _mm512_loadu_si512(quads.bias.as_ptr().add(ch + j * 16).cast()));
-                let mult = [0, 1, 2, 3].map(|j| _mm512_loadu_ps(quads.multiplier.as_ptr().add(ch + j * 16)));
+                let block = QuadBlock::load(quads, blk, &l.q.requant);
                 let column = |ix: isize| -> [__m512i; 4] {
                     if !(0..i.w as isize).contains(&ix) {
                         return [zx; 4];
@@ -248,20 +236,7 @@ unsafe fn quad_rows<const S: usize>(l: &DwInt8, quads: &Quads, band: RowBand<'_,
                         c1 = column(base + 1);
                     }
                     let c2 = column(base + 2);
-                    let acc: [__m512i; 4] = std::array::from_fn(|j| {
-                        let a = _mm512_dpbusd_epi32(bias[j], c0[j], w[0][j]);
-                        let a = _mm512_dpbusd_epi32(a, c1[j], w[1][j]);
-                        _mm512_dpbusd_epi32(a, c2[j], w[2][j])
-                    });
-                    let q = std::array::from_fn::<_, 4, _>(|j| {
-                        let f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[j]), mult[j]);
-                        // `Requant::apply`, as `store16`.
-                        let f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
-                        _mm512_add_epi32(_mm512_cvtps_epi32(f), zp)
-                    });
-                    // 0..=255 already: the packs are exact, and undo the quads' channel order.
-                    let u8s =
-                        _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]));
+                    let u8s = block.pixels([&c0, &c1, &c2]);
                     _mm512_mask_storeu_epi8(out_row.as_mut_ptr().add(ox * c + ch).cast(), mask, u8s);
                     if S == 1 {
                         (c0, c1) = (c1, c2);
@@ -287,17 +262,8 @@ unsafe fn grouped_rows(l: &DwInt8, quads: &Quads, band: RowBand<'_, u8>) {
     let RowBand { input, in_dims: i, out_dims: o, first_row, out } = band;
     let (spec, c, px) = (&l.q.spec, o.c, quads.pixels);
     let zx = _mm512_set1_epi8(l.q.input_zero_point as u8 as i8);
-    let (zp, lo, hi) = requant_consts(&l.q.requant);
     let (pad_left, pad_top) = (spec.padding.left as isize, spec.padding.top as isize);
-    // SAFETY: one block: 768 weight bytes, 64 bias and multiplier lanes.
-    let (w, bias, mult) = unsafe {
-        let wp = quads.weights.as_ptr();
-        let w: [[__m512i; 4]; 3] =
-            [0, 1, 2].map(|kx| [0, 1, 2, 3].map(|j| _mm512_loadu_si512(wp.add((kx * 4 + j) * 64).cast())));
-        let bias = [0, 1, 2, 3].map(|j| _mm512_loadu_si512(quads.bias.as_ptr().add(j * 16).cast()));
-        let mult = [0, 1, 2, 3].map(|j| _mm512_loadu_ps(quads.multiplier.as_ptr().add(j * 16)));
-        (w, bias, mult)
-    };
+    let block = QuadBlock::load(quads, 0, &l.q.requant);
     // The bytes of columns `ix..ix + px` that lie inside the image.
     let inside = |ix: isize| -> __mmask64 {
         (0..px)
@@ -306,13 +272,7 @@ unsafe fn grouped_rows(l: &DwInt8, quads: &Quads, band: RowBand<'_, u8>) {
     };
     for (r, out_row) in out.chunks_exact_mut(o.w * c).enumerate() {
         let (b, oy) = ((first_row + r) / o.h, (first_row + r) % o.h);
-        let rows = [0, 1, 2].map(|ky| {
-            let iy = (oy + ky) as isize - pad_top;
-            (0..i.h as isize).contains(&iy).then(|| {
-                // SAFETY: row `iy` of image `b` is inside the checked input.
-                unsafe { input.as_ptr().add((b * i.h + iy as usize) * i.w * c) }
-            })
-        });
+        let rows = input_rows(input, i, b, oy as isize - pad_top);
         let column = |ix: isize| -> [__m512i; 4] {
             let m = if ix >= 0 && ix + px as isize <= i.w as isize { !0 } else { inside(ix) };
             let [x0, x1, x2] = rows.map(|p| {
@@ -336,21 +296,85 @@ unsafe fn grouped_rows(l: &DwInt8, quads: &Quads, band: RowBand<'_, u8>) {
             if px == 2 {
                 carry = Some(col[2]);
             }
-            let acc: [__m512i; 4] = std::array::from_fn(|j| {
-                let a = _mm512_dpbusd_epi32(bias[j], col[0][j], w[0][j]);
-                let a = _mm512_dpbusd_epi32(a, col[1][j], w[1][j]);
-                _mm512_dpbusd_epi32(a, col[2][j], w[2][j])
-            });
-            let q = std::array::from_fn::<_, 4, _>(|j| {
-                let f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[j]), mult[j]);
-                let f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
-                _mm512_add_epi32(_mm512_cvtps_epi32(f), zp)
-            });
-            let u8s = _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]));
+            let u8s = block.pixels([&col[0], &col[1], &col[2]]);
             let n = px.min(o.w - x0) * c;
             let mask = if n >= 64 { !0 } else { (1u64 << n) - 1 };
             // SAFETY: pixels `x0..x0 + n / c` are inside `out_row`.
             unsafe { _mm512_mask_storeu_epi8(out_row.as_mut_ptr().add(x0 * c).cast(), mask, u8s) };
+        }
+    }
+}
+
+/// The three input rows of image `b` from row `iy0` (of a 3x3 window); `None` above or
+/// below the image.
+#[inline(always)]
+fn input_rows(input: &[u8], i: Dims, b: usize, iy0: isize) -> [Option<*const u8>; 3] {
+    [0, 1, 2].map(|ky| {
+        let iy = iy0 + ky;
+        (0..i.h as isize).contains(&iy).then(|| {
+            // SAFETY: row `iy` of image `b` is inside the checked input.
+            unsafe { input.as_ptr().add((b * i.h + iy as usize) * i.w * i.c) }
+        })
+    })
+}
+
+/// One 64-byte block of [`Quads`] in registers: the weights of the three kernel columns,
+/// the bias and multipliers, and the requantization constants.
+struct QuadBlock {
+    w: [[__m512i; 4]; 3],
+    bias: [__m512i; 4],
+    mult: [__m512; 4],
+    requant: (__m512i, __m512, __m512),
+}
+
+impl QuadBlock {
+    /// Block `blk` of `quads` (inlined into the callers' AVX-512 context).
+    #[inline(always)]
+    fn load(quads: &Quads, blk: usize, rq: &super::Requant) -> QuadBlock {
+        // SAFETY: the quads hold whole blocks (768 weight bytes, 64 bias and multiplier
+        // lanes each); AVX-512F in the callers' target-feature context.
+        unsafe {
+            let wp = quads.weights.as_ptr().add(blk * 768);
+            let (bp, mp) =
+                (quads.bias.as_ptr().add(blk * QUAD_BLOCK), quads.multiplier.as_ptr().add(blk * QUAD_BLOCK));
+            // Loops, not closures: a closure here would not inherit the callers' target
+            // features, and its intrinsics would become calls (the kernel ran 30x slower).
+            let mut b = QuadBlock {
+                w: [[_mm512_setzero_si512(); 4]; 3],
+                bias: [_mm512_setzero_si512(); 4],
+                mult: [_mm512_setzero_ps(); 4],
+                requant: requant_consts(rq),
+            };
+            for j in 0..4 {
+                for kx in 0..3 {
+                    b.w[kx][j] = _mm512_loadu_si512(wp.add((kx * 4 + j) * 64).cast());
+                }
+                b.bias[j] = _mm512_loadu_si512(bp.add(j * 16).cast());
+                b.mult[j] = _mm512_loadu_ps(mp.add(j * 16));
+            }
+            b
+        }
+    }
+
+    /// The block's 64 output bytes (in channel order) from the quads of its three input
+    /// columns: 12 `vpdpbusd`, the requantization of `Requant::apply` (as `store16`), and
+    /// the packs, exact on 0..=255, which undo the quads' channel order.
+    #[inline(always)]
+    fn pixels(&self, col: [&[__m512i; 4]; 3]) -> __m512i {
+        let (zp, lo, hi) = self.requant;
+        // SAFETY: register operations (AVX-512F/BW/VNNI, in the callers' target-feature
+        // context).
+        unsafe {
+            let mut q = [_mm512_setzero_si512(); 4];
+            for (j, q) in q.iter_mut().enumerate() {
+                let a = _mm512_dpbusd_epi32(self.bias[j], col[0][j], self.w[0][j]);
+                let a = _mm512_dpbusd_epi32(a, col[1][j], self.w[1][j]);
+                let a = _mm512_dpbusd_epi32(a, col[2][j], self.w[2][j]);
+                let f = _mm512_mul_ps(_mm512_cvtepi32_ps(a), self.mult[j]);
+                let f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
+                *q = _mm512_add_epi32(_mm512_cvtps_epi32(f), zp);
+            }
+            _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]))
         }
     }
 }
