@@ -26,6 +26,8 @@ unsafe impl Plain for u8 {}
 // SAFETY: as above.
 unsafe impl Plain for i8 {}
 // SAFETY: as above.
+unsafe impl Plain for i16 {}
+// SAFETY: as above.
 unsafe impl Plain for i32 {}
 
 /// One cache line of f32s; a `Vec` of these is 64-byte aligned by construction.

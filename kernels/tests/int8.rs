@@ -200,17 +200,27 @@ fn quad_edges_are_bit_exact() {
     }
 }
 
-/// Shapes around the AMX-INT8 tiles (K in steps of 64, N of 32, rows in blocks of 32 and 16
-/// with the rest on `vpdpbusd`), where the CPU has them; elsewhere the same shapes on the
-/// other paths.
+/// Shapes around the AMX-INT8 tiles (K in steps of 64, N of 32, rows in blocks of 32, the
+/// last 1..=31 rows from a copy in scratch), where the CPU has them; elsewhere the same
+/// shapes on the other paths.
 #[test]
 fn amx_shapes_are_bit_exact() {
     if !kernels::isa::amx_int8() {
         eprintln!("SKIPPED: AMX-INT8 tiles (not on this CPU or under this KERNELS_ISA): the shapes run on the other paths");
     }
-    for (m, k, n) in
-        [(16, 64, 32), (31, 64, 32), (32, 128, 64), (33, 192, 96), (48, 64, 32), (50, 256, 128), (15, 64, 32)]
-    {
+    for (m, k, n) in [
+        (16, 64, 32),
+        (31, 64, 32),
+        (32, 128, 64),
+        (33, 192, 96),
+        (48, 64, 32),
+        (50, 256, 128),
+        (15, 64, 32),
+        (1, 64, 32),
+        (17, 128, 64),
+        (63, 64, 32),
+        (49, 512, 64),
+    ] {
         for zx in [0, 128, 255] {
             let case = Case::new(
                 ConvSpec::pointwise(k, n),
@@ -220,6 +230,36 @@ fn amx_shapes_are_bit_exact() {
                 Activation::Relu6,
             );
             case.check(Family::Gemm, 2).unwrap();
+        }
+    }
+}
+
+/// Stores that saturate: output scales so small that most outputs clamp, with and without
+/// the float clamp before rounding (`Requant::rounds_in_range` fails at s_y = 1e-6 and K =
+/// 512, and at 1e-9 for 3x3 depthwise: accumulators times multipliers could pass 2^30), so
+/// both routes of the packing
+/// store, on the GEMM (AMX and `vpdpbusd` tiles, whole and partial panels) and the
+/// depthwise quads.
+#[test]
+fn saturating_stores_are_bit_exact() {
+    for scale in [1e-9, 1e-6, 1e-4, 0.05] {
+        for activation in [Activation::None, Activation::Relu6] {
+            for (m, k, n) in [(40, 512, 64), (7, 64, 96), (5, 32, 64), (3, 1024, 40)] {
+                let mut case =
+                    Case::new(ConvSpec::pointwise(k, n), Dims::new(1, 1, m, k), 128, 7, activation);
+                case.quant.output = QuantParams::new(scale, 100).unwrap();
+                if k == 512 {
+                    let q = QuantizedLayer::new(&case.layer(), &case.quant).unwrap();
+                    assert_eq!(q.requant.rounds_in_range(&q.bias, k), scale >= 1e-4, "s_y {scale}");
+                }
+                case.check(Family::Gemm, 1).unwrap();
+            }
+            for (c, stride) in [(64, 1), (32, 1), (96, 2)] {
+                let spec = ConvSpec::depthwise(c, 3, stride, 1);
+                let mut case = Case::new(spec, Dims::new(1, 6, 7, c), 128, 9, activation);
+                case.quant.output = QuantParams::new(scale, 100).unwrap();
+                case.check(Family::Direct, 1).unwrap();
+            }
         }
     }
 }

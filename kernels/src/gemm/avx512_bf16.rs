@@ -31,6 +31,7 @@ use crate::cache;
 use crate::error::{KernelError, Result};
 use crate::pool::Par;
 use crate::simd::Clamp;
+use crate::tensor::AlignedBuf;
 
 /// Columns per packed panel: 4 zmm of 16 f32 lanes.
 pub(crate) const NR: usize = 64;
@@ -41,8 +42,9 @@ pub(crate) const MR: usize = 6;
 pub(crate) struct PackedPairs {
     pub k: usize,
     pub n: usize,
-    /// `[panels][k.div_ceil(2)][NR][2]` bf16 bits.
-    data: Vec<u16>,
+    /// `[panels][k.div_ceil(2)][NR][2]` bf16 bits, 64-byte aligned so that no vector load or
+    /// AMX tile row splits a cache line.
+    data: AlignedBuf<bf16>,
     /// `[panels * NR]` f32, zero past `n`.
     bias: Vec<f32>,
 }
@@ -53,7 +55,7 @@ impl PackedPairs {
         let panels = n.div_ceil(NR);
         let pairs = k.div_ceil(2);
         let len = crate::error::checked_product("packed bf16 weights", &[panels, pairs, NR, 2])?;
-        let mut data = vec![0u16; len];
+        let mut data = AlignedBuf::<bf16>::zeros(len)?;
         for q in 0..panels {
             for p2 in 0..pairs {
                 for c in 0..NR {
@@ -65,7 +67,7 @@ impl PackedPairs {
                     for h in 0..2 {
                         let p = 2 * p2 + h;
                         if p < k {
-                            data[at + h] = bf16::from_f32(b(p, j)).to_bits();
+                            data[at + h] = bf16::from_f32(b(p, j));
                         }
                     }
                 }
@@ -78,7 +80,7 @@ impl PackedPairs {
 
     /// The packed pairs, `[panels][k.div_ceil(2)][NR][2]` bf16 bits.
     pub(crate) fn data_ptr(&self) -> *const u16 {
-        self.data.as_ptr()
+        self.data.as_ptr().cast()
     }
 
     /// The bias, `panels * NR` f32s.
@@ -175,7 +177,7 @@ impl Nest<'_> {
                             a: self.a.add(i * self.lda),
                             lda: self.lda,
                             k,
-                            b: self.b.data.as_ptr().add(q * pairs * NR * 2),
+                            b: self.b.data_ptr().add(q * pairs * NR * 2),
                             bias: self.b.bias.as_ptr().add(j),
                             c: self.c.get().add(i * self.ldc + j),
                             ldc: self.ldc,

@@ -10,14 +10,16 @@
 //!   packing of `gemm.rs` unchanged: in a 64-channel panel each k-group of 4 is 256 bytes,
 //!   so a 16-column B tile is 16 rows of 64 bytes, 256 bytes apart.
 //! - **Shapes**: K a multiple of 64, N of 32 (every MobileNetV1 pointwise layer but pw1,
-//!   K = 32); rows in blocks of 32, then one of 16; the last `m % 16` rows are left to the
-//!   caller's `vpdpbusd` path ([`gemm`] returns how many it did).
+//!   K = 32); rows in blocks of 32, the last block (`m % 32` rows) from a copy of its rows
+//!   in scratch, so the tile loads never read past A and no row is left to `vpdpbusd`.
 //! - **Epilogue**: the i32 block goes to a 4 KiB stack buffer, then the folded bias and the
-//!   requantizing store of `avx512.rs`, so the result is bit-identical to every other path.
+//!   requantization of [`Pack64`] (two rows, four vectors, per pack), bit-identical to every
+//!   other path.
 
 use std::arch::asm;
 use std::arch::x86_64::*;
 
+use super::avx512::Pack64;
 use super::gemm::GemmInt8;
 use crate::gemm::amx_bf16::{for_each_block, k_step, store_block};
 use crate::pool::{Par, SharedOut};
@@ -27,43 +29,70 @@ pub(crate) fn fits(k: usize, n: usize) -> bool {
     k > 0 && n > 0 && k.is_multiple_of(64) && n.is_multiple_of(32)
 }
 
-/// Rows `0..done` of the int8 GEMM, `done = m / 16 * 16`; returns `done`.
+/// The scratch bytes [`gemm`] needs for `m` rows of `k`: the last `m % 32` rows of A copied
+/// into a whole 32-row block, so that no tile load reads past A.
+pub(crate) fn scratch_bytes(m: usize, k: usize) -> usize {
+    if m.is_multiple_of(32) {
+        0
+    } else {
+        32 * k
+    }
+}
+
+/// The int8 GEMM, every row: 32-row blocks read A in place; the last `m % 32` rows come from
+/// a copy in `scratch` ([`scratch_bytes`]), whose rows past `m` hold whatever the scratch
+/// held and are computed but never stored. (Before, those rows went to `vpdpbusd`, one
+/// more pass over all of B: for the single last row of pw13 that pass streamed its 1 MiB
+/// of weights again.)
 ///
 /// # Safety
 /// `crate::isa::amx_int8()` holds (the CPU has AMX-INT8, the tile state is granted, and the
 /// ceiling allows AMX, so AVX-512 too); `fits(k, n)`; `a` holds `m * k` bytes, `c` `m * n`,
-/// and `b` is `l`'s VNNI panel packing.
-pub(crate) unsafe fn gemm(l: &GemmInt8, b: &[i8], m: usize, a: &[u8], c: &mut [u8], par: Par<'_>) -> usize {
+/// `scratch` at least `scratch_bytes(m, k)`, and `b` is `l`'s VNNI panel packing.
+pub(crate) unsafe fn gemm(
+    l: &GemmInt8,
+    b: &[i8],
+    m: usize,
+    a: &[u8],
+    c: &mut [u8],
+    scratch: &mut [u8],
+    par: Par<'_>,
+) {
     let (k, n) = (l.q.spec.in_channels, l.q.spec.out_channels);
-    let done = m / 16 * 16;
-    let (blocks, groups) = (done.div_ceil(32), n / 32);
+    let full = m / 32 * 32;
+    let tail = SharedOut(scratch.as_mut_ptr());
+    if full < m {
+        scratch[..(m - full) * k].copy_from_slice(&a[full * k..m * k]);
+    }
     let (a_in, c_out) = (SharedOut(a.as_ptr().cast_mut()), SharedOut(c.as_mut_ptr()));
     // SAFETY: the caller guarantees AMX-INT8 and the buffers; each (block, group) is inside
-    // `done` rows and `n` columns and written by one task.
+    // `m` rows and `n` columns and written by one task; the tail block's 32 rows of A lie
+    // inside the scratch.
     unsafe {
-        for_each_block(blocks, groups, par, |rb, g| {
-            let (a_ptr, c_ptr) = (a_in.get().cast_const(), c_out.get());
+        for_each_block(m.div_ceil(32), n / 32, par, |rb, g| {
             let i = rb * 32;
-            block(l, a_ptr.add(i * k), b, g * 32, (done - i).min(32), c_ptr.add(i * n));
+            let a_ptr = if i < full { a_in.get().add(i * k) } else { tail.get() };
+            block(l, a_ptr.cast_const(), b, g * 32, (m - i).min(32), c_out.get().add(i * n));
         });
     }
-    done
 }
 
-/// One block of `rows` (16 or 32) rows x 32 channels from channel `j`, over the whole K.
+/// One block of `rows` (1..=32) rows x 32 channels from channel `j`, over the whole K: one
+/// 16-row A tile where `rows <= 16`, else two.
 ///
 /// # Safety
-/// As [`gemm`], with the tile configuration loaded on this thread.
+/// As [`gemm`], with the tile configuration loaded on this thread; `a` holds 16 or 32 rows
+/// of `k` bytes.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn block(l: &GemmInt8, a: *const u8, b: &[i8], j: usize, rows: usize, c: *mut u8) {
     let (k, n) = (l.q.spec.in_channels, l.q.spec.out_channels);
     let groups = k / 4;
     // Panel of channel `j`, and the 16-channel vector inside it (0 or 2: j is a multiple of 32).
     let (p, v) = (j / 64, (j % 64) / 16);
-    let two = rows == 32;
-    // SAFETY: (whole body) A tiles are `rows` rows of 64 bytes at K offset `s`, inside A; B
+    let two = rows > 16;
+    // SAFETY: (whole body) A tiles are 16 rows of 64 bytes at K offset `s`, inside A; B
     // tiles are 16 k-groups x 16 channels inside panel `p`; the stack buffer holds the 32 x
-    // 32 i32 block; stores are 16 bytes inside the `n` columns of each row.
+    // 32 i32 block; stores are 32 bytes inside the `n` columns of each of `rows` rows.
     unsafe {
         let panel = b.as_ptr().add(p * groups * 256 + v * 64);
         asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
@@ -75,25 +104,22 @@ unsafe fn block(l: &GemmInt8, a: *const u8, b: &[i8], j: usize, rows: usize, c: 
         let mut out = [0i32; 32 * 32];
         let o = out.as_mut_ptr();
         store_block(o.cast());
-        let rq = &l.q.requant;
-        let (lo, hi) = rq.bounds();
-        let (zp, lo, hi) = (_mm512_set1_epi32(rq.zero_point), _mm512_set1_ps(lo), _mm512_set1_ps(hi));
-        let bias = [
-            _mm512_loadu_si512(l.bias.as_ptr().add(j).cast()),
-            _mm512_loadu_si512(l.bias.as_ptr().add(j + 16).cast()),
-        ];
-        for r in 0..rows {
-            for (h, &bv) in bias.iter().enumerate() {
-                let acc = _mm512_add_epi32(_mm512_loadu_si512(o.add(r * 32 + h * 16).cast()), bv);
-                super::avx512::store16(
-                    acc,
-                    l.multiplier.as_ptr().add(j + h * 16),
-                    zp,
-                    lo,
-                    hi,
-                    c.add(r * n + j + h * 16),
-                    0xffff,
-                );
+        // Two rows (four vectors) per pack; an odd last row is packed with itself.
+        let pack = Pack64::new(&l.q.requant, l.in_range);
+        let bias = [0, 16].map(|h| _mm512_loadu_si512(l.bias.as_ptr().add(j + h).cast()));
+        let mult = [0, 16].map(|h| _mm512_loadu_ps(l.multiplier.as_ptr().add(j + h)));
+        for r in (0..rows).step_by(2) {
+            let r1 = (r + 1).min(rows - 1);
+            let mut q = [_mm512_setzero_si512(); 4];
+            for (i, q) in q.iter_mut().enumerate() {
+                let (row, h) = (if i < 2 { r } else { r1 }, i % 2);
+                let acc = _mm512_add_epi32(_mm512_loadu_si512(o.add(row * 32 + h * 16).cast()), bias[h]);
+                *q = pack.round(acc, mult[h]);
+            }
+            let bytes = pack.bytes(q);
+            _mm256_storeu_si256(c.add(r * n + j).cast(), _mm512_castsi512_si256(bytes));
+            if r1 > r {
+                _mm256_storeu_si256(c.add(r1 * n + j).cast(), _mm512_extracti64x4_epi64::<1>(bytes));
             }
         }
     }

@@ -3,7 +3,7 @@
 //! pixel sums only its taps inside the image (a padded tap is real 0, so it adds nothing),
 //! each as `(x - z_x) * w` in i32. It runs row bands, so it can lead a fused block.
 
-use super::{reference, Int8Isa, QuantLayer, QuantizedLayer};
+use super::{reference, Int8Isa, QuantLayer, QuantizedLayer, Requant};
 use crate::algo::{spec_and_name, ConvAlgorithm, Layer, PreparedConv, RowBand, Run};
 use crate::error::Result;
 use crate::isa::Isa;
@@ -62,6 +62,9 @@ pub(crate) struct Quads {
     /// at stride 1 (dw1: 32), whose block then holds that many adjacent pixels, so no lane
     /// is padding (one pixel of 32 channels left half of every vector empty).
     pub(crate) pixels: usize,
+    /// `Requant::rounds_in_range` of the 9 taps on `bias` (the store may skip the float
+    /// clamp).
+    pub(crate) in_range: bool,
 }
 
 impl Quads {
@@ -71,7 +74,8 @@ impl Quads {
     }
 
     /// The quad packing of a 3x3 layer of `c` channels (weights `[c][3][3]`) at `stride`.
-    fn new(weights: &[i8], c: usize, stride: usize, interior_bias: &[i32], multiplier: &[f32]) -> Quads {
+    fn new(weights: &[i8], c: usize, stride: usize, interior_bias: &[i32], rq: &Requant) -> Quads {
+        let multiplier = &rq.multiplier;
         let pixels = if stride == 1 && matches!(c, 8 | 16 | 32) { QUAD_BLOCK / c } else { 1 };
         let blocks = c.div_ceil(QUAD_BLOCK);
         let mut q = Quads {
@@ -79,6 +83,7 @@ impl Quads {
             bias: vec![0; blocks * QUAD_BLOCK],
             multiplier: vec![0.0; blocks * QUAD_BLOCK],
             pixels,
+            in_range: rq.rounds_in_range(interior_bias, 9),
         };
         for blk in 0..blocks {
             for (j, d) in (0..4).flat_map(|j| (0..16).map(move |d| (j, d))) {
@@ -134,7 +139,7 @@ pub(crate) fn native(
         && (s.kernel_h, s.kernel_w) == (3, 3)
         && s.stride_h == s.stride_w
         && s.stride_w <= 2)
-        .then(|| Quads::new(&q.weights, c, s.stride_w, &interior_bias, &multiplier));
+        .then(|| Quads::new(&q.weights, c, s.stride_w, &interior_bias, &q.requant));
     Ok(Some(Box::new(DwInt8 {
         q,
         name: algo.name(),

@@ -219,6 +219,20 @@ impl Requant {
     pub fn bounds(&self) -> (f32, f32) {
         ((self.lo - self.zero_point) as f32, (self.hi - self.zero_point) as f32)
     }
+
+    /// Whether `acc * multiplier[c]` stays far inside the i32 range (below 2^30) for every
+    /// accumulator of a layer that sums `terms` products of a u8 and an i8 onto `bias[c]`.
+    /// Then a vector store may round before it clamps, and let saturating packs and a byte
+    /// min / max do the clamp: the same bytes as [`apply`](Self::apply), since rounding is
+    /// monotone and the bounds are integers. Otherwise a float -> i32 conversion could
+    /// overflow, and the store must clamp in float first.
+    pub fn rounds_in_range(&self, bias: &[i32], terms: usize) -> bool {
+        let products = terms as f64 * 255.0 * 128.0;
+        self.multiplier
+            .iter()
+            .zip(bias)
+            .all(|(&m, &b)| ((b as f64).abs() + products) * (m as f64).abs() < (1u64 << 30) as f64)
+    }
 }
 
 /// The activation's bounds in the quantized domain of `out`, within 0..=255.
