@@ -145,10 +145,14 @@ fn named_shapes_at_every_precision() {
         (ConvSpec::pointwise(129, 65), d(1, 7, 7, 129)),
         (ConvSpec::pointwise(1024, 1000), d(1, 1, 1, 1024)),
         (ConvSpec::pointwise(512, 64), d(1, 13, 1, 512)),
-        // AMX: 49 rows = a 32-row block, a 16-row block and 1 row left to AVX-512; 96
+        // AMX: 49 rows = a 32-row block and a tail block of 17 rows copied to scratch; 96
         // columns = one full and one half 64-column panel.
         (ConvSpec::pointwise(64, 96), d(1, 7, 7, 64)),
         (ConvSpec::pointwise(256, 32), d(2, 6, 5, 256)),
+        // AMX tails of 1 and 31 rows, and none (64 rows).
+        (ConvSpec::pointwise(32, 64), d(1, 1, 33, 32)),
+        (ConvSpec::pointwise(96, 32), d(1, 7, 9, 96)),
+        (ConvSpec::pointwise(64, 64), d(1, 8, 8, 64)),
     ];
     for (i, (spec, dims)) in cases.into_iter().enumerate() {
         for act in [Activation::None, Activation::Relu6] {

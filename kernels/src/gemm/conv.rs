@@ -129,9 +129,9 @@ impl Gemm {
     }
 }
 
-/// A bf16 pointwise layer on the bf16 instructions: AMX tiles for whole 16-row blocks where
-/// the CPU has them (`amx_bf16.rs`), then `vdpbf16ps` pairs (`avx512_bf16.rs`) for the
-/// rest, or the f32-panel path when that is more than `max_rows` rows.
+/// A bf16 pointwise layer on the bf16 instructions: AMX tiles where the CPU has them
+/// (`amx_bf16.rs`), else `vdpbf16ps` pairs (`avx512_bf16.rs`), or the f32-panel path when
+/// that is more than `max_rows` rows.
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
 struct Bf16Dot {
     name: &'static str,
@@ -159,27 +159,35 @@ impl PreparedConv<bf16> for Bf16Dot {
         self.level
     }
     fn scratch_len(&self, input: Dims) -> Result<usize> {
-        PreparedConv::<bf16>::scratch_len(&self.fma, input)
+        if self.amx {
+            // The AMX tail block: 32 rows of K bf16s, in f32s.
+            let k = self.fma.spec.in_channels;
+            let m = input.n * input.h * input.w;
+            32usize
+                .checked_mul(k)
+                .map(|_| super::amx_bf16::tail_len(m, k).div_ceil(2))
+                .ok_or(KernelError::Overflow { what: "AMX tail block" })
+        } else {
+            PreparedConv::<bf16>::scratch_len(&self.fma, input)
+        }
     }
     fn run_checked(&self, run: Run<'_, bf16>) -> Result<()> {
         let m = run.pixels();
         let Run { input, output, scratch, par, .. } = run;
-        let (k, n) = (self.fma.spec.in_channels, self.fma.spec.out_channels);
-        let done = if self.amx {
+        if self.amx {
+            // SAFETY: bf16 has f32's alignment or less, and every bit pattern is a bf16.
+            let tail = unsafe {
+                std::slice::from_raw_parts_mut(scratch.as_mut_ptr().cast::<bf16>(), scratch.len() * 2)
+            };
             // SAFETY: `amx` is set only where `isa::available(Isa::Amx)` and the shape fits;
-            // `Run` holds checked buffers.
-            unsafe { super::amx_bf16::gemm(self.pairs(m, input, output), par) }
-        } else {
-            0
-        };
-        let (rest, a, c) = (m - done, &input[done * k..], &mut output[done * n..]);
-        if rest == 0 {
+            // `Run` holds checked buffers and the scratch of `scratch_len`.
+            unsafe { super::amx_bf16::gemm(self.pairs(m, input, output), tail, par) };
             Ok(())
-        } else if rest > self.max_rows {
-            self.fma.gemm_rows(rest, a, c, scratch, par)
+        } else if m > self.max_rows {
+            self.fma.gemm_rows(m, input, output, scratch, par)
         } else {
             // SAFETY: prepared only where `isa::available(Isa::Avx512Bf16)`.
-            unsafe { super::avx512_bf16::gemm(self.pairs(rest, a, c), par) }
+            unsafe { super::avx512_bf16::gemm(self.pairs(m, input, output), par) }
         }
     }
 }

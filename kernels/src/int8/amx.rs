@@ -21,7 +21,7 @@ use std::arch::x86_64::*;
 
 use super::avx512::Pack64;
 use super::gemm::GemmInt8;
-use crate::gemm::amx_bf16::{for_each_block, k_step, store_block};
+use crate::gemm::amx_bf16::{copy_tail, for_each_block, k_step, store_block};
 use crate::pool::{Par, SharedOut};
 
 /// Whether [`gemm`] can run a `k x n` layer.
@@ -29,26 +29,13 @@ pub(crate) fn fits(k: usize, n: usize) -> bool {
     k > 0 && n > 0 && k.is_multiple_of(64) && n.is_multiple_of(32)
 }
 
-/// The scratch bytes [`gemm`] needs for `m` rows of `k`: the last `m % 32` rows of A copied
-/// into a whole 32-row block, so that no tile load reads past A.
-pub(crate) fn scratch_bytes(m: usize, k: usize) -> usize {
-    if m.is_multiple_of(32) {
-        0
-    } else {
-        32 * k
-    }
-}
-
 /// The int8 GEMM, every row: 32-row blocks read A in place; the last `m % 32` rows come from
-/// a copy in `scratch` ([`scratch_bytes`]), whose rows past `m` hold whatever the scratch
-/// held and are computed but never stored. (Before, those rows went to `vpdpbusd`, one
-/// more pass over all of B: for the single last row of pw13 that pass streamed its 1 MiB
-/// of weights again.)
+/// their copy in `scratch` (`amx_bf16::copy_tail`).
 ///
 /// # Safety
 /// `crate::isa::amx_int8()` holds (the CPU has AMX-INT8, the tile state is granted, and the
 /// ceiling allows AMX, so AVX-512 too); `fits(k, n)`; `a` holds `m * k` bytes, `c` `m * n`,
-/// `scratch` at least `scratch_bytes(m, k)`, and `b` is `l`'s VNNI panel packing.
+/// `scratch` at least `amx_bf16::tail_len(m, k)` bytes, and `b` is `l`'s VNNI panel packing.
 pub(crate) unsafe fn gemm(
     l: &GemmInt8,
     b: &[i8],
@@ -59,11 +46,8 @@ pub(crate) unsafe fn gemm(
     par: Par<'_>,
 ) {
     let (k, n) = (l.q.spec.in_channels, l.q.spec.out_channels);
-    let full = m / 32 * 32;
+    let full = copy_tail(a, m, k, k, scratch);
     let tail = SharedOut(scratch.as_mut_ptr());
-    if full < m {
-        scratch[..(m - full) * k].copy_from_slice(&a[full * k..m * k]);
-    }
     let (a_in, c_out) = (SharedOut(a.as_ptr().cast_mut()), SharedOut(c.as_mut_ptr()));
     // SAFETY: the caller guarantees AMX-INT8 and the buffers; each (block, group) is inside
     // `m` rows and `n` columns and written by one task; the tail block's 32 rows of A lie

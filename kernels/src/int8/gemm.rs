@@ -187,9 +187,10 @@ impl PreparedConv<u8> for GemmInt8 {
             Int8Isa::Avx2 => m.checked_mul(k.div_ceil(2)).ok_or(overflow),
             // AMX copies the last `m % 32` rows of A into a whole block (bytes, in f32s).
             #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-            Int8Isa::Avx512 { .. } if self.amx => {
-                32usize.checked_mul(k).map(|_| super::amx::scratch_bytes(m, k).div_ceil(4)).ok_or(overflow)
-            }
+            Int8Isa::Avx512 { .. } if self.amx => 32usize
+                .checked_mul(k)
+                .map(|_| crate::gemm::amx_bf16::tail_len(m, k).div_ceil(4))
+                .ok_or(overflow),
             _ => Ok(0),
         }
     }
