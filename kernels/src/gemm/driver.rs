@@ -164,8 +164,9 @@ pub(crate) unsafe fn gemm_io<E: Element>(
 pub(crate) enum Order {
     /// A thread's share is a range of rows, across the columns: it writes whole rows, which
     /// the next layer (split by rows too) then reads from the same core. The int8 and bf16
-    /// GEMMs, whose weights are small: at 2 threads on the Xeon family 6 model 167,
-    /// `Columns` was 1-5% slower at int8 (3 interleaved rounds).
+    /// GEMMs, whose weights are small, where there are more row blocks than threads (see
+    /// `amx_bf16::for_each_block`): at 2 threads on the Xeon family 6 model 167, `Columns`
+    /// was 6-15% slower on pw6..pw11.
     // Only the x86 vector GEMMs (AMX, int8) take it.
     #[cfg_attr(
         not(all(target_arch = "x86_64", any(feature = "avx2", feature = "avx512"))),
