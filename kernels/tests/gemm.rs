@@ -188,7 +188,8 @@ fn check_algo(algo: &dyn ConvAlgorithm, case: &Case) {
     }
 }
 
-/// MobileNetV1's pointwise layers (and the FC layer) at 1/4 of their spatial size.
+/// MobileNetV1's pointwise layers (and the FC layer) at 1/4 of their spatial size, and the
+/// last two at full size.
 #[test]
 fn gemm_on_mobilenet_pointwise_shapes() {
     let layers = [
@@ -202,6 +203,10 @@ fn gemm_on_mobilenet_pointwise_shapes() {
         (2, 512, 1024),
         (2, 1024, 1024),
         (1, 1024, 1000),
+        // pw12 and pw13 at full size: 49 rows, B of 2 and 4 MiB (at f32 more than half of
+        // most L2s: the 2-thread split cuts the columns first, `Order::ColumnsFirst`).
+        (7, 512, 1024),
+        (7, 1024, 1024),
     ];
     for algo in algos("gemm") {
         for (i, &(hw, cin, cout)) in layers.iter().enumerate() {

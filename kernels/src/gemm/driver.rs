@@ -148,7 +148,8 @@ pub(crate) unsafe fn gemm_io<E: Element>(
         unsafe { nest.run(0, m, 0, n) };
         return Ok(());
     }
-    split_tasks(mp, np, par, Order::Columns, |(p0, p1), (q0, q1)| {
+    let order = if b.data.len() * 4 > cache::caches().l2 / 2 { Order::ColumnsFirst } else { Order::Columns };
+    split_tasks(mp, np, par, order, |(p0, p1), (q0, q1)| {
         let (m0, m1) = ((p0 * tile.mr).min(m), (p1 * tile.mr).min(m));
         let (n0, n1) = ((q0 * tile.nr).min(n), (q1 * tile.nr).min(n));
         // SAFETY: rectangles are disjoint and inside C; lengths checked above.
@@ -178,11 +179,16 @@ pub(crate) enum Order {
     /// halves at 2 threads), every thread streamed all of B (4 MiB at pw13); `Columns` took
     /// pw13 0.51 -> 0.455 ms, pw12 0.23 -> 0.204, end to end 0.96x (Xeon family 6 model 167).
     Columns,
+    /// As `Columns`, with the columns cut first: where there are enough column blocks, each
+    /// task spans all the rows, so each task streams its part of B once. For a B larger
+    /// than half of L2 (pw12, pw13 at f32: 2 and 4 MiB), which a row-and-column task
+    /// would stream again from L3 for each of its row blocks.
+    ColumnsFirst,
 }
 
 /// Splits `row_blocks x col_blocks` (whole register tiles, or whatever unit the caller
 /// counts) into about `4 * threads` rectangles, rows first and columns too when there are
-/// few row blocks, and runs `task(rows, cols)` on each as tasks of `par`. Four per thread:
+/// few row blocks (columns first for [`Order::ColumnsFirst`]), and runs `task(rows, cols)` on each as tasks of `par`. Four per thread:
 /// rectangles cost the same, but the host is noisy, and the task counter lets an awake
 /// thread take a descheduled one's share.
 /// The one split of every GEMM driver (f32 panels, `vdpbf16ps` pairs, AMX tiles).
@@ -194,12 +200,17 @@ pub(crate) fn split_tasks(
     task: impl Fn((usize, usize), (usize, usize)) + Sync,
 ) {
     let target = par.threads() * 4;
-    let tm = row_blocks.min(target).max(1);
-    let tn = col_blocks.min(target.div_ceil(tm)).max(1);
+    let (tm, tn) = if order == Order::ColumnsFirst {
+        let tn = col_blocks.min(target).max(1);
+        (row_blocks.min(target.div_ceil(tn)).max(1), tn)
+    } else {
+        let tm = row_blocks.min(target).max(1);
+        (tm, col_blocks.min(target.div_ceil(tm)).max(1))
+    };
     par.for_each(tm * tn, |t| {
         let (ti, tj) = match order {
             Order::Rows => (t / tn, t % tn),
-            Order::Columns => (t % tm, t / tm),
+            Order::Columns | Order::ColumnsFirst => (t % tm, t / tm),
         };
         let rows = (row_blocks * ti / tm, row_blocks * (ti + 1) / tm);
         let cols = (col_blocks * tj / tn, col_blocks * (tj + 1) / tn);
