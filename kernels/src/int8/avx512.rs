@@ -171,13 +171,30 @@ unsafe fn tile<const R: usize>(l: &GemmInt8, a: *const u8, b: *const i8, c: *mut
             }
         }
         let rq = &l.q.requant;
-        if cols == NR {
-            // A whole panel: one 64-byte store per row through the packs.
+        if cols == NR || cols == NR / 2 {
             let pack = Pack64::new(rq, l.in_range);
             let mult = [0, 1, 2, 3].map(|v| _mm512_loadu_ps(l.multiplier.as_ptr().add(c0 + v * 16)));
-            for (r, acc_r) in acc.iter().enumerate() {
-                let q = [0, 1, 2, 3].map(|v| pack.round(acc_r[v], mult[v]));
-                _mm512_storeu_si512(c.add(r * ldc + c0).cast(), pack.bytes(q));
+            if cols == NR {
+                // A whole panel: one 64-byte store per row through the packs.
+                for (r, acc_r) in acc.iter().enumerate() {
+                    let q = [0, 1, 2, 3].map(|v| pack.round(acc_r[v], mult[v]));
+                    _mm512_storeu_si512(c.add(r * ldc + c0).cast(), pack.bytes(q));
+                }
+            } else {
+                // Half a panel (conv0: 32 channels): two rows per pack, an odd last row
+                // packed with itself.
+                for r in (0..R).step_by(2) {
+                    let r1 = (r + 1).min(R - 1);
+                    let q = [(r, 0), (r, 1), (r1, 0), (r1, 1)].map(|(r, v)| pack.round(acc[r][v], mult[v]));
+                    let bytes = pack.bytes(q);
+                    _mm256_storeu_si256(c.add(r * ldc + c0).cast(), _mm512_castsi512_si256(bytes));
+                    if r1 > r {
+                        _mm256_storeu_si256(
+                            c.add(r1 * ldc + c0).cast(),
+                            _mm512_extracti64x4_epi64::<1>(bytes),
+                        );
+                    }
+                }
             }
             return;
         }
