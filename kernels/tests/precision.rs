@@ -135,6 +135,9 @@ fn named_shapes_at_every_precision() {
     let d = |n, h, w, c| Dims { n, h, w, c };
     let cases = [
         (ConvSpec::dense(3, 32, 3, 2, 1), d(1, 33, 31, 3)),
+        // Large enough (25,920 values in, 69,120 out) that a widened layer's conversions
+        // are split over the threads.
+        (ConvSpec::dense(3, 32, 3, 2, 1), d(1, 96, 90, 3)),
         (ConvSpec::depthwise(37, 3, 1, 1), d(1, 13, 11, 37)),
         (ConvSpec::depthwise(64, 3, 2, 1), d(2, 14, 14, 64)),
         (ConvSpec::depthwise(21, 5, 1, 2), d(1, 9, 10, 21)),
