@@ -100,11 +100,7 @@ unsafe fn block(l: &GemmInt8, a: *const u8, b: &[i8], j: usize, rows: usize, c: 
                 let acc = _mm512_add_epi32(_mm512_loadu_si512(o.add(row * 32 + h * 16).cast()), bias[h]);
                 *q = pack.round(acc, mult[h]);
             }
-            let bytes = pack.bytes(q);
-            _mm256_storeu_si256(c.add(r * n + j).cast(), _mm512_castsi512_si256(bytes));
-            if r1 > r {
-                _mm256_storeu_si256(c.add(r1 * n + j).cast(), _mm512_extracti64x4_epi64::<1>(bytes));
-            }
+            pack.store_row_pair(q, c.add(r * n + j), (r1 > r).then(|| c.add(r1 * n + j)));
         }
     }
 }

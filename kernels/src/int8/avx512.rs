@@ -116,6 +116,24 @@ impl Pack64 {
             _mm512_permutexvar_epi32(order, self.packs(q))
         }
     }
+
+    /// Two rows of 32 channels through one pack: `q` holds the first row's two rounded
+    /// vectors, then the second's, stored at `dst` and `second`; `None` for an odd last row
+    /// packed with itself (its copy is not stored).
+    ///
+    /// # Safety
+    /// `dst` and `second` each hold 32 bytes.
+    #[inline(always)]
+    pub(crate) unsafe fn store_row_pair(&self, q: [__m512i; 4], dst: *mut u8, second: Option<*mut u8>) {
+        // SAFETY: (the caller) 32 bytes at each pointer; AVX-512F in the callers' context.
+        unsafe {
+            let bytes = self.bytes(q);
+            _mm256_storeu_si256(dst.cast(), _mm512_castsi512_si256(bytes));
+            if let Some(d) = second {
+                _mm256_storeu_si256(d.cast(), _mm512_extracti64x4_epi64::<1>(bytes));
+            }
+        }
+    }
 }
 
 /// The lanes of the first `n` channels (`n` may exceed 16).
@@ -186,14 +204,7 @@ unsafe fn tile<const R: usize>(l: &GemmInt8, a: *const u8, b: *const i8, c: *mut
                 for r in (0..R).step_by(2) {
                     let r1 = (r + 1).min(R - 1);
                     let q = [(r, 0), (r, 1), (r1, 0), (r1, 1)].map(|(r, v)| pack.round(acc[r][v], mult[v]));
-                    let bytes = pack.bytes(q);
-                    _mm256_storeu_si256(c.add(r * ldc + c0).cast(), _mm512_castsi512_si256(bytes));
-                    if r1 > r {
-                        _mm256_storeu_si256(
-                            c.add(r1 * ldc + c0).cast(),
-                            _mm512_extracti64x4_epi64::<1>(bytes),
-                        );
-                    }
+                    pack.store_row_pair(q, c.add(r * ldc + c0), (r1 > r).then(|| c.add(r1 * ldc + c0)));
                 }
             }
             return;
