@@ -278,6 +278,78 @@ impl<F> Rows<'_, F> {
     }
 }
 
+/// Mean over every pixel of each image, per channel: `[N,H,W,C] -> [N,1,1,C]`, summed in
+/// f32 (into `sum`, `C` f32s of the caller's scratch) and stored once as `E`: the input read
+/// with the tensor parameters `from`, the mean stored with `to` (at int8: dequantized, averaged
+/// in f32, quantized once; the QDQ graph's `DequantizeLinear -> GlobalAveragePool ->
+/// QuantizeLinear`). Each channel's sum adds the pixels in order, at every ISA.
+pub fn global_average_pool<E: crate::algo::Storage>(
+    input: &[E],
+    dims: Dims,
+    out: &mut [E],
+    sum: &mut [f32],
+    tensors: (E::Tensor, E::Tensor),
+) {
+    let pool = Pool { input, dims, tensors };
+    // As the input conversion: the widest vectors this CPU allows (compiled for baseline
+    // x86-64 the dequantizing sum ran 4 lanes wide).
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::isa::{available, Isa};
+        if available(Isa::Avx512) {
+            // SAFETY: the CPU has AVX-512F/BW, within the ceiling.
+            return unsafe { pool.avx512(out, sum) };
+        }
+        if available(Isa::Avx2) {
+            // SAFETY: the CPU has AVX2 and FMA, within the ceiling.
+            return unsafe { pool.avx2(out, sum) };
+        }
+    }
+    pool.run(out, sum);
+}
+
+/// The operands of [`global_average_pool`].
+struct Pool<'a, E: crate::algo::Storage> {
+    input: &'a [E],
+    dims: Dims,
+    tensors: (E::Tensor, E::Tensor),
+}
+
+impl<E: crate::algo::Storage> Pool<'_, E> {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    unsafe fn avx512(&self, out: &mut [E], sum: &mut [f32]) {
+        self.run(out, sum);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2(&self, out: &mut [E], sum: &mut [f32]) {
+        self.run(out, sum);
+    }
+
+    /// Inlined into the callers' target-feature contexts.
+    #[inline(always)]
+    fn run(&self, out: &mut [E], sum: &mut [f32]) {
+        let Dims { n, h, w, c } = self.dims;
+        let (from, to) = self.tensors;
+        let hw = h * w;
+        let sum = &mut sum[..c];
+        for b in 0..n {
+            sum.fill(0.0);
+            for px in self.input[b * hw * c..(b + 1) * hw * c].chunks_exact(c) {
+                for (d, &v) in sum.iter_mut().zip(px) {
+                    *d += v.to_real(from);
+                }
+            }
+            let inv = 1.0 / hw as f32;
+            for (d, &s) in out[b * c..(b + 1) * c].iter_mut().zip(sum.iter()) {
+                *d = E::from_real(s * inv, to);
+            }
+        }
+    }
+}
+
 /// `dst[n][c][y][x] = src[n][y][x][c]`; both buffers hold `dims.len()` elements.
 pub fn nhwc_to_nchw(src: &[f32], dst: &mut [f32], dims: Dims) {
     let Dims { n, h, w, c } = dims;
@@ -318,6 +390,30 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// The dispatched pool (AVX-512 / AVX2 / baseline, as this CPU allows) equals the
+    /// definition bit for bit: each channel's pixels summed in order in f32, times 1 / HW.
+    #[test]
+    fn global_average_pool_is_the_definition() {
+        let dims = Dims::new(2, 3, 5, 37);
+        let hw = 15;
+        let x: Vec<f32> = (0..dims.len().unwrap()).map(|i| ((i * 7919) % 1000) as f32 / 37.0 - 9.0).collect();
+        let (mut out, mut sum) = (vec![0.0f32; 2 * 37], vec![0.0f32; 37]);
+        global_average_pool(&x, dims, &mut out, &mut sum, ((), ()));
+        let q = crate::int8::QuantParams::new(0.05, 7).unwrap();
+        let xq: Vec<u8> = x.iter().map(|&v| q.quantize(v)).collect();
+        let mut outq = vec![0u8; 2 * 37];
+        global_average_pool(&xq, dims, &mut outq, &mut sum, (q, q));
+        for b in 0..2 {
+            for c in 0..37 {
+                let px = |p: usize| (b * hw + p) * 37 + c;
+                let s = (0..hw).fold(0.0f32, |s, p| s + x[px(p)]);
+                assert_eq!(out[b * 37 + c].to_bits(), (s * (1.0 / hw as f32)).to_bits(), "f32 b{b} c{c}");
+                let s = (0..hw).fold(0.0f32, |s, p| s + q.dequantize(xq[px(p)]));
+                assert_eq!(outq[b * 37 + c], q.quantize(s * (1.0 / hw as f32)), "u8 b{b} c{c}");
             }
         }
     }

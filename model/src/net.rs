@@ -489,7 +489,13 @@ impl<E: Storage> Net<E> {
                 let prev = layers[i - 1].out_dims;
                 let tensors = (E::tensors(&layers[i - 1].quant).1, E::tensors(&layer.quant).0);
                 let input = &self.ping[..prev.len()?];
-                global_average_pool(input, prev, &mut self.pooled, &mut self.scratch, tensors);
+                kernels::tensor::global_average_pool(
+                    input,
+                    prev,
+                    &mut self.pooled,
+                    &mut self.scratch,
+                    tensors,
+                );
                 layer.conv.run(&self.pooled, layer.in_dims, &mut self.logits, &mut self.scratch, par)?;
             } else if i == 0 {
                 layer.conv.run(
@@ -559,34 +565,6 @@ fn check_threads(threads: usize) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Mean over every pixel of each image, per channel: `[N,H,W,C] -> [N,1,1,C]`, summed in
-/// f32 (into `sum`, `C` f32s of the caller's scratch) and stored once as `E`: the input read
-/// with the tensor parameters `from`, the mean stored with `to` (at int8: dequantized, averaged
-/// in f32, quantized once; the QDQ graph's `DequantizeLinear -> GlobalAveragePool ->
-/// QuantizeLinear`).
-fn global_average_pool<E: Storage>(
-    input: &[E],
-    dims: Dims,
-    out: &mut [E],
-    sum: &mut [f32],
-    (from, to): (E::Tensor, E::Tensor),
-) {
-    let hw = dims.h * dims.w;
-    let sum = &mut sum[..dims.c];
-    for b in 0..dims.n {
-        sum.fill(0.0);
-        for px in input[b * hw * dims.c..(b + 1) * hw * dims.c].chunks_exact(dims.c) {
-            for (d, &v) in sum.iter_mut().zip(px) {
-                *d += v.to_real(from);
-            }
-        }
-        let inv = 1.0 / hw as f32;
-        for (d, &s) in out[b * dims.c..(b + 1) * dims.c].iter_mut().zip(sum.iter()) {
-            *d = E::from_real(s * inv, to);
-        }
-    }
 }
 
 /// Softmax over the last axis of `[rows, classes]` logits, computed stably.
