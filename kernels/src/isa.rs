@@ -241,6 +241,41 @@ pub fn available(isa: Isa) -> bool {
     isa.detected() && ceiling().is_ok_and(|c| isa.within(c))
 }
 
+/// A plain-Rust loop outside the kernels that LLVM vectorizes (the input conversion, the
+/// average pool), for [`in_widest_vectors`]. Implementations mark `run` `#[inline(always)]`,
+/// so that it is compiled inside each target-feature copy (a closure there stayed a call,
+/// compiled for the baseline target: int8 pool + fc 0.043 -> 0.049 ms, Xeon 6/167).
+pub(crate) trait VectorLoop {
+    type Out;
+    fn run(self) -> Self::Out;
+}
+
+/// Runs `l` compiled for the widest x86 vectors that may run here (AVX-512, else AVX2 with
+/// FMA, else the baseline target, which x86-64 compiles 4 lanes wide: SSE2). The result is
+/// the same on every path (Rust never reassociates or contracts float operations).
+pub(crate) fn in_widest_vectors<L: VectorLoop>(l: L) -> L::Out {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+        unsafe fn avx512<L: VectorLoop>(l: L) -> L::Out {
+            l.run()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<L: VectorLoop>(l: L) -> L::Out {
+            l.run()
+        }
+        if available(Isa::Avx512) {
+            // SAFETY: the CPU has AVX-512F/BW, within the ceiling.
+            return unsafe { avx512(l) };
+        }
+        if available(Isa::Avx2) {
+            // SAFETY: the CPU has AVX2 and FMA, within the ceiling.
+            return unsafe { avx2(l) };
+        }
+    }
+    l.run()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,17 @@ unsafe impl Plain for i16 {}
 // SAFETY: as above.
 unsafe impl Plain for i32 {}
 
+/// A caller's f32 scratch viewed as `T` (all of it: `4 / size_of::<T>()` values per f32),
+/// for the kernels whose scratch holds bytes, i16, i32 or bf16 values.
+pub(crate) fn scratch_as<T: Plain>(scratch: &mut [f32]) -> &mut [T] {
+    const { assert!(4 % size_of::<T>() == 0 && align_of::<T>() <= 4) };
+    // SAFETY: every bit pattern is a `T` (`Plain`), and `T`'s size divides 4 and its
+    // alignment is at most f32's, so the f32s' bytes are whole, aligned `T`s.
+    unsafe {
+        std::slice::from_raw_parts_mut(scratch.as_mut_ptr().cast::<T>(), scratch.len() * 4 / size_of::<T>())
+    }
+}
+
 /// One cache line of f32s; a `Vec` of these is 64-byte aligned by construction.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
@@ -176,61 +187,31 @@ pub fn nchw_to_nhwc_par<E: Plain>(
     let rows = n * h;
     let chunk_rows = rows.div_ceil(2 * par.threads()).max(1);
     par.for_each_chunk_mut(&mut dst[..len], chunk_rows * row, |i, out| {
-        let rows = Rows { src, dims, first: i * chunk_rows, convert: &convert };
-        // The conversion in the widest vectors this CPU allows: compiled for baseline x86-64
-        // (SSE2) it ran 4 lanes wide, and the int8 quantization's division was 0.1 ms of
-        // the model's 224 x 224 x 3 input (Xeon 6/167, one thread).
-        #[cfg(target_arch = "x86_64")]
-        {
-            use crate::isa::{available, Isa};
-            if available(Isa::Avx512) {
-                // SAFETY: the CPU has AVX-512F/BW, within the ceiling.
-                return unsafe { rows.avx512(out) };
-            }
-            if available(Isa::Avx2) {
-                // SAFETY: the CPU has AVX2 and FMA, within the ceiling.
-                return unsafe { rows.avx2(out) };
-            }
-        }
-        rows.run(out);
+        // Compiled for baseline x86-64 (SSE2) the conversion ran 4 lanes wide, and the int8
+        // quantization's division was 0.1 ms of the model's 224 x 224 x 3 input (Xeon 6/167,
+        // one thread).
+        crate::isa::in_widest_vectors(Rows { src, dims, first: i * chunk_rows, out, convert: &convert });
     });
 }
 
 /// Image rows `first..` of [`nchw_to_nhwc_par`]'s source, converted into whole NHWC rows.
-struct Rows<'a, F> {
+struct Rows<'a, E, F> {
     src: &'a [f32],
     dims: Dims,
     first: usize,
+    out: &'a mut [E],
     convert: &'a F,
 }
 
-impl<F> Rows<'_, F> {
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-    unsafe fn avx512<E: Plain>(&self, out: &mut [E])
-    where
-        F: Fn(f32) -> E,
-    {
-        self.run(out);
-    }
+impl<E: Plain, F: Fn(f32) -> E> crate::isa::VectorLoop for Rows<'_, E, F> {
+    type Out = ();
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2<E: Plain>(&self, out: &mut [E])
-    where
-        F: Fn(f32) -> E,
-    {
-        self.run(out);
-    }
-
-    /// Inlined into the callers' target-feature contexts (`convert`, plain Rust, inlines
-    /// into them too).
+    /// Inlined into `in_widest_vectors`'s copies (`convert`, plain Rust, inlines into them
+    /// too).
     #[inline(always)]
-    fn run<E: Plain>(&self, out: &mut [E])
-    where
-        F: Fn(f32) -> E,
-    {
-        let Dims { h, w, c, .. } = self.dims;
+    fn run(self) {
+        let Rows { src, dims, first, out, convert } = self;
+        let Dims { h, w, c, .. } = dims;
         let (hw, row) = (h * w, w * c);
         // A strip of pixels at a time: each plane's run converted into `strip` (contiguous,
         // so the conversion vectorizes), then interleaved. Converting while interleaving
@@ -240,13 +221,13 @@ impl<F> Rows<'_, F> {
         let mut strip = [E::default(); STRIP];
         let px = (STRIP / c).max(1);
         for (r, out_row) in out.chunks_exact_mut(row).enumerate() {
-            let global = self.first + r;
+            let global = first + r;
             let (b, y) = (global / h, global % h);
             let base = b * c * hw + y * w;
             if c > STRIP {
                 for (x, px) in out_row.chunks_exact_mut(c).enumerate() {
                     for (ch, d) in px.iter_mut().enumerate() {
-                        *d = (self.convert)(self.src[base + ch * hw + x]);
+                        *d = convert(src[base + ch * hw + x]);
                     }
                 }
                 continue;
@@ -254,9 +235,9 @@ impl<F> Rows<'_, F> {
             for x0 in (0..w).step_by(px) {
                 let n = px.min(w - x0);
                 for ch in 0..c {
-                    let run = &self.src[base + ch * hw + x0..][..n];
+                    let run = &src[base + ch * hw + x0..][..n];
                     for (d, &s) in strip[ch * px..][..n].iter_mut().zip(run) {
-                        *d = (self.convert)(s);
+                        *d = convert(s);
                     }
                 }
                 let out = &mut out_row[x0 * c..(x0 + n) * c];
@@ -290,54 +271,33 @@ pub fn global_average_pool<E: crate::algo::Storage>(
     sum: &mut [f32],
     tensors: (E::Tensor, E::Tensor),
 ) {
-    let pool = Pool { input, dims, tensors };
-    // As the input conversion: the widest vectors this CPU allows (compiled for baseline
-    // x86-64 the dequantizing sum ran 4 lanes wide).
-    #[cfg(target_arch = "x86_64")]
-    {
-        use crate::isa::{available, Isa};
-        if available(Isa::Avx512) {
-            // SAFETY: the CPU has AVX-512F/BW, within the ceiling.
-            return unsafe { pool.avx512(out, sum) };
-        }
-        if available(Isa::Avx2) {
-            // SAFETY: the CPU has AVX2 and FMA, within the ceiling.
-            return unsafe { pool.avx2(out, sum) };
-        }
-    }
-    pool.run(out, sum);
+    // Compiled for baseline x86-64 the dequantizing sum ran 4 lanes wide.
+    crate::isa::in_widest_vectors(Pool { input, dims, out, sum, tensors });
 }
 
 /// The operands of [`global_average_pool`].
 struct Pool<'a, E: crate::algo::Storage> {
     input: &'a [E],
     dims: Dims,
+    out: &'a mut [E],
+    sum: &'a mut [f32],
     tensors: (E::Tensor, E::Tensor),
 }
 
-impl<E: crate::algo::Storage> Pool<'_, E> {
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-    unsafe fn avx512(&self, out: &mut [E], sum: &mut [f32]) {
-        self.run(out, sum);
-    }
+impl<E: crate::algo::Storage> crate::isa::VectorLoop for Pool<'_, E> {
+    type Out = ();
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2(&self, out: &mut [E], sum: &mut [f32]) {
-        self.run(out, sum);
-    }
-
-    /// Inlined into the callers' target-feature contexts.
+    /// Inlined into `in_widest_vectors`'s copies.
     #[inline(always)]
-    fn run(&self, out: &mut [E], sum: &mut [f32]) {
-        let Dims { n, h, w, c } = self.dims;
-        let (from, to) = self.tensors;
+    fn run(self) {
+        let Pool { input, dims, out, sum, tensors } = self;
+        let Dims { n, h, w, c } = dims;
+        let (from, to) = tensors;
         let hw = h * w;
         let sum = &mut sum[..c];
         for b in 0..n {
             sum.fill(0.0);
-            for px in self.input[b * hw * c..(b + 1) * hw * c].chunks_exact(c) {
+            for px in input[b * hw * c..(b + 1) * hw * c].chunks_exact(c) {
                 for (d, &v) in sum.iter_mut().zip(px) {
                     *d += v.to_real(from);
                 }

@@ -117,13 +117,13 @@ pub(crate) unsafe fn gemm(g: PairsGemm<'_>, tail: &mut [bf16], par: Par<'_>) {
     }
 }
 
-/// The length of the tail block of an `m x k` A: 32 rows of `k` where `m % 32` rows are left
-/// after the whole blocks, else none.
-pub(crate) fn tail_len(m: usize, k: usize) -> usize {
+/// The length (in elements) of the tail block of an `m x k` A: 32 rows of `k` where `m % 32`
+/// rows are left after the whole blocks, else none.
+pub(crate) fn tail_len(m: usize, k: usize) -> crate::error::Result<usize> {
     if m.is_multiple_of(32) {
-        0
+        Ok(0)
     } else {
-        32 * k
+        crate::error::checked_product("AMX tail block", &[32, k])
     }
 }
 

@@ -161,12 +161,7 @@ impl PreparedConv<bf16> for Bf16Dot {
     fn scratch_len(&self, input: Dims) -> Result<usize> {
         if self.amx {
             // The AMX tail block: 32 rows of K bf16s, in f32s.
-            let k = self.fma.spec.in_channels;
-            let m = input.n * input.h * input.w;
-            32usize
-                .checked_mul(k)
-                .map(|_| super::amx_bf16::tail_len(m, k).div_ceil(2))
-                .ok_or(KernelError::Overflow { what: "AMX tail block" })
+            Ok(super::amx_bf16::tail_len(input.n * input.h * input.w, self.fma.spec.in_channels)?.div_ceil(2))
         } else {
             PreparedConv::<bf16>::scratch_len(&self.fma, input)
         }
@@ -175,10 +170,7 @@ impl PreparedConv<bf16> for Bf16Dot {
         let m = run.pixels();
         let Run { input, output, scratch, par, .. } = run;
         if self.amx {
-            // SAFETY: bf16 has f32's alignment or less, and every bit pattern is a bf16.
-            let tail = unsafe {
-                std::slice::from_raw_parts_mut(scratch.as_mut_ptr().cast::<bf16>(), scratch.len() * 2)
-            };
+            let tail = crate::tensor::scratch_as::<bf16>(scratch);
             // SAFETY: `amx` is set only where `isa::available(Isa::Amx)` and the shape fits;
             // `Run` holds checked buffers and the scratch of `scratch_len`.
             unsafe { super::amx_bf16::gemm(self.pairs(m, input, output), tail, par) };

@@ -188,9 +188,9 @@ pub(crate) enum Order {
 
 /// Splits `row_blocks x col_blocks` (whole register tiles, or whatever unit the caller
 /// counts) into about `4 * threads` rectangles, rows first and columns too when there are
-/// few row blocks (columns first for [`Order::ColumnsFirst`]), and runs `task(rows, cols)` on each as tasks of `par`. Four per thread:
-/// rectangles cost the same, but the host is noisy, and the task counter lets an awake
-/// thread take a descheduled one's share.
+/// few row blocks (columns first for [`Order::ColumnsFirst`]), and runs `task(rows, cols)`
+/// on each as tasks of `par`. Four per thread: rectangles cost the same, but the host is
+/// noisy, and the task counter lets an awake thread take a descheduled one's share.
 /// The one split of every GEMM driver (f32 panels, `vdpbf16ps` pairs, AMX tiles).
 pub(crate) fn split_tasks(
     row_blocks: usize,

@@ -105,8 +105,8 @@ pub(crate) unsafe fn gemm(
 ) {
     let (k, n) = (l.q.spec.in_channels, l.q.spec.out_channels);
     let kp = k.div_ceil(2);
-    // SAFETY: f32 and i32 have one size and alignment; the caller sized the scratch.
-    let a16 = unsafe { std::slice::from_raw_parts_mut(scratch.as_mut_ptr().cast::<i32>(), m * kp) };
+    // The caller sized the scratch: `m * kp` words.
+    let a16 = &mut crate::tensor::scratch_as::<i32>(scratch)[..m * kp];
     for (row, dst) in a.chunks_exact(k).zip(a16.chunks_exact_mut(kp)) {
         for (g, d) in dst.iter_mut().enumerate() {
             let hi = if 2 * g + 1 < k { row[2 * g + 1] as i32 } else { 0 };

@@ -187,10 +187,7 @@ impl PreparedConv<u8> for GemmInt8 {
             Int8Isa::Avx2 => m.checked_mul(k.div_ceil(2)).ok_or(overflow),
             // AMX copies the last `m % 32` rows of A into a whole block (bytes, in f32s).
             #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-            Int8Isa::Avx512 { .. } if self.amx => 32usize
-                .checked_mul(k)
-                .map(|_| crate::gemm::amx_bf16::tail_len(m, k).div_ceil(4))
-                .ok_or(overflow),
+            Int8Isa::Avx512 { .. } if self.amx => Ok(crate::gemm::amx_bf16::tail_len(m, k)?.div_ceil(4)),
             _ => Ok(0),
         }
     }
@@ -201,13 +198,9 @@ impl PreparedConv<u8> for GemmInt8 {
             #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
             // SAFETY: `Vnni` is packed only where `Int8Isa::of` saw AVX-512 (under the
             // ceiling) and AVX512_VNNI; the buffers were checked, the scratch holds
-            // `scratch_len` f32s, viewed as bytes.
+            // `scratch_len`.
             Packed::Vnni(b) => unsafe {
-                let bytes = std::slice::from_raw_parts_mut(
-                    run.scratch.as_mut_ptr().cast::<u8>(),
-                    run.scratch.len() * 4,
-                );
-                super::avx512::gemm(self, b, m, input, output, bytes, par)
+                super::avx512::gemm(self, b, m, input, output, crate::tensor::scratch_as(run.scratch), par)
             },
             #[cfg(all(feature = "avx2", target_arch = "x86_64"))]
             // SAFETY: `Pairs` is packed only where AVX2 is available; the buffers were

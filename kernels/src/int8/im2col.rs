@@ -89,10 +89,8 @@ impl PreparedConv<u8> for Im2colInt8 {
         let Run { input, in_dims, out_dims: o, output, scratch, par, .. } = run;
         let (words, _, cols) = self.split(in_dims)?;
         let (col_words, rest) = scratch.split_at_mut(words);
-        // SAFETY: u8 has alignment 1 and every bit pattern is valid; the words hold
-        // `4 * words >= m * k` bytes.
-        let col =
-            unsafe { std::slice::from_raw_parts_mut(col_words.as_mut_ptr().cast::<u8>(), cols.w * cols.c) };
+        // The words hold `4 * words >= m * k` bytes.
+        let col = &mut crate::tensor::scratch_as::<u8>(col_words)[..cols.w * cols.c];
         let s = &self.spec;
         let (k, cin) = (self.k(), s.in_channels);
         let run = s.kernel_w * cin;
