@@ -52,7 +52,7 @@ float_storage!(f32, F32, native: &[], emulated: f32_layer);
 float_storage!(
     f16,
     F16,
-    native: &[(Family::Direct, direct::native::<f16>), (Family::Gemm, gemm::native_float::<f16>)],
+    native: &[(Family::Direct, direct::native::<f16>), (Family::Gemm, gemm::native_f16)],
     emulated: widened
 );
 float_storage!(

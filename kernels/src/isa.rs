@@ -162,6 +162,20 @@ pub fn amx_int8() -> bool {
     }
 }
 
+/// Whether AMX-FP16 (`tdpfp16ps`, CPUID leaf 7 sub-leaf 1 EAX bit 21: Granite Rapids on)
+/// can run: AMX allowed under the ceiling and the CPU has the f16 tiles. Linux (6.18) does
+/// not list `amx_fp16` in /proc/cpuinfo on every such host, so CPUID decides.
+pub fn amx_fp16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        available(Isa::Amx) && (std::arch::x86_64::__cpuid_count(7, 1).eax >> 21) & 1 == 1
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Whether the CPU has AMX-TILE and AMX-BF16 (CPUID leaf 7: EDX bits 24 and 22) and Linux
 /// grants this process the tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM,
 /// XFEATURE_XTILEDATA)`; without it the first tile instruction faults). Asked once; a

@@ -156,6 +156,9 @@ fn named_shapes_at_every_precision() {
         (ConvSpec::pointwise(32, 64), d(1, 1, 33, 32)),
         (ConvSpec::pointwise(96, 32), d(1, 7, 9, 96)),
         (ConvSpec::pointwise(64, 64), d(1, 8, 8, 64)),
+        // AMX column tails (masked stores): 50 = 32 + 18 (16 + 2 valid in the last group),
+        // and the FC layer's 1000 = 31 x 32 + 8 above.
+        (ConvSpec::pointwise(32, 50), d(1, 5, 7, 32)),
     ];
     for (i, (spec, dims)) in cases.into_iter().enumerate() {
         for act in [Activation::None, Activation::Relu6] {

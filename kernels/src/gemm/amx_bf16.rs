@@ -1,10 +1,12 @@
-//! bf16 GEMM on AMX tiles (Sapphire and Emerald Rapids): `C = act(A B + bias)` with A and C
-//! stored as bf16, B packed in bf16 pairs (the [`PackedPairs`] of `avx512_bf16.rs`), f32
-//! accumulation in the tiles.
+//! bf16 and f16 GEMM on AMX tiles: `C = act(A B + bias)` with A and C stored as bf16 (AMX-BF16:
+//! Sapphire Rapids on) or f16 (AMX-FP16: Granite Rapids on), B packed in pairs of the same
+//! type (the [`PackedPairs`] of `avx512_bf16.rs`), f32 accumulation in the tiles.
 //!
 //! `tdpbf16ps tC, tA, tB` adds a 16 x 32 bf16 tile of A times a 32 x 16 tile of B (stored
 //! as 16 rows of 16 column pairs) into a 16 x 16 f32 tile: 8,192 multiply-adds per
-//! instruction, 16 times an AVX-512 FMA's 512 per two ports.
+//! instruction, 16 times an AVX-512 FMA's 512 per two ports. `tdpfp16ps` is the same on
+//! f16 tiles, so the two types share every line here but the instruction and the narrowing
+//! of C ([`Half::IS_F16`]).
 //!
 //! - **Tiles**: tmm0..3 hold a 32 x 32 block of C (2 x 2 tiles), tmm4/5 the two 16-row A
 //!   tiles of a 32-wide K step, tmm6/7 the two 16-column B tiles. Per K step: 4 loads, 4
@@ -12,10 +14,11 @@
 //! - **A** is loaded straight from the NHWC bf16 rows (`tileloadd` takes a row stride), so
 //!   no packing; **B** tiles are 16 consecutive pairs of a [`PackedPairs`] panel (row
 //!   stride 256 bytes: 64 columns x 2 bf16).
-//! - **Shapes**: K and N must be multiples of 32 (every MobileNetV1 pointwise layer);
-//!   rows go in blocks of 32, the last `m % 32` from a copy in scratch ([`copy_tail`]).
+//! - **Shapes**: K must be a multiple of 32 (every MobileNetV1 pointwise and FC layer); a
+//!   last group of fewer than 32 columns (the FC layer's N = 1000) is stored masked; rows go
+//!   in blocks of 32, the last `m % 32` from a copy in scratch ([`copy_tail`]).
 //! - **Epilogue**: the C block is stored to a 4 KiB stack buffer, then bias, clamp and the
-//!   narrowing to bf16 (`vcvtneps2bf16`) run on AVX-512.
+//!   narrowing (`vcvtneps2bf16`, `vcvtps2ph`; both round to nearest even) run on AVX-512.
 //! - **State**: the tile configuration is per thread: each task loads it first and
 //!   releases the tiles last (`ldtilecfg` / `tilerelease`). The process asked Linux for the
 //!   tile state once ([`crate::isa::Isa::Amx`]).
@@ -23,9 +26,8 @@
 use std::arch::asm;
 use std::arch::x86_64::*;
 
-use super::avx512_bf16::{PackedPairs, PairsGemm, NR};
+use super::avx512_bf16::{Half, PackedPairs, PairsGemm, NR};
 use super::driver::{split_tasks, Order, SharedOut};
-use half::bf16;
 
 use crate::pool::Par;
 use crate::simd::Clamp;
@@ -85,9 +87,10 @@ macro_rules! k_step {
 }
 pub(crate) use k_step;
 
-/// Whether [`gemm`] can run a `k x n` B: both multiples of [`STEP`].
+/// Whether [`gemm`] can run a `k x n` B: K a multiple of [`STEP`] (any N: the packed
+/// panels are zero past N, and the last column group's stores are masked).
 pub(crate) fn fits(k: usize, n: usize) -> bool {
-    k.is_multiple_of(STEP) && n.is_multiple_of(STEP) && k > 0 && n > 0
+    k.is_multiple_of(STEP) && k > 0 && n > 0
 }
 
 /// `C = act(A B + bias)`, every row: 32-row blocks read A in place, the last `m % 32` rows
@@ -95,12 +98,13 @@ pub(crate) fn fits(k: usize, n: usize) -> bool {
 ///
 /// # Safety
 /// The CPU has AMX-BF16 with the tile state granted and AVX512_BF16
-/// (`isa::available(Isa::Amx)`); `fits(b.k, b.n)`; A holds `m` rows of `b.k` bf16s `lda`
-/// apart and C `m` rows of `b.n` `ldc` apart; `tail` holds [`tail_len`]`(m, b.k)` values.
-pub(crate) unsafe fn gemm(g: PairsGemm<'_>, tail: &mut [bf16], par: Par<'_>) {
+/// (`isa::available(Isa::Amx)`), and for f16 AMX-FP16 too (`isa::amx_fp16()`);
+/// `fits(b.k, b.n)`; A holds `m` rows of `b.k` values `lda` apart and C `m` rows of `b.n`
+/// `ldc` apart; `tail` holds [`tail_len`]`(m, b.k)` values.
+pub(crate) unsafe fn gemm<T: Half>(g: PairsGemm<'_, T>, tail: &mut [T], par: Par<'_>) {
     let PairsGemm { m, a, lda, b, clamp, c, ldc } = g;
     let full = copy_tail(a, m, b.k, lda, tail);
-    let groups = b.n / STEP;
+    let groups = b.n.div_ceil(STEP);
     let (a_in, c_out) =
         (SharedOut(a.as_ptr().cast::<u16>().cast_mut()), SharedOut(c.as_mut_ptr().cast::<u16>()));
     let tail = SharedOut(tail.as_mut_ptr().cast::<u16>());
@@ -211,10 +215,10 @@ pub(crate) unsafe fn store_block(out: *mut u8) {
 /// (as `rows`) `lda` apart.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn block(
+unsafe fn block<T: Half>(
     a: *const u16,
     lda: usize,
-    b: &PackedPairs,
+    b: &PackedPairs<T>,
     j: usize,
     rows: usize,
     clamp: Clamp,
@@ -228,26 +232,38 @@ unsafe fn block(
     let two = rows > 16;
     // SAFETY: (whole body) A tile rows are 16 or 32 rows of 32 bf16 at K offset `s`, inside
     // A; B tiles are 16 pairs x 16 columns inside the panel; the stack buffer holds the
-    // 32 x 32 f32 block; C stores are 16 bf16 inside the `n` columns of each row.
+    // 32 x 32 f32 block; C stores are masked to the `n` columns of each row (the bias
+    // holds whole panels, zero past `n`).
     unsafe {
         asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
         for s in (0..b.k).step_by(STEP) {
             let ap = a.add(s);
             let bp = panel.add((s / 2) * NR * 2);
-            k_step!("tdpbf16ps", ap, ap.add(16 * lda), a_stride, bp, bp.add(32), b_stride, two);
+            if T::IS_F16 {
+                k_step!("tdpfp16ps", ap, ap.add(16 * lda), a_stride, bp, bp.add(32), b_stride, two);
+            } else {
+                k_step!("tdpbf16ps", ap, ap.add(16 * lda), a_stride, bp, bp.add(32), b_stride, two);
+            }
         }
         let mut out = [0.0f32; 32 * 32];
         let o = out.as_mut_ptr();
         store_block(o.cast());
         let (lo, hi) = (_mm512_set1_ps(clamp.lo), _mm512_set1_ps(clamp.hi));
         let bias = [_mm512_loadu_ps(b.bias_ptr().add(j)), _mm512_loadu_ps(b.bias_ptr().add(j + 16))];
+        // The valid columns of each 16-column half: all, some (the last group), or none.
+        let valid = |h: usize| (b.n - j).saturating_sub(16 * h).min(16);
+        let masks = [valid(0), valid(1)].map(|v| if v == 16 { !0 } else { ((1u32 << v) - 1) as __mmask16 });
         for r in 0..rows {
             for (h, &bv) in bias.iter().enumerate() {
                 let v = _mm512_add_ps(_mm512_loadu_ps(o.add(r * 32 + h * 16)), bv);
                 // `vmaxps` returns its second operand for a NaN first: NaN -> lo.
                 let v = if clamp.on { _mm512_min_ps(_mm512_max_ps(v, lo), hi) } else { v };
-                let n16 = std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v));
-                _mm256_storeu_si256(c.add(r * ldc + j + h * 16).cast(), n16);
+                let n16 = if T::IS_F16 {
+                    _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v)
+                } else {
+                    std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v))
+                };
+                _mm256_mask_storeu_epi16(c.add(r * ldc + j + h * 16).cast(), masks[h], n16);
             }
         }
     }

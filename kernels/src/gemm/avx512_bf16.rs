@@ -24,38 +24,62 @@
 
 use std::arch::x86_64::*;
 
-use half::bf16;
+use half::{bf16, f16};
 
 use super::driver::{split_tasks, Order, SharedOut};
 use crate::cache;
 use crate::error::{KernelError, Result};
 use crate::pool::Par;
 use crate::simd::Clamp;
-use crate::tensor::AlignedBuf;
+use crate::tensor::{AlignedBuf, Plain};
 
 /// Columns per packed panel: 4 zmm of 16 f32 lanes.
 pub(crate) const NR: usize = 64;
 /// Rows per register tile.
 pub(crate) const MR: usize = 6;
 
-/// The weights of a bf16 GEMM, packed in pairs along K (see the module docs).
-pub(crate) struct PackedPairs {
+/// A 16-bit float whose pairs a dot-product instruction multiplies into f32 lanes: bf16
+/// (`vdpbf16ps`, `tdpbf16ps`) and f16 (`tdpfp16ps`, AMX-FP16 only). The pairs layout is
+/// the same for both; only the instruction and the final narrowing differ.
+pub(crate) trait Half: Plain {
+    /// f16 (else bf16): picks the AMX instruction and the narrowing of C.
+    const IS_F16: bool;
+    /// Rounds to nearest even.
+    fn round(x: f32) -> Self;
+}
+
+impl Half for bf16 {
+    const IS_F16: bool = false;
+    fn round(x: f32) -> Self {
+        bf16::from_f32(x)
+    }
+}
+
+impl Half for f16 {
+    const IS_F16: bool = true;
+    fn round(x: f32) -> Self {
+        f16::from_f32(x)
+    }
+}
+
+/// The weights of a bf16 (or f16) GEMM, packed in pairs along K (see the module docs).
+pub(crate) struct PackedPairs<T: Half = bf16> {
     pub k: usize,
     pub n: usize,
-    /// `[panels][k.div_ceil(2)][NR][2]` bf16 bits, 64-byte aligned so that no vector load or
-    /// AMX tile row splits a cache line.
-    data: AlignedBuf<bf16>,
+    /// `[panels][k.div_ceil(2)][NR][2]` 16-bit values, 64-byte aligned so that no vector
+    /// load or AMX tile row splits a cache line.
+    data: AlignedBuf<T>,
     /// `[panels * NR]` f32, zero past `n`.
     bias: Vec<f32>,
 }
 
-impl PackedPairs {
-    /// Packs `B[p][j] = b(p, j)` for `p < k`, `j < n`, rounded to bf16, and the bias.
+impl<T: Half> PackedPairs<T> {
+    /// Packs `B[p][j] = b(p, j)` for `p < k`, `j < n`, rounded to `T`, and the bias.
     pub fn new(k: usize, n: usize, bias: &[f32], b: impl Fn(usize, usize) -> f32) -> Result<Self> {
         let panels = n.div_ceil(NR);
         let pairs = k.div_ceil(2);
-        let len = crate::error::checked_product("packed bf16 weights", &[panels, pairs, NR, 2])?;
-        let mut data = AlignedBuf::<bf16>::zeros(len)?;
+        let len = crate::error::checked_product("packed 16-bit weights", &[panels, pairs, NR, 2])?;
+        let mut data = AlignedBuf::<T>::zeros(len)?;
         for q in 0..panels {
             for p2 in 0..pairs {
                 for c in 0..NR {
@@ -67,7 +91,7 @@ impl PackedPairs {
                     for h in 0..2 {
                         let p = 2 * p2 + h;
                         if p < k {
-                            data[at + h] = bf16::from_f32(b(p, j));
+                            data[at + h] = T::round(b(p, j));
                         }
                     }
                 }
@@ -78,7 +102,7 @@ impl PackedPairs {
         Ok(PackedPairs { k, n, data, bias: padded })
     }
 
-    /// The packed pairs, `[panels][k.div_ceil(2)][NR][2]` bf16 bits.
+    /// The packed pairs, `[panels][k.div_ceil(2)][NR][2]` 16-bit values.
     pub(crate) fn data_ptr(&self) -> *const u16 {
         self.data.as_ptr().cast()
     }
@@ -89,16 +113,16 @@ impl PackedPairs {
     }
 }
 
-/// A bf16 GEMM on [`PackedPairs`] (this file's and the AMX one's):
+/// A bf16 (or, on AMX, f16) GEMM on [`PackedPairs`] (this file's and the AMX one's):
 /// `C[i][j] = act(bias[j] + sum_p A[i][p] B[p][j])` for `i < m`, rows of A and C `lda` and
 /// `ldc` apart.
-pub(crate) struct PairsGemm<'a> {
+pub(crate) struct PairsGemm<'a, T: Half = bf16> {
     pub(crate) m: usize,
-    pub(crate) a: &'a [bf16],
+    pub(crate) a: &'a [T],
     pub(crate) lda: usize,
-    pub(crate) b: &'a PackedPairs,
+    pub(crate) b: &'a PackedPairs<T>,
     pub(crate) clamp: Clamp,
-    pub(crate) c: &'a mut [bf16],
+    pub(crate) c: &'a mut [T],
     pub(crate) ldc: usize,
 }
 

@@ -1,7 +1,7 @@
 //! `gemm-<backend>`: a pointwise (1x1, stride 1) convolution or a fully connected layer as
 //! one SGEMM on NHWC data: `[N*H*W, Cin] x [Cin, Cout]`, weights packed at prepare.
 
-use half::bf16;
+use half::{bf16, f16};
 
 use super::driver::{acc_len, gemm_io, GemmIo};
 use super::{nr_for, tiles, PackedB, Tile};
@@ -14,6 +14,9 @@ use crate::pool::Par;
 use crate::precision::Precision;
 use crate::simd::{Backend, ConvertOp, Element};
 use crate::spec::{Activation, ConvSpec, Dims};
+
+#[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+use super::avx512_bf16::{PackedPairs, PairsGemm};
 
 /// The pointwise GEMM algorithm on one backend (registered once per backend).
 pub struct Gemm {
@@ -69,6 +72,20 @@ pub(crate) fn native_bf16(
     native_float(algo, layer, quant)
 }
 
+/// The native path of `gemm` at f16: AMX-FP16 tiles where the CPU has them
+/// ([`Gemm::prepare_f16_amx`]), else [`native_float`].
+pub(crate) fn native_f16(
+    algo: &dyn ConvAlgorithm,
+    layer: &Layer<'_>,
+    quant: &(),
+) -> Result<Option<Box<dyn PreparedConv<f16>>>> {
+    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+    if let Some(native) = (Gemm { name: algo.name(), backend: algo.backend() }).prepare_f16_amx(layer)? {
+        return Ok(Some(native));
+    }
+    native_float(algo, layer, quant)
+}
+
 impl Gemm {
     /// Packs the layer (checked by `prepare` or `algo::prepare`) for f32 microkernels, with
     /// weights and bias rounded to `precision` (the storage type of the model; the packed
@@ -100,7 +117,7 @@ impl Gemm {
     #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
     fn prepare_bf16_dot(&self, layer: &Layer<'_>) -> Result<Option<Box<dyn PreparedConv<bf16>>>> {
         let Layer { spec, weights_oihw, .. } = *layer;
-        use super::avx512_bf16::{dot_vs_fma, PackedPairs, DOT_MAX_ROWS_WHEN_SLOWER};
+        use super::avx512_bf16::{dot_vs_fma, DOT_MAX_ROWS_WHEN_SLOWER};
         if self.backend != Backend::Avx512 || !crate::isa::available(Isa::Avx512Bf16) {
             return Ok(None);
         }
@@ -129,6 +146,61 @@ impl Gemm {
     }
 }
 
+impl Gemm {
+    /// The native f16 path: `gemm-avx512` on a CPU with AMX-FP16 (and the ceiling `amx`)
+    /// packs the weights in f16 pairs for `tdpfp16ps`, for every shape the tiles fit (K a
+    /// multiple of 32: every MobileNetV1 pointwise layer and the FC layer).
+    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+    fn prepare_f16_amx(&self, layer: &Layer<'_>) -> Result<Option<Box<dyn PreparedConv<f16>>>> {
+        let Layer { spec, weights_oihw, bias, activation } = *layer;
+        let (cin, cout) = (spec.in_channels, spec.out_channels);
+        if self.backend != Backend::Avx512 || !crate::isa::amx_fp16() || !super::amx_bf16::fits(cin, cout) {
+            return Ok(None);
+        }
+        let bias = rounded(Precision::F16, &bias_or_zeros(spec, bias));
+        let b = PackedPairs::new(cin, cout, &bias, |p, j| weights_oihw[j * cin + p])?;
+        Ok(Some(Box::new(F16Amx {
+            spec: *spec,
+            name: self.name,
+            clamp: crate::simd::Clamp::of(activation),
+            b,
+        })))
+    }
+}
+
+/// An f16 pointwise layer on AMX-FP16 tiles (`amx_bf16.rs`, the bf16 tiles' code with
+/// `tdpfp16ps`): f32 accumulation, one rounding to f16 per output.
+#[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+struct F16Amx {
+    spec: ConvSpec,
+    name: &'static str,
+    clamp: crate::simd::Clamp,
+    b: PackedPairs<f16>,
+}
+
+#[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+impl PreparedConv<f16> for F16Amx {
+    spec_and_name!(spec);
+    fn level(&self) -> Isa {
+        Isa::Amx
+    }
+    fn scratch_len(&self, input: Dims) -> Result<usize> {
+        // The AMX tail block: 32 rows of K f16s, in f32s.
+        Ok(super::amx_bf16::tail_len(input.n * input.h * input.w, self.spec.in_channels)?.div_ceil(2))
+    }
+    fn run_checked(&self, run: Run<'_, f16>) -> Result<()> {
+        let m = run.pixels();
+        let Run { input, output, scratch, par, .. } = run;
+        let (lda, ldc) = (self.spec.in_channels, self.spec.out_channels);
+        let g = PairsGemm { m, a: input, lda, b: &self.b, clamp: self.clamp, c: output, ldc };
+        let tail = crate::tensor::scratch_as::<f16>(scratch);
+        // SAFETY: prepared only where `isa::amx_fp16()` and the shape fits; `Run` holds
+        // checked buffers and the scratch of `scratch_len`.
+        unsafe { super::amx_bf16::gemm(g, tail, par) };
+        Ok(())
+    }
+}
+
 /// A bf16 pointwise layer on the bf16 instructions: AMX tiles where the CPU has them
 /// (`amx_bf16.rs`), else `vdpbf16ps` pairs (`avx512_bf16.rs`), or the f32-panel path when
 /// that is more than `max_rows` rows.
@@ -136,7 +208,7 @@ impl Gemm {
 struct Bf16Dot {
     name: &'static str,
     clamp: crate::simd::Clamp,
-    b: super::avx512_bf16::PackedPairs,
+    b: PackedPairs,
     fma: GemmPrepared,
     max_rows: usize,
     amx: bool,
@@ -146,9 +218,9 @@ struct Bf16Dot {
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
 impl Bf16Dot {
     /// The pairs GEMM of `m` rows of `a` into `c` (whole rows of the layer's K and N).
-    fn pairs<'a>(&'a self, m: usize, a: &'a [bf16], c: &'a mut [bf16]) -> super::avx512_bf16::PairsGemm<'a> {
+    fn pairs<'a>(&'a self, m: usize, a: &'a [bf16], c: &'a mut [bf16]) -> PairsGemm<'a> {
         let (lda, ldc) = (self.fma.spec.in_channels, self.fma.spec.out_channels);
-        super::avx512_bf16::PairsGemm { m, a, lda, b: &self.b, clamp: self.clamp, c, ldc }
+        PairsGemm { m, a, lda, b: &self.b, clamp: self.clamp, c, ldc }
     }
 }
 
