@@ -97,6 +97,16 @@ pub fn kernels_report() -> Result<String> {
             }
         );
     }
+    if kernels::isa::available(kernels::isa::Isa::Amx) {
+        let yes = |on: bool| if on { "yes" } else { "no" };
+        let _ = writeln!(
+            s,
+            "AMX tiles (every pointwise and FC layer with K a multiple of 32, ahead of the paths above): \
+             bf16 yes, int8 {}, f16 {} (AMX-FP16)",
+            yes(kernels::isa::amx_int8()),
+            yes(kernels::isa::amx_fp16())
+        );
+    }
     let _ = writeln!(s, "backends:");
     for &backend in kernels::Backend::ALL {
         let state = match backend.shape() {
