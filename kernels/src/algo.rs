@@ -241,6 +241,23 @@ pub trait Storage: Plain + PartialEq + fmt::Debug + Send + Sync {
     fn from_real(x: f32, t: Self::Tensor) -> Self;
     /// The number a stored value means.
     fn to_real(self, t: Self::Tensor) -> f32;
+    /// `dst[i] = from_real(src[i], t)` for the whole of the shorter slice: the loops outside
+    /// the layers (the input conversion) call this, not `from_real` per value, so a type whose
+    /// per-value conversion cannot vectorize (f16, see `float.rs`) can convert in bulk.
+    #[inline(always)]
+    fn from_real_slice(src: &[f32], dst: &mut [Self], t: Self::Tensor) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = Self::from_real(s, t);
+        }
+    }
+    /// `dst[i] += src[i].to_real(t)` for the whole of the shorter slice (the global average
+    /// pool's sum; bulk for the same reason as [`Storage::from_real_slice`]).
+    #[inline(always)]
+    fn add_real_slice(dst: &mut [f32], src: &[Self], t: Self::Tensor) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d += s.to_real(t);
+        }
+    }
     /// The families with a native path at this type (see the trait docs).
     const NATIVE: &'static [(Family, NativeFn<Self>)];
     /// The path of every algorithm without a native one (see the trait docs).

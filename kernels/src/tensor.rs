@@ -161,7 +161,7 @@ impl Tensor {
 
 /// `dst[n][y][x][c] = src[n][c][y][x]`; both buffers hold `dims.len()` elements.
 pub fn nchw_to_nhwc(src: &[f32], dst: &mut [f32], dims: Dims) {
-    nchw_to_nhwc_par(src, dst, dims, Par::SERIAL, |x| x);
+    nchw_to_nhwc_par(src, dst, dims, Par::SERIAL, |s, d| d.copy_from_slice(s));
 }
 
 /// [`nchw_to_nhwc`] split by image rows over `par`. Pixel-major: each output pixel reads
@@ -169,14 +169,15 @@ pub fn nchw_to_nhwc(src: &[f32], dst: &mut [f32], dims: Dims) {
 /// that is 3 read streams and one write stream, where channel-major order made 3 strided
 /// passes over the whole output).
 ///
-/// `convert` turns each f32 into the storage type: a rounding for the floats, the
-/// quantization of the model's input for int8 (so the input is quantized in the same pass).
+/// `convert(from, to)` turns a run of f32s into the storage type (`to[i]` from `from[i]`, the
+/// two of equal length): a rounding for the floats, the quantization of the model's input for
+/// int8 (so the input is quantized in the same pass); `Storage::from_real_slice` is one.
 pub fn nchw_to_nhwc_par<E: Plain>(
     src: &[f32],
     dst: &mut [E],
     dims: Dims,
     par: Par<'_>,
-    convert: impl Fn(f32) -> E + Sync,
+    convert: impl Fn(&[f32], &mut [E]) + Sync,
 ) {
     let Dims { n, h, w, c } = dims;
     let (hw, row) = (h * w, w * c);
@@ -203,7 +204,7 @@ struct Rows<'a, E, F> {
     convert: &'a F,
 }
 
-impl<E: Plain, F: Fn(f32) -> E> crate::isa::VectorLoop for Rows<'_, E, F> {
+impl<E: Plain, F: Fn(&[f32], &mut [E])> crate::isa::VectorLoop for Rows<'_, E, F> {
     type Out = ();
 
     /// Inlined into `in_widest_vectors`'s copies (`convert`, plain Rust, inlines into them
@@ -227,7 +228,7 @@ impl<E: Plain, F: Fn(f32) -> E> crate::isa::VectorLoop for Rows<'_, E, F> {
             if c > STRIP {
                 for (x, px) in out_row.chunks_exact_mut(c).enumerate() {
                     for (ch, d) in px.iter_mut().enumerate() {
-                        *d = convert(src[base + ch * hw + x]);
+                        convert(&src[base + ch * hw + x..][..1], std::slice::from_mut(d));
                     }
                 }
                 continue;
@@ -235,10 +236,7 @@ impl<E: Plain, F: Fn(f32) -> E> crate::isa::VectorLoop for Rows<'_, E, F> {
             for x0 in (0..w).step_by(px) {
                 let n = px.min(w - x0);
                 for ch in 0..c {
-                    let run = &src[base + ch * hw + x0..][..n];
-                    for (d, &s) in strip[ch * px..][..n].iter_mut().zip(run) {
-                        *d = convert(s);
-                    }
+                    convert(&src[base + ch * hw + x0..][..n], &mut strip[ch * px..][..n]);
                 }
                 let out = &mut out_row[x0 * c..(x0 + n) * c];
                 if c == 3 {
@@ -298,9 +296,7 @@ impl<E: crate::algo::Storage> crate::isa::VectorLoop for Pool<'_, E> {
         for b in 0..n {
             sum.fill(0.0);
             for px in input[b * hw * c..(b + 1) * hw * c].chunks_exact(c) {
-                for (d, &v) in sum.iter_mut().zip(px) {
-                    *d += v.to_real(from);
-                }
+                E::add_real_slice(sum, px, from);
             }
             let inv = 1.0 / hw as f32;
             for (d, &s) in out[b * c..(b + 1) * c].iter_mut().zip(sum.iter()) {
@@ -339,7 +335,7 @@ mod tests {
             let src: Vec<f32> = (0..dims.len().unwrap()).map(|i| i as f32).collect();
             for threads in 1..=3 {
                 let mut dst = vec![f32::NAN; src.len()];
-                nchw_to_nhwc_par(&src, &mut dst, dims, Par::on(&pool, threads), |x| x);
+                nchw_to_nhwc_par(&src, &mut dst, dims, Par::on(&pool, threads), |s, d| d.copy_from_slice(s));
                 for b in 0..n {
                     for y in 0..h {
                         for x in 0..w {
@@ -374,6 +370,42 @@ mod tests {
                 assert_eq!(out[b * 37 + c].to_bits(), (s * (1.0 / hw as f32)).to_bits(), "f32 b{b} c{c}");
                 let s = (0..hw).fold(0.0f32, |s, p| s + q.dequantize(xq[px(p)]));
                 assert_eq!(outq[b * 37 + c], q.quantize(s * (1.0 / hw as f32)), "u8 b{b} c{c}");
+            }
+        }
+    }
+
+    /// f16's bulk conversions (the input conversion and the pool's sum) give the bits of
+    /// half's per-value ones, across the 256-value chunk of the pool and the strip of the
+    /// conversion (c = 300 > 256 takes the per-value branch), with overflow and subnormals.
+    #[test]
+    fn f16_bulk_conversions_equal_per_value_ones() {
+        use crate::algo::Storage;
+        use half::f16;
+        let value = |i: usize| match i % 11 {
+            0 => 70_000.0,
+            1 => -3.0e-6,
+            2 => 6.1e-5,
+            _ => ((i * 7919) % 1000) as f32 / 37.0 - 9.0,
+        };
+        for dims in [Dims::new(1, 5, 7, 3), Dims::new(2, 2, 3, 300)] {
+            let len = dims.len().unwrap();
+            let x: Vec<f32> = (0..len).map(value).collect();
+            let mut nhwc = vec![f16::ZERO; len];
+            nchw_to_nhwc_par(&x, &mut nhwc, dims, Par::SERIAL, |s, d| f16::from_real_slice(s, d, ()));
+            let mut want = vec![0.0f32; len];
+            nchw_to_nhwc(&x, &mut want, dims);
+            for (i, (&got, &w)) in nhwc.iter().zip(&want).enumerate() {
+                assert_eq!(got.to_bits(), f16::from_f32(w).to_bits(), "conversion {dims:?} at {i}");
+            }
+            let Dims { n, h, w, c } = dims;
+            let (mut out, mut sum) = (vec![f16::ZERO; n * c], vec![0.0f32; c]);
+            global_average_pool(&nhwc, dims, &mut out, &mut sum, ((), ()));
+            for b in 0..n {
+                for ch in 0..c {
+                    let s = (0..h * w).fold(0.0f32, |s, p| s + nhwc[(b * h * w + p) * c + ch].to_f32());
+                    let want = f16::from_f32(s * (1.0 / (h * w) as f32));
+                    assert_eq!(out[b * c + ch].to_bits(), want.to_bits(), "pool {dims:?} b{b} c{ch}");
+                }
             }
         }
     }

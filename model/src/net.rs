@@ -475,7 +475,7 @@ impl<E: Storage> Net<E> {
         }
         let all = self.pool.par(usize::MAX);
         let t = self.input_tensor;
-        nchw_to_nhwc_par(input_nchw, &mut self.input, first, all, |x| E::from_real(x, t));
+        nchw_to_nhwc_par(input_nchw, &mut self.input, first, all, |s, d| E::from_real_slice(s, d, t));
         let layers = &*self.layers;
         let n_layers = layers.len();
         let mut i = 0;
