@@ -61,7 +61,7 @@ float_storage!(f32, F32, native: &[], emulated: f32_layer);
 float_storage!(
     f16,
     F16,
-    native: &[(Family::Direct, direct::native::<f16>), (Family::Gemm, gemm::native_f16)],
+    native: &[(Family::Direct, direct::native::<f16>), (Family::Gemm, gemm::native_half::<f16>)],
     emulated: widened,
     bulk: {
         #[inline(always)]
@@ -88,7 +88,7 @@ const BULK: usize = 256;
 float_storage!(
     bf16,
     Bf16,
-    native: &[(Family::Direct, direct::native::<bf16>), (Family::Gemm, gemm::native_bf16)],
+    native: &[(Family::Direct, direct::native::<bf16>), (Family::Gemm, gemm::native_half::<bf16>)],
     emulated: widened
 );
 

@@ -16,7 +16,7 @@ use crate::simd::{Backend, ConvertOp, Element};
 use crate::spec::{Activation, ConvSpec, Dims};
 
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-use super::avx512_bf16::{PackedPairs, PairsGemm};
+use super::avx512_bf16::{Half, PackedPairs, PairsGemm};
 
 /// The pointwise GEMM algorithm on one backend (registered once per backend).
 pub struct Gemm {
@@ -58,32 +58,72 @@ pub(crate) fn native_float<E: Element + Storage>(
     Ok(Some(Box::new(gemm.pack(layer, E::PRECISION)?)))
 }
 
-/// The native path of `gemm` at bf16: the `vdpbf16ps` / AMX path where the CPU has it
-/// ([`Gemm::prepare_bf16_dot`]), else [`native_float`].
-pub(crate) fn native_bf16(
+/// The native path of `gemm` at a 16-bit float type: its own dot-product instructions where
+/// the CPU has them ([`HalfPath::prepare_dot`]), else [`native_float`].
+pub(crate) fn native_half<E: HalfPath>(
     algo: &dyn ConvAlgorithm,
     layer: &Layer<'_>,
     quant: &(),
-) -> Result<Option<Box<dyn PreparedConv<bf16>>>> {
+) -> Result<Option<Box<dyn PreparedConv<E>>>> {
     #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-    if let Some(native) = (Gemm { name: algo.name(), backend: algo.backend() }).prepare_bf16_dot(layer)? {
+    if let Some(native) = E::prepare_dot(&Gemm { name: algo.name(), backend: algo.backend() }, layer)? {
         return Ok(Some(native));
     }
     native_float(algo, layer, quant)
 }
 
-/// The native path of `gemm` at f16: AMX-FP16 tiles where the CPU has them
-/// ([`Gemm::prepare_f16_amx`]), else [`native_float`].
-pub(crate) fn native_f16(
-    algo: &dyn ConvAlgorithm,
-    layer: &Layer<'_>,
-    quant: &(),
-) -> Result<Option<Box<dyn PreparedConv<f16>>>> {
+/// A 16-bit float type with pointwise instructions of its own (an empty trait in a build
+/// without AVX-512).
+pub(crate) trait HalfPath: Element + Storage {
+    /// The layer on this type's dot-product instructions, or `None` where the CPU, the
+    /// ceiling or the shape rules them out.
     #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-    if let Some(native) = (Gemm { name: algo.name(), backend: algo.backend() }).prepare_f16_amx(layer)? {
-        return Ok(Some(native));
+    fn prepare_dot(gemm: &Gemm, layer: &Layer<'_>) -> Result<Option<Box<dyn PreparedConv<Self>>>>;
+}
+
+impl HalfPath for bf16 {
+    /// AMX tiles where the CPU has them, else `vdpbf16ps` pairs ([`Bf16Pairs`]), on
+    /// `gemm-avx512` with AVX512_BF16 under the ceiling; `KERNELS_BF16_DOT=0` turns both off.
+    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+    fn prepare_dot(gemm: &Gemm, layer: &Layer<'_>) -> Result<Option<Box<dyn PreparedConv<Self>>>> {
+        use super::avx512_bf16::{dot_vs_fma, DOT_MAX_ROWS_WHEN_SLOWER};
+        if gemm.backend != Backend::Avx512 || !crate::isa::available(Isa::Avx512Bf16) {
+            return Ok(None);
+        }
+        // SAFETY: AVX512_BF16 is available (checked above).
+        let ratio = unsafe { dot_vs_fma() };
+        if ratio == 0.0 {
+            return Ok(None);
+        }
+        let spec = layer.spec;
+        if crate::isa::available(Isa::Amx) && super::amx_bf16::fits(spec.in_channels, spec.out_channels) {
+            return Ok(Some(Box::new(AmxPairs::<bf16>::new(gemm, layer)?)));
+        }
+        let fma = gemm.pack(layer, Precision::Bf16)?;
+        let cin = spec.in_channels;
+        // The pairs take the f32 panels' bias, already rounded to bf16.
+        let b = PackedPairs::new(cin, spec.out_channels, &fma.bias, |p, j| layer.weights_oihw[j * cin + p])?;
+        // Where the pairs are slower per FLOP, keep the f32 panels for compute-bound calls.
+        let max_rows = if ratio >= 1.0 { usize::MAX } else { DOT_MAX_ROWS_WHEN_SLOWER };
+        Ok(Some(Box::new(Bf16Pairs { clamp: crate::simd::Clamp::of(layer.activation), b, fma, max_rows })))
     }
-    native_float(algo, layer, quant)
+}
+
+impl HalfPath for f16 {
+    /// AMX-FP16 tiles (`tdpfp16ps`) on `gemm-avx512` under the ceiling `amx`, for every
+    /// shape the tiles fit (K a multiple of 32: every MobileNetV1 pointwise layer and the FC
+    /// layer). AVX-512 has no f16 pair dot product, so there is no middle path.
+    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+    fn prepare_dot(gemm: &Gemm, layer: &Layer<'_>) -> Result<Option<Box<dyn PreparedConv<Self>>>> {
+        let spec = layer.spec;
+        if gemm.backend != Backend::Avx512
+            || !crate::isa::amx_fp16()
+            || !super::amx_bf16::fits(spec.in_channels, spec.out_channels)
+        {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(AmxPairs::<f16>::new(gemm, layer)?)))
+    }
 }
 
 impl Gemm {
@@ -111,148 +151,89 @@ impl Gemm {
     }
 }
 
-impl Gemm {
-    /// The native bf16 path: `gemm-avx512` on a CPU with AVX512_BF16 (and a ceiling that
-    /// allows it) packs the weights in bf16 pairs for `vdpbf16ps`.
-    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-    fn prepare_bf16_dot(&self, layer: &Layer<'_>) -> Result<Option<Box<dyn PreparedConv<bf16>>>> {
-        let Layer { spec, weights_oihw, .. } = *layer;
-        use super::avx512_bf16::{dot_vs_fma, DOT_MAX_ROWS_WHEN_SLOWER};
-        if self.backend != Backend::Avx512 || !crate::isa::available(Isa::Avx512Bf16) {
-            return Ok(None);
-        }
-        // SAFETY: AVX512_BF16 is available (checked above).
-        let ratio = unsafe { dot_vs_fma() };
-        if ratio == 0.0 {
-            return Ok(None);
-        }
-        let fma = self.pack(layer, Precision::Bf16)?;
-        let cin = spec.in_channels;
-        // The pairs take the f32 panels' bias, already rounded to bf16.
-        let b = PackedPairs::new(cin, spec.out_channels, &fma.bias, |p, j| weights_oihw[j * cin + p])?;
-        // Where the pairs are slower per FLOP, keep the f32 panels for compute-bound calls.
-        let max_rows = if ratio >= 1.0 { usize::MAX } else { DOT_MAX_ROWS_WHEN_SLOWER };
-        let amx = crate::isa::available(Isa::Amx) && super::amx_bf16::fits(cin, spec.out_channels);
-        let level = if amx { Isa::Amx } else { Isa::Avx512Bf16 };
-        Ok(Some(Box::new(Bf16Dot {
-            name: self.name,
-            clamp: crate::simd::Clamp::of(layer.activation),
-            b,
-            fma,
-            max_rows,
-            amx,
-            level,
-        })))
-    }
-}
-
-impl Gemm {
-    /// The native f16 path: `gemm-avx512` on a CPU with AMX-FP16 (and the ceiling `amx`)
-    /// packs the weights in f16 pairs for `tdpfp16ps`, for every shape the tiles fit (K a
-    /// multiple of 32: every MobileNetV1 pointwise layer and the FC layer).
-    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-    fn prepare_f16_amx(&self, layer: &Layer<'_>) -> Result<Option<Box<dyn PreparedConv<f16>>>> {
-        let Layer { spec, weights_oihw, bias, activation } = *layer;
-        let (cin, cout) = (spec.in_channels, spec.out_channels);
-        if self.backend != Backend::Avx512 || !crate::isa::amx_fp16() || !super::amx_bf16::fits(cin, cout) {
-            return Ok(None);
-        }
-        let bias = rounded(Precision::F16, &bias_or_zeros(spec, bias));
-        let b = PackedPairs::new(cin, cout, &bias, |p, j| weights_oihw[j * cin + p])?;
-        Ok(Some(Box::new(F16Amx {
-            spec: *spec,
-            name: self.name,
-            clamp: crate::simd::Clamp::of(activation),
-            b,
-        })))
-    }
-}
-
-/// An f16 pointwise layer on AMX-FP16 tiles (`amx_bf16.rs`, the bf16 tiles' code with
-/// `tdpfp16ps`): f32 accumulation, one rounding to f16 per output.
+/// A 16-bit pointwise layer on AMX tiles (`amx_bf16.rs`: `tdpbf16ps` for bf16, `tdpfp16ps`
+/// for f16): f32 accumulation, one rounding per output.
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-struct F16Amx {
+struct AmxPairs<T: Half> {
     spec: ConvSpec,
     name: &'static str,
     clamp: crate::simd::Clamp,
-    b: PackedPairs<f16>,
+    b: PackedPairs<T>,
 }
 
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-impl PreparedConv<f16> for F16Amx {
+impl<T: Half> AmxPairs<T> {
+    /// Packs the layer's weights in pairs of `T`, bias rounded to `T`.
+    fn new(gemm: &Gemm, layer: &Layer<'_>) -> Result<Self>
+    where
+        T: Storage,
+    {
+        let Layer { spec, weights_oihw, bias, activation } = *layer;
+        let (cin, cout) = (spec.in_channels, spec.out_channels);
+        let bias = rounded(T::PRECISION, &bias_or_zeros(spec, bias));
+        let b = PackedPairs::new(cin, cout, &bias, |p, j| weights_oihw[j * cin + p])?;
+        Ok(AmxPairs { spec: *spec, name: gemm.name, clamp: crate::simd::Clamp::of(activation), b })
+    }
+}
+
+#[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+impl<T: Half + Storage> PreparedConv<T> for AmxPairs<T> {
     spec_and_name!(spec);
     fn level(&self) -> Isa {
         Isa::Amx
     }
     fn scratch_len(&self, input: Dims) -> Result<usize> {
-        // The AMX tail block: 32 rows of K f16s, in f32s.
+        // The AMX tail block: 32 rows of K 16-bit values, in f32s.
         Ok(super::amx_bf16::tail_len(input.n * input.h * input.w, self.spec.in_channels)?.div_ceil(2))
     }
-    fn run_checked(&self, run: Run<'_, f16>) -> Result<()> {
+    fn run_checked(&self, run: Run<'_, T>) -> Result<()> {
         let m = run.pixels();
         let Run { input, output, scratch, par, .. } = run;
         let (lda, ldc) = (self.spec.in_channels, self.spec.out_channels);
         let g = PairsGemm { m, a: input, lda, b: &self.b, clamp: self.clamp, c: output, ldc };
-        let tail = crate::tensor::scratch_as::<f16>(scratch);
-        // SAFETY: prepared only where `isa::amx_fp16()` and the shape fits; `Run` holds
-        // checked buffers and the scratch of `scratch_len`.
+        let tail = crate::tensor::scratch_as::<T>(scratch);
+        // SAFETY: prepared only where the CPU runs `T`'s tiles under the ceiling
+        // (`HalfPath::prepare_dot`) and the shape fits; `Run` holds checked buffers and the
+        // scratch of `scratch_len`.
         unsafe { super::amx_bf16::gemm(g, tail, par) };
         Ok(())
     }
 }
 
-/// A bf16 pointwise layer on the bf16 instructions: AMX tiles where the CPU has them
-/// (`amx_bf16.rs`), else `vdpbf16ps` pairs (`avx512_bf16.rs`), or the f32-panel path when
-/// that is more than `max_rows` rows.
+/// A bf16 pointwise layer on `vdpbf16ps` pairs (`avx512_bf16.rs`), or on the f32 panels when
+/// the call has more than `max_rows` rows (CPUs where the pairs are slower per FLOP).
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-struct Bf16Dot {
-    name: &'static str,
+struct Bf16Pairs {
     clamp: crate::simd::Clamp,
     b: PackedPairs,
     fma: GemmPrepared,
     max_rows: usize,
-    amx: bool,
-    level: Isa,
 }
 
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-impl Bf16Dot {
-    /// The pairs GEMM of `m` rows of `a` into `c` (whole rows of the layer's K and N).
-    fn pairs<'a>(&'a self, m: usize, a: &'a [bf16], c: &'a mut [bf16]) -> PairsGemm<'a> {
-        let (lda, ldc) = (self.fma.spec.in_channels, self.fma.spec.out_channels);
-        PairsGemm { m, a, lda, b: &self.b, clamp: self.clamp, c, ldc }
+impl PreparedConv<bf16> for Bf16Pairs {
+    fn spec(&self) -> &ConvSpec {
+        &self.fma.spec
     }
-}
-
-#[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-impl PreparedConv<bf16> for Bf16Dot {
-    spec_and_name!(fma.spec);
+    fn algorithm(&self) -> &'static str {
+        self.fma.name
+    }
     fn level(&self) -> Isa {
-        self.level
+        Isa::Avx512Bf16
     }
     fn scratch_len(&self, input: Dims) -> Result<usize> {
-        if self.amx {
-            // The AMX tail block: 32 rows of K bf16s, in f32s.
-            Ok(super::amx_bf16::tail_len(input.n * input.h * input.w, self.fma.spec.in_channels)?.div_ceil(2))
-        } else {
-            PreparedConv::<bf16>::scratch_len(&self.fma, input)
-        }
+        PreparedConv::<bf16>::scratch_len(&self.fma, input)
     }
     fn run_checked(&self, run: Run<'_, bf16>) -> Result<()> {
         let m = run.pixels();
         let Run { input, output, scratch, par, .. } = run;
-        if self.amx {
-            let tail = crate::tensor::scratch_as::<bf16>(scratch);
-            // SAFETY: `amx` is set only where `isa::available(Isa::Amx)` and the shape fits;
-            // `Run` holds checked buffers and the scratch of `scratch_len`.
-            unsafe { super::amx_bf16::gemm(self.pairs(m, input, output), tail, par) };
-            Ok(())
-        } else if m > self.max_rows {
-            self.fma.gemm_rows(m, input, output, scratch, par)
-        } else {
-            // SAFETY: prepared only where `isa::available(Isa::Avx512Bf16)`.
-            unsafe { super::avx512_bf16::gemm(self.pairs(m, input, output), par) }
+        if m > self.max_rows {
+            return self.fma.gemm_rows(m, input, output, scratch, par);
         }
+        let (lda, ldc) = (self.fma.spec.in_channels, self.fma.spec.out_channels);
+        let g = PairsGemm { m, a: input, lda, b: &self.b, clamp: self.clamp, c: output, ldc };
+        // SAFETY: prepared only where `isa::available(Isa::Avx512Bf16)`.
+        unsafe { super::avx512_bf16::gemm(g, par) }
     }
 }
 

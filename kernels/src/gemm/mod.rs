@@ -60,8 +60,8 @@ mod driver;
 mod pack;
 mod tiles;
 
+pub(crate) use conv::native_half;
 pub use conv::Gemm;
-pub(crate) use conv::{native_bf16, native_f16};
 #[cfg(all(any(feature = "avx2", feature = "avx512"), target_arch = "x86_64"))]
 pub(crate) use driver::{split_tasks, Order};
 
