@@ -131,13 +131,42 @@ proptest! {
     #[test]
     fn im2col_is_bit_exact(
         cin in 1usize..6, cout in 1usize..40, kernel in 1usize..4, stride in 1usize..3, pad in 0usize..2,
-        h in 3usize..10, w in 3usize..10, zx in prop_oneof![Just(0), Just(128), Just(255), 0i32..256],
+        h in 3usize..10, w in 3usize..30, zx in prop_oneof![Just(0), Just(128), Just(255), 0i32..256],
         seed in 0u64..1000,
     ) {
         prop_assume!(pad < kernel);
         let spec = ConvSpec::dense(cin, cout, kernel, stride, pad);
         let case = Case::new(spec, Dims::new(1, h, w, cin), zx, seed, Activation::Relu6);
         case.check(Family::Im2col, 2)?;
+    }
+}
+
+/// The in-place dense path (AVX-512 VNNI, at most 32 output channels): rows whose interior
+/// is 0..=19 pixels (8-pixel tiles, single-pixel tails, edge pixels on both sides), batches
+/// of 2 (the last image's last pixel may not over-read the input), channel counts around
+/// the 16-lane halves, kernel rows of 1..=15 bytes (1..=4 dwords), and no padding at all.
+#[test]
+fn dense_in_place_edges_are_bit_exact() {
+    let mut seed = 40;
+    for (cin, cout, kernel, stride, pad) in [
+        (3, 32, 3, 2, 1),
+        (3, 8, 3, 1, 1),
+        (1, 16, 3, 2, 0),
+        (4, 24, 3, 1, 0),
+        (3, 31, 5, 2, 2),
+        (2, 33, 3, 1, 1),
+    ] {
+        for w in [3, 5, 9, 12, 17, 20, 23, 40] {
+            seed += 1;
+            let spec = ConvSpec::dense(cin, cout, kernel, stride, pad);
+            if w + 2 * pad < kernel {
+                continue;
+            }
+            let zx = [0, 128, 255, 77][seed as usize % 4];
+            Case::new(spec, Dims::new(2, 7, w, cin), zx, seed, Activation::Relu6)
+                .check(Family::Im2col, 2)
+                .unwrap_or_else(|e| panic!("{cin}->{cout} k{kernel} s{stride} p{pad} w{w}: {e:?}"));
+        }
     }
 }
 

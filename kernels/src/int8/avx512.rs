@@ -594,3 +594,72 @@ impl<const VNNI: bool> DwKernel for Dw<VNNI> {
         }
     }
 }
+
+/// Pixels per tile of [`dense_pixels`]: 8 pixels x 2 `zmm` of 16 channels = 16 accumulators.
+pub(crate) const DENSE_PIXELS: usize = 8;
+
+/// Where one tile of [`dense_pixels`] reads its activations: pixel `r`'s kernel row `ky` is
+/// `groups` dwords at `a + r * pixel_stride + ky * row_stride` (the kernel row's `kw * Cin`
+/// bytes and up to 3 more, which meet zero weights).
+#[derive(Clone, Copy)]
+pub(crate) struct DenseTaps {
+    pub(crate) a: *const u8,
+    pub(crate) pixel_stride: usize,
+    pub(crate) row_stride: usize,
+    /// Kernel rows, and dwords per kernel row.
+    pub(crate) rows: usize,
+    pub(crate) groups: usize,
+}
+
+/// `R` output pixels of a dense convolution with at most 32 output channels, read in place
+/// (no column buffer): per dword of a kernel row, one broadcast and two `vpdpbusd` into the
+/// pixel's 32 channels. `l` is the GEMM over the padded columns `rows * groups * 4` (its
+/// panels hold 64 channels, of which the first 32 are read); `c` holds `R` pixels of
+/// `n <= 32` channels, `n` apart.
+///
+/// # Safety
+/// The CPU has AVX-512F/BW and AVX512_VNNI; every dword `taps` names is readable; `b` is `l`'s
+/// VNNI packing of `rows * groups * 4` columns; `c` holds `R * n` bytes.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn dense_pixels<const R: usize>(l: &GemmInt8, b: *const i8, taps: DenseTaps, c: *mut u8) {
+    let n = l.q.spec.out_channels;
+    // SAFETY: the bias and multipliers hold the packed width (64); the caller's contract
+    // covers the reads of `taps`, `b` and the stores to `c`.
+    unsafe {
+        let bias = [0, 1].map(|v| _mm512_loadu_si512(l.bias.as_ptr().add(v * 16).cast()));
+        let mut acc = [bias; R];
+        for ky in 0..taps.rows {
+            let row = taps.a.add(ky * taps.row_stride);
+            for g in 0..taps.groups {
+                let bp = b.add((ky * taps.groups + g) * 256);
+                let bv = [_mm512_loadu_si512(bp.cast()), _mm512_loadu_si512(bp.add(64).cast())];
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let word = row.add(r * taps.pixel_stride + g * 4).cast::<i32>().read_unaligned();
+                    let av = _mm512_set1_epi32(word);
+                    acc_r[0] = _mm512_dpbusd_epi32(acc_r[0], av, bv[0]);
+                    acc_r[1] = _mm512_dpbusd_epi32(acc_r[1], av, bv[1]);
+                }
+            }
+        }
+        if n == 32 {
+            // Two pixels per pack (an odd last one packed with itself).
+            let mult = [0, 1].map(|v| _mm512_loadu_ps(l.multiplier.as_ptr().add(v * 16)));
+            let pack = Pack64::new(&l.q.requant, l.in_range);
+            for r in (0..R).step_by(2) {
+                let r1 = (r + 1).min(R - 1);
+                let q = [(r, 0), (r, 1), (r1, 0), (r1, 1)].map(|(r, v)| pack.round(acc[r][v], mult[v]));
+                pack.store_row_pair(q, c.add(r * 32), (r1 > r).then(|| c.add(r1 * 32)));
+            }
+        } else {
+            let (zp, lo, hi) = requant_consts(&l.q.requant);
+            for (r, acc_r) in acc.iter().enumerate() {
+                for (v, &acc_v) in acc_r.iter().enumerate() {
+                    if v * 16 < n {
+                        let dst = c.add(r * n + v * 16);
+                        store16(acc_v, l.multiplier.as_ptr().add(v * 16), zp, lo, hi, dst, lanes(n - v * 16));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -56,6 +56,17 @@ pub(crate) struct GemmInt8 {
     pub(crate) in_range: bool,
 }
 
+impl GemmInt8 {
+    /// The `vpdpbusd` panels, where the layer runs on them (AVX-512 VNNI, not AMX).
+    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+    pub(crate) fn vnni_panels(&self) -> Option<&[i8]> {
+        match &self.packed {
+            Packed::Vnni(b) if !self.amx && self.isa == (Int8Isa::Avx512 { vnni: true }) => Some(b),
+            _ => None,
+        }
+    }
+}
+
 /// The native path of `gemm` at u8 (every backend: the scalar reference where there is no
 /// kernel).
 pub(crate) fn native(
