@@ -339,15 +339,17 @@ pub struct Blocking {
     pub winograd_band_bytes: usize,
     /// Whether the SGEMM microkernels software-prefetch B: 2 KiB ahead in the micro-panel
     /// into L1d, and the next packed-B block into L2 while the current one is computed
-    /// (see `gemm::tiles::Prefetch`). On where L1d >= 48 KiB and L2 holds four B blocks
-    /// (two blocks, the current and the next, in at most half of it): the Xeon family 6
-    /// model 167 (48 KiB / 2 MiB), where the weights of a layer arrive from L3 or memory
-    /// when the model runs layer after layer, and the first pass over each B block was
-    /// bound by that stream. Measured there (`mobilenet bench --precision f32 --threads 1
-    /// --iters 200`, 3 interleaved rounds, medians, off -> on): pw7 0.69 -> 0.63 ms, pw12
-    /// 0.51 -> 0.38, pw13 1.08 -> 0.74, fc 0.43 -> 0.33, end to end 9.46 -> 8.52 ms. Off
-    /// elsewhere (not measured there; on a 1 MiB L2 the next block would evict half of the
-    /// current one).
+    /// (see `gemm::tiles::Prefetch`). On where L1d >= 48 KiB and L2 holds two B blocks
+    /// (the current and the next). The Xeon family 6 model 167 (48 KiB / 2 MiB), where the
+    /// weights of a layer arrive from L3 or memory when the model runs layer after layer,
+    /// and the first pass over each B block was bound by that stream. Measured there
+    /// (`mobilenet bench --precision f32 --threads 1 --iters 200`, 3 interleaved rounds,
+    /// medians, off -> on): pw7 0.69 -> 0.63 ms, pw12 0.51 -> 0.38, pw13 1.08 -> 0.74, fc
+    /// 0.43 -> 0.33, end to end 9.46 -> 8.52 ms. The AMD EPYC family 26 model 2 (Zen 5,
+    /// 48 KiB / 1 MiB), same command, 3 interleaved rounds: pw7..pw11 0.573-0.590 -> 0.513-0.526
+    /// ms, pw12 / pw13 within noise, end to end 7.74 -> 7.16-7.44 ms. Off on a 32 KiB L1d
+    /// (Zen 4, Zen 3: not measured on; their KC of 256 leaves less room for the lines in
+    /// flight).
     pub prefetch_b: bool,
 }
 
@@ -360,7 +362,7 @@ impl Blocking {
         let l2 = c.l2.clamp(*L2_RANGE.start(), *L2_RANGE.end());
         let kc = (l1d / (2 * MR_LIMIT * std::mem::size_of::<f32>()) / 16 * 16).clamp(KC_MIN, KC_LIMIT);
         let b_block_bytes = (l2 / 2).min(B_BLOCK_LIMIT);
-        let prefetch_b = l1d >= 48 * KIB && l2 >= 4 * b_block_bytes;
+        let prefetch_b = l1d >= 48 * KIB && l2 >= 2 * b_block_bytes;
         Blocking { kc, b_block_bytes, winograd_band_bytes: l2 / 2, prefetch_b }
     }
 }
@@ -501,6 +503,8 @@ mod tests {
             b,
             Blocking { kc: 384, b_block_bytes: 512 * KIB, winograd_band_bytes: MIB, prefetch_b: true }
         );
+        // Zen 5: 48 KiB / 1 MiB, room for the current and the next B block.
+        assert!(Blocking::from_caches(&sizes(48 * KIB, MIB)).prefetch_b);
         let b = Blocking::from_caches(&FALLBACK);
         assert_eq!(
             b,
