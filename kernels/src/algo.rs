@@ -404,7 +404,7 @@ impl<E: Storage, C: Conversion<E>> PreparedConv<E> for Converted<E, C> {
 /// a widened layer are whole passes over its activations, and serial they were most of what
 /// bf16 conv0 did not scale (2 threads: 0.284 -> 0.248 ms, against the f32 layer's 0.20 ->
 /// 0.11; Xeon 6/167).
-fn split_rows<A: Sync, B: Send>(
+pub(crate) fn split_rows<A: Sync, B: Send>(
     par: Par<'_>,
     src: &[A],
     dst: &mut [B],

@@ -15,7 +15,7 @@ use crate::algo::{widened, ConvAlgorithm, Family, Layer, NativeFn, PreparedConv,
 use crate::error::Result;
 use crate::precision::Precision;
 use crate::simd::Element;
-use crate::{direct, gemm};
+use crate::{direct, gemm, im2col};
 
 /// A float type as a storage type: no parameters (`Quant` and `Tensor` are `()`), values
 /// through [`Element`]'s conversions, `$native` its native paths and `$emulated` the path
@@ -61,7 +61,11 @@ float_storage!(f32, F32, native: &[], emulated: f32_layer);
 float_storage!(
     f16,
     F16,
-    native: &[(Family::Direct, direct::native::<f16>), (Family::Gemm, gemm::native_half::<f16>)],
+    native: &[
+        (Family::Direct, direct::native::<f16>),
+        (Family::Gemm, gemm::native_half::<f16>),
+        (Family::Im2col, im2col::native_float::<f16>),
+    ],
     emulated: widened,
     bulk: {
         #[inline(always)]
@@ -88,7 +92,11 @@ const BULK: usize = 256;
 float_storage!(
     bf16,
     Bf16,
-    native: &[(Family::Direct, direct::native::<bf16>), (Family::Gemm, gemm::native_half::<bf16>)],
+    native: &[
+        (Family::Direct, direct::native::<bf16>),
+        (Family::Gemm, gemm::native_half::<bf16>),
+        (Family::Im2col, im2col::native_float::<bf16>),
+    ],
     emulated: widened
 );
 

@@ -21,15 +21,18 @@
 //! costs a write and a re-read of `M * K` floats (1.35 MB for conv0) in copies of 3 floats.
 //! Measured on conv0 (one thread, Xeon model 207): see `Fused::rows`.
 
-use crate::algo::{bias_or_zeros, per_backend, spec_and_name, ConvAlgorithm, Layer, PreparedConv, Run};
+use crate::algo::{
+    bias_or_zeros, per_backend, rounded, spec_and_name, ConvAlgorithm, Conversion, Layer, PreparedConv, Run,
+    Storage,
+};
 use crate::cache::KC_LIMIT;
 use crate::error::{checked_product, KernelError, Result};
 use crate::gemm::{
     choose_tile, nr_for, sgemm_tile, tiles, KSteps, Operands, PackedB, Prefetch, Tile, TileArgs, MR_MAX,
 };
 use crate::isa::Isa;
-use crate::pool::Par;
-use crate::simd::{Backend, Clamp};
+use crate::pool::{Par, SharedOut};
+use crate::simd::{Backend, Clamp, Convert, ConvertOp, Element};
 use crate::spec::{Activation, ConvSpec, Dims, Padding};
 
 /// The im2col + GEMM algorithm on one backend.
@@ -57,6 +60,13 @@ impl ConvAlgorithm for Im2col {
         self.backend.available() && spec.validate().is_ok()
     }
     fn prepare_checked(&self, layer: &Layer<'_>) -> Result<Box<dyn PreparedConv>> {
+        Ok(Box::new(self.pack(layer)?))
+    }
+}
+
+impl Im2col {
+    /// Packs the layer (checked by `prepare` or `algo::prepare`) for the f32 microkernels.
+    fn pack(&self, layer: &Layer<'_>) -> Result<Im2colPrepared> {
         let Layer { spec, weights_oihw, bias, activation } = *layer;
         let (ipg, opg, kh, kw) = (spec.in_per_group(), spec.out_per_group(), spec.kernel_h, spec.kernel_w);
         let k = checked_product("im2col K", &[kh, kw, ipg])?;
@@ -70,7 +80,7 @@ impl ConvAlgorithm for Im2col {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Box::new(Im2colPrepared {
+        Ok(Im2colPrepared {
             spec: *spec,
             name: self.name,
             tiles,
@@ -78,7 +88,80 @@ impl ConvAlgorithm for Im2col {
             activation,
             b,
             bias: bias_or_zeros(spec, bias),
-        }))
+        })
+    }
+}
+
+/// The native path of `im2col` at a narrower float type `E` (f16, bf16) where the layer takes
+/// the fused path (conv0): the f32 microkernels on the input widened once, each output row
+/// narrowed to `E` straight after it is computed, from a staging row that stays in L1d.
+/// The widened path instead wrote the whole f32 output (conv0: 1.6 MB, more than a 1 MiB
+/// L2) and read it back to narrow it. Measured on conv0 at bf16, one thread, AMD EPYC
+/// family 26 model 2: see [`Im2colNarrow`]. `None` (the widened path) for the other shapes.
+pub(crate) fn native_float<E: Element + Storage>(
+    algo: &dyn ConvAlgorithm,
+    layer: &Layer<'_>,
+    _: &(),
+) -> Result<Option<Box<dyn PreparedConv<E>>>> {
+    let p = E::PRECISION;
+    let (w, b) = (rounded(p, layer.weights_oihw), layer.bias.map(|b| rounded(p, b)));
+    let rounded = Layer::new(layer.spec, &w, b.as_deref(), layer.activation);
+    let inner = Im2col { name: algo.name(), backend: algo.backend() }.pack(&rounded)?;
+    if !inner.fused() {
+        return Ok(None);
+    }
+    let convert = algo.backend().dispatch(ConvertOp::<E>::new())?;
+    Ok(Some(Box::new(Im2colNarrow { inner, convert })))
+}
+
+/// Tasks of [`Im2colNarrow`]'s output rows, each with its own f32 staging row in scratch:
+/// enough for any thread count this crate runs at (more threads than tasks idle).
+const NARROW_TASKS: usize = 32;
+
+/// A fused im2col layer (see the module docs) stored as `E`: [`native_float`].
+struct Im2colNarrow<E: Element> {
+    inner: Im2colPrepared,
+    convert: Convert<E>,
+}
+
+impl<E: Element + Storage> PreparedConv<E> for Im2colNarrow<E> {
+    fn spec(&self) -> &ConvSpec {
+        &self.inner.spec
+    }
+    fn algorithm(&self) -> &'static str {
+        self.inner.name
+    }
+    fn level(&self) -> Isa {
+        self.inner.level
+    }
+    fn scratch_len(&self, input: Dims) -> Result<usize> {
+        // The widened input, then one staging output row per task.
+        let out = self.inner.spec.output_dims(input)?;
+        let stages =
+            checked_product("im2col staging rows", &[NARROW_TASKS, out.w, self.inner.spec.out_channels])?;
+        input.len()?.checked_add(stages).ok_or(KernelError::Overflow { what: "im2col scratch" })
+    }
+    fn run_checked(&self, run: Run<'_, E>) -> Result<()> {
+        let Run { input, in_dims, out_dims: out, output, scratch, par, .. } = run;
+        let (wide, stages) = scratch.split_at_mut(input.len());
+        crate::algo::split_rows(par, input, wide, |s, d| self.convert.widen(s, d));
+        let fused = self.inner.fused_run(wide, in_dims, out)?;
+        let row_len = out.w * self.inner.spec.out_channels;
+        let rows = out.n * out.h;
+        let chunk_rows = rows.div_ceil(NARROW_TASKS.min(4 * par.threads())).max(1);
+        let stages = SharedOut(stages.as_mut_ptr());
+        par.for_each_chunk_mut(&mut output[..rows * row_len], chunk_rows * row_len, |i, chunk| {
+            // SAFETY: task `i < NARROW_TASKS` (at most that many chunks) owns staging row `i`
+            // of the scratch (`scratch_len`).
+            let stage = unsafe { std::slice::from_raw_parts_mut(stages.get().add(i * row_len), row_len) };
+            for (r, orow) in chunk.chunks_exact_mut(row_len).enumerate() {
+                // SAFETY: the tiles came from a token of this backend at prepare; `check_run`
+                // checked the lengths; `stage` is one whole output row.
+                unsafe { fused.rows(i * chunk_rows + r, stage) };
+                self.convert.narrow(stage, orow);
+            }
+        });
+        Ok(())
     }
 }
 
@@ -110,6 +193,29 @@ impl Im2colPrepared {
     }
 }
 
+impl Im2colPrepared {
+    /// The fused path's run over `input` (checked dims), where [`fused`](Self::fused).
+    fn fused_run<'a>(&'a self, input: &'a [f32], ind: Dims, out: Dims) -> Result<Fused<'a>> {
+        self.activation.validate()?;
+        let tile = choose_tile(self.tiles, out.w, self.b[0].nr()).ok_or(KernelError::ShapeMismatch {
+            what: "packed B panel width",
+            expected: format!("an NR of {}", self.name),
+            actual: format!("NR = {}", self.b[0].nr()),
+        })?;
+        Ok(Fused {
+            spec: &self.spec,
+            tile,
+            tiles: self.tiles,
+            b: &self.b[0],
+            bias: &self.bias,
+            clamp: Clamp::of(self.activation),
+            input,
+            ind,
+            out,
+        })
+    }
+}
+
 impl PreparedConv for Im2colPrepared {
     spec_and_name!(spec);
     fn level(&self) -> Isa {
@@ -136,18 +242,7 @@ impl PreparedConv for Im2colPrepared {
             })
         };
         if self.fused() {
-            self.activation.validate()?;
-            let fused = Fused {
-                spec: s,
-                tile: tile_for(out.w)?,
-                tiles: self.tiles,
-                b: &self.b[0],
-                bias: &self.bias,
-                clamp: Clamp::of(self.activation),
-                input,
-                ind: in_dims,
-                out,
-            };
+            let fused = self.fused_run(input, in_dims, out)?;
             let row_len = out.w * s.out_channels;
             let rows = out.n * out.h;
             if par.threads() <= 1 || rows < 2 {
