@@ -78,16 +78,23 @@ impl Im2colInt8 {
     }
 }
 
+/// `spec`, and the algorithm and level of the inner GEMM (both dense int8 layers).
+macro_rules! spec_and_gemm {
+    () => {
+        fn spec(&self) -> &ConvSpec {
+            &self.spec
+        }
+        fn algorithm(&self) -> &'static str {
+            self.gemm.algorithm()
+        }
+        fn level(&self) -> Isa {
+            self.gemm.level()
+        }
+    };
+}
+
 impl PreparedConv<u8> for Im2colInt8 {
-    fn spec(&self) -> &ConvSpec {
-        &self.spec
-    }
-    fn algorithm(&self) -> &'static str {
-        self.gemm.algorithm()
-    }
-    fn level(&self) -> Isa {
-        self.gemm.level()
-    }
+    spec_and_gemm!();
     fn scratch_len(&self, input: Dims) -> Result<usize> {
         let (cols, gemm, _) = self.split(input)?;
         cols.checked_add(gemm).ok_or(KernelError::Overflow { what: "int8 im2col scratch" })
@@ -205,15 +212,7 @@ impl InPlaceInt8 {
 
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
 impl PreparedConv<u8> for InPlaceInt8 {
-    fn spec(&self) -> &ConvSpec {
-        &self.spec
-    }
-    fn algorithm(&self) -> &'static str {
-        self.gemm.algorithm()
-    }
-    fn level(&self) -> Isa {
-        self.gemm.level()
-    }
+    spec_and_gemm!();
     fn scratch_len(&self, _: Dims) -> Result<usize> {
         Ok(0)
     }
