@@ -154,10 +154,11 @@ impl<E: Element + Storage> PreparedConv<E> for Im2colNarrow<E> {
             // SAFETY: task `i < NARROW_TASKS` (at most that many chunks) owns staging row `i`
             // of the scratch (`scratch_len`).
             let stage = unsafe { std::slice::from_raw_parts_mut(stages.get().add(i * row_len), row_len) };
+            let mut edge = [0.0f32; MR_MAX * KC_LIMIT];
             for (r, orow) in chunk.chunks_exact_mut(row_len).enumerate() {
                 // SAFETY: the tiles came from a token of this backend at prepare; `check_run`
                 // checked the lengths; `stage` is one whole output row.
-                unsafe { fused.rows(i * chunk_rows + r, stage) };
+                unsafe { fused.rows_with(i * chunk_rows + r, stage, &mut edge) };
                 self.convert.narrow(stage, orow);
             }
         });
@@ -311,6 +312,19 @@ impl Fused<'_> {
     /// The CPU has the tile's level; `input` and `out` hold the lengths of their dims
     /// (`out` a whole number of existing output rows starting at row `first`).
     unsafe fn rows(&self, first: usize, out: &mut [f32]) {
+        let mut edge = [0.0f32; MR_MAX * KC_LIMIT];
+        // SAFETY: forwarded contract.
+        unsafe { self.rows_with(first, out, &mut edge) }
+    }
+
+    /// [`rows`](Self::rows) with the caller's edge buffer: a caller that computes one row
+    /// at a time (the narrowing path) zeroes the 32 KiB buffer once, not once per row (a
+    /// `memset` per row: bf16 conv0 0.283-0.294 -> 0.240-0.261 ms without it, one thread,
+    /// AMD EPYC family 26 model 2).
+    ///
+    /// # Safety
+    /// As [`rows`](Self::rows).
+    unsafe fn rows_with(&self, first: usize, out: &mut [f32], edge: &mut [f32; MR_MAX * KC_LIMIT]) {
         let s = self.spec;
         let (ind, od) = (self.ind, self.out);
         let (cin, cout) = (ind.c, s.out_channels);
@@ -323,7 +337,6 @@ impl Fused<'_> {
         } else {
             x0
         };
-        let mut edge = [0.0f32; MR_MAX * KC_LIMIT];
         for (r, orow) in out.chunks_exact_mut(od.w * cout).enumerate() {
             let g = first + r;
             let (b, oy) = (g / od.h, g % od.h);
@@ -368,12 +381,12 @@ impl Fused<'_> {
                 }
                 // SAFETY: forwarded contract.
                 unsafe {
-                    self.gathered(g, 0, x0, nr, &mut edge, orow);
-                    self.gathered(g, x1, od.w, nr, &mut edge, orow);
+                    self.gathered(g, 0, x0, nr, edge, orow);
+                    self.gathered(g, x1, od.w, nr, edge, orow);
                 }
             } else {
                 // SAFETY: forwarded contract.
-                unsafe { self.gathered(g, 0, od.w, nr, &mut edge, orow) };
+                unsafe { self.gathered(g, 0, od.w, nr, edge, orow) };
             }
         }
     }
