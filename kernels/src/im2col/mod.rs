@@ -195,17 +195,21 @@ impl Im2colPrepared {
 }
 
 impl Im2colPrepared {
-    /// The fused path's run over `input` (checked dims), where [`fused`](Self::fused).
-    fn fused_run<'a>(&'a self, input: &'a [f32], ind: Dims, out: Dims) -> Result<Fused<'a>> {
-        self.activation.validate()?;
-        let tile = choose_tile(self.tiles, out.w, self.b[0].nr()).ok_or(KernelError::ShapeMismatch {
+    /// The backend's tile for `m` rows of the packed width.
+    fn tile_for(&self, m: usize) -> Result<&'static Tile> {
+        choose_tile(self.tiles, m, self.b[0].nr()).ok_or(KernelError::ShapeMismatch {
             what: "packed B panel width",
             expected: format!("an NR of {}", self.name),
             actual: format!("NR = {}", self.b[0].nr()),
-        })?;
+        })
+    }
+
+    /// The fused path's run over `input` (checked dims), where [`fused`](Self::fused).
+    fn fused_run<'a>(&'a self, input: &'a [f32], ind: Dims, out: Dims) -> Result<Fused<'a>> {
+        self.activation.validate()?;
         Ok(Fused {
             spec: &self.spec,
-            tile,
+            tile: self.tile_for(out.w)?,
             tiles: self.tiles,
             b: &self.b[0],
             bias: &self.bias,
@@ -235,13 +239,6 @@ impl PreparedConv for Im2colPrepared {
         let s = &self.spec;
         let (ipg, opg, k) = (s.in_per_group(), s.out_per_group(), self.k());
         let m = out.n * out.h * out.w;
-        let tile_for = |m: usize| {
-            choose_tile(self.tiles, m, self.b[0].nr()).ok_or(KernelError::ShapeMismatch {
-                what: "packed B panel width",
-                expected: format!("an NR of {}", self.name),
-                actual: format!("NR = {}", self.b[0].nr()),
-            })
-        };
         if self.fused() {
             let fused = self.fused_run(input, in_dims, out)?;
             let row_len = out.w * s.out_channels;
@@ -259,7 +256,7 @@ impl PreparedConv for Im2colPrepared {
             }
             return Ok(());
         }
-        let tile = tile_for(m)?;
+        let tile = self.tile_for(m)?;
         for (g, b) in self.b.iter().enumerate() {
             let (a, lda): (&[f32], usize) = if self.direct() {
                 (&input[g * ipg..], s.in_channels)

@@ -188,19 +188,39 @@ unsafe fn tile<const R: usize>(l: &GemmInt8, a: *const u8, b: *const i8, c: *mut
                 }
             }
         }
-        let rq = &l.q.requant;
-        if cols == NR || cols == NR / 2 {
+        store_rows(l, &acc, c, ldc, c0, cols);
+    }
+}
+
+/// The requantizing store of `R` rows of `V` accumulator vectors (16 channels each): channels
+/// `c0..c0 + cols` of every row (`cols <= 16 V`), the rows `ldc` bytes apart from `c`. A whole
+/// 64-channel panel goes out as one 64-byte store per row, 32 channels (conv0) two rows per
+/// pack (an odd last row packed with itself), any other width vector by vector, masked.
+///
+/// # Safety
+/// The CPU has AVX-512F/BW; `l`'s multipliers hold `c0 + 64` values (the packed width is a
+/// multiple of 64); `c` holds `R` rows of `c0 + cols` bytes, `ldc` apart.
+#[inline(always)]
+unsafe fn store_rows<const R: usize, const V: usize>(
+    l: &GemmInt8,
+    acc: &[[__m512i; V]; R],
+    c: *mut u8,
+    ldc: usize,
+    c0: usize,
+    cols: usize,
+) {
+    let rq = &l.q.requant;
+    // SAFETY: (the caller) every load of the multipliers and store to `c` is inside them.
+    unsafe {
+        if (V == 4 && cols == NR) || cols == NR / 2 {
             let pack = Pack64::new(rq, l.in_range);
             let mult = [0, 1, 2, 3].map(|v| _mm512_loadu_ps(l.multiplier.as_ptr().add(c0 + v * 16)));
             if cols == NR {
-                // A whole panel: one 64-byte store per row through the packs.
                 for (r, acc_r) in acc.iter().enumerate() {
                     let q = [0, 1, 2, 3].map(|v| pack.round(acc_r[v], mult[v]));
                     _mm512_storeu_si512(c.add(r * ldc + c0).cast(), pack.bytes(q));
                 }
             } else {
-                // Half a panel (conv0: 32 channels): two rows per pack, an odd last row
-                // packed with itself.
                 for r in (0..R).step_by(2) {
                     let r1 = (r + 1).min(R - 1);
                     let q = [(r, 0), (r, 1), (r1, 0), (r1, 1)].map(|(r, v)| pack.round(acc[r][v], mult[v]));
@@ -641,25 +661,6 @@ pub(crate) unsafe fn dense_pixels<const R: usize>(l: &GemmInt8, b: *const i8, ta
                 }
             }
         }
-        if n == 32 {
-            // Two pixels per pack (an odd last one packed with itself).
-            let mult = [0, 1].map(|v| _mm512_loadu_ps(l.multiplier.as_ptr().add(v * 16)));
-            let pack = Pack64::new(&l.q.requant, l.in_range);
-            for r in (0..R).step_by(2) {
-                let r1 = (r + 1).min(R - 1);
-                let q = [(r, 0), (r, 1), (r1, 0), (r1, 1)].map(|(r, v)| pack.round(acc[r][v], mult[v]));
-                pack.store_row_pair(q, c.add(r * 32), (r1 > r).then(|| c.add(r1 * 32)));
-            }
-        } else {
-            let (zp, lo, hi) = requant_consts(&l.q.requant);
-            for (r, acc_r) in acc.iter().enumerate() {
-                for (v, &acc_v) in acc_r.iter().enumerate() {
-                    if v * 16 < n {
-                        let dst = c.add(r * n + v * 16);
-                        store16(acc_v, l.multiplier.as_ptr().add(v * 16), zp, lo, hi, dst, lanes(n - v * 16));
-                    }
-                }
-            }
-        }
+        store_rows(l, &acc, c, n, 0, n);
     }
 }

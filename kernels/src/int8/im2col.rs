@@ -42,18 +42,7 @@ pub(crate) fn native(
     let (cin, kh, kw, n) = (spec.in_channels, spec.kernel_h, spec.kernel_w, spec.out_channels);
     // Columns padded to a multiple of 4 (zero weights): whole `vpdpbusd` groups.
     let k = (cin * kh * kw).next_multiple_of(4);
-    // OIHW -> [n][(ky, kx, c)], the column order.
-    let mut w = vec![0.0f32; n * k];
-    for o in 0..n {
-        for c in 0..cin {
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    w[o * k + (ky * kw + kx) * cin + c] =
-                        layer.weights_oihw[((o * cin + c) * kh + ky) * kw + kx];
-                }
-            }
-        }
-    }
+    let w = weight_columns(layer, kw * cin, k);
     let columns = ConvSpec::pointwise(k, n);
     let inner = Layer::new(&columns, &w, layer.bias, layer.activation);
     let gemm = gemm::prepare(algo, &inner, quant)?;
@@ -117,32 +106,7 @@ impl PreparedConv<u8> for Im2colInt8 {
             let (b, oy) = (i / o.h, i % o.h);
             for (ox, row) in pixels.chunks_exact_mut(k).enumerate() {
                 fill_run(&mut row[s.kernel_h * run..], 0);
-                let ix0 = (ox * s.stride_w) as isize - s.padding.left as isize;
-                // Undilated taps of one kernel row inside the image are one contiguous run of
-                // `kw * cin` bytes (conv0: 9), copied as one run (a call per tap took 0.56 ms of
-                // conv0's 0.63 on the Xeon 6/167).
-                let contiguous = s.dilation_w == 1 && ix0 >= 0 && ix0 as usize + s.kernel_w <= in_dims.w;
-                for ky in 0..s.kernel_h {
-                    let iy = (oy * s.stride_h + ky * s.dilation_h) as isize - s.padding.top as isize;
-                    let dst = &mut row[ky * run..(ky + 1) * run];
-                    if iy < 0 || iy >= in_dims.h as isize {
-                        fill_run(dst, zero_point);
-                    } else if contiguous {
-                        let at = ((b * in_dims.h + iy as usize) * in_dims.w + ix0 as usize) * cin;
-                        copy_run(dst, &input[at..at + run]);
-                    } else {
-                        for kx in 0..s.kernel_w {
-                            let ix = ix0 + (kx * s.dilation_w) as isize;
-                            let tap = &mut dst[kx * cin..(kx + 1) * cin];
-                            if ix < 0 || ix >= in_dims.w as isize {
-                                fill_run(tap, zero_point);
-                            } else {
-                                let at = ((b * in_dims.h + iy as usize) * in_dims.w + ix as usize) * cin;
-                                copy_run(tap, &input[at..at + cin]);
-                            }
-                        }
-                    }
-                }
+                gather_pixel(s, input, in_dims, (b, oy, ox), zero_point, row, run);
             }
         });
         self.gemm.run(col, cols, output, rest, par)
@@ -188,18 +152,8 @@ impl InPlaceInt8 {
         if !matches!(super::Int8Isa::of(algo), super::Int8Isa::Avx512 { vnni: true }) {
             return Ok(None);
         }
-        // OIHW -> [n][ky][(kx, c), zero-padded to `groups * 4`].
-        let mut w = vec![0.0f32; n * k];
-        for o in 0..n {
-            for c in 0..cin {
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        w[o * k + ky * groups * 4 + kx * cin + c] =
-                            layer.weights_oihw[((o * cin + c) * kh + ky) * kw + kx];
-                    }
-                }
-            }
-        }
+        // Each kernel row zero-padded to whole dwords.
+        let w = weight_columns(layer, groups * 4, k);
         let columns = ConvSpec::pointwise(k, n);
         let gemm = gemm::prepare(algo, &Layer::new(&columns, &w, layer.bias, layer.activation), quant)?;
         if gemm.vnni_panels().is_none() {
@@ -226,7 +180,7 @@ impl PreparedConv<u8> for InPlaceInt8 {
             algorithm: self.gemm.algorithm(),
             spec: "an int8 in-place dense layer without vpdpbusd panels".into(),
         })?;
-        let (pt, pl) = (s.padding.top as isize, s.padding.left as isize);
+        let pt = s.padding.top as isize;
         // Output columns whose taps are all inside the image: `ix0 >= 0`, `ix0 + kw <= w`.
         let x_lo = (s.padding.left.div_ceil(s.stride_w)).min(o.w);
         let x_end = match (i.w + s.padding.left).checked_sub(kw) {
@@ -276,20 +230,7 @@ impl PreparedConv<u8> for InPlaceInt8 {
             }
             let mut edge = [0u8; EDGE_ROW];
             for x in (0..o.w).filter(|&x| x < lo || x >= hi) {
-                let ix0 = (x * s.stride_w) as isize - pl;
-                for ky in 0..kh {
-                    let iy = iy0 + ky as isize;
-                    for kx in 0..kw {
-                        let ix = ix0 + kx as isize;
-                        let tap = &mut edge[ky * k_row + kx * cin..][..cin];
-                        if iy < 0 || iy >= i.h as isize || ix < 0 || ix >= i.w as isize {
-                            fill_run(tap, zero_point);
-                        } else {
-                            let at = ((img * i.h + iy as usize) * i.w + ix as usize) * cin;
-                            copy_run(tap, &input[at..at + cin]);
-                        }
-                    }
-                }
+                gather_pixel(s, input, i, (img, oy, x), zero_point, &mut edge, k_row);
                 let taps = DenseTaps {
                     a: edge.as_ptr(),
                     pixel_stride: 0,
@@ -303,6 +244,64 @@ impl PreparedConv<u8> for InPlaceInt8 {
             }
         });
         Ok(())
+    }
+}
+
+/// The weights of a dense layer as the columns of its receptive field: OIHW -> `[n][k]` with
+/// kernel row `ky`'s `(kx, c)` taps at `ky * row_stride`, every other column zero.
+fn weight_columns(layer: &Layer<'_>, row_stride: usize, k: usize) -> Vec<f32> {
+    let s = layer.spec;
+    let (cin, kh, kw, n) = (s.in_channels, s.kernel_h, s.kernel_w, s.out_channels);
+    let mut w = vec![0.0f32; n * k];
+    for o in 0..n {
+        for c in 0..cin {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    w[o * k + ky * row_stride + kx * cin + c] =
+                        layer.weights_oihw[((o * cin + c) * kh + ky) * kw + kx];
+                }
+            }
+        }
+    }
+    w
+}
+
+/// Output pixel `(b, oy, ox)`'s receptive field into `dst`: kernel row `ky`'s `kw * Cin` bytes
+/// at `ky * row_stride`, taps outside the image as the zero point. Undilated taps of one
+/// kernel row inside the image are one contiguous run (conv0: 9 bytes), copied as one run
+/// (a call per tap took 0.56 ms of conv0's 0.63 on the Xeon 6/167).
+fn gather_pixel(
+    s: &ConvSpec,
+    input: &[u8],
+    ind: Dims,
+    (b, oy, ox): (usize, usize, usize),
+    zero_point: u8,
+    dst: &mut [u8],
+    row_stride: usize,
+) {
+    let (cin, run) = (s.in_channels, s.kernel_w * s.in_channels);
+    let ix0 = (ox * s.stride_w) as isize - s.padding.left as isize;
+    let contiguous = s.dilation_w == 1 && ix0 >= 0 && ix0 as usize + s.kernel_w <= ind.w;
+    for ky in 0..s.kernel_h {
+        let iy = (oy * s.stride_h + ky * s.dilation_h) as isize - s.padding.top as isize;
+        let row = &mut dst[ky * row_stride..][..run];
+        if iy < 0 || iy >= ind.h as isize {
+            fill_run(row, zero_point);
+        } else if contiguous {
+            let at = ((b * ind.h + iy as usize) * ind.w + ix0 as usize) * cin;
+            copy_run(row, &input[at..at + run]);
+        } else {
+            for kx in 0..s.kernel_w {
+                let ix = ix0 + (kx * s.dilation_w) as isize;
+                let tap = &mut row[kx * cin..(kx + 1) * cin];
+                if ix < 0 || ix >= ind.w as isize {
+                    fill_run(tap, zero_point);
+                } else {
+                    let at = ((b * ind.h + iy as usize) * ind.w + ix as usize) * cin;
+                    copy_run(tap, &input[at..at + cin]);
+                }
+            }
+        }
     }
 }
 
