@@ -17,7 +17,7 @@ use crate::simd::Element;
 use crate::spec::{Activation, ConvSpec, Dims};
 
 /// A convolution with random data.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Case {
     pub spec: ConvSpec,
     pub activation: Activation,
@@ -55,7 +55,28 @@ impl Case {
     }
 
     /// The naive result and the per-output error scale.
+    ///
+    /// The suites check one case against every algorithm at 1 and 2 threads, so the last
+    /// case's answer is kept (per test thread) and reused while the case is equal: the
+    /// oracle's two naive convolutions were most of the suites' run time (the Winograd suite
+    /// under qemu-aarch64 spent 143 s in them). A case with a NaN never equals itself, so it
+    /// is recomputed: never a stale answer.
     pub fn reference(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        thread_local! {
+            static LAST: std::cell::RefCell<Option<(Case, (Vec<f32>, Vec<f32>))>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        if let Some(hit) =
+            LAST.with_borrow(|last| last.as_ref().filter(|(c, _)| c == self).map(|(_, r)| r.clone()))
+        {
+            return Ok(hit);
+        }
+        let computed = self.compute_reference()?;
+        LAST.set(Some((self.clone(), computed.clone())));
+        Ok(computed)
+    }
+
+    fn compute_reference(&self) -> Result<(Vec<f32>, Vec<f32>)> {
         let out_dims = self.spec.output_dims(self.in_dims)?;
         let mut want = vec![0.0; out_dims.len()?];
         naive::conv2d_nhwc(
