@@ -339,17 +339,19 @@ pub struct Blocking {
     pub winograd_band_bytes: usize,
     /// Whether the SGEMM microkernels software-prefetch B: 2 KiB ahead in the micro-panel
     /// into L1d, and the next packed-B block into L2 while the current one is computed
-    /// (see `gemm::tiles::Prefetch`). On where L1d >= 48 KiB and L2 holds two B blocks
-    /// (the current and the next). The Xeon family 6 model 167 (48 KiB / 2 MiB), where the
+    /// (see `gemm::tiles::Prefetch`). On where L2 is at least 1 MiB (so it holds two B
+    /// blocks, the current and the next), whatever the L1d. The Xeon family 6 model 167 (48 KiB / 2 MiB), where the
     /// weights of a layer arrive from L3 or memory when the model runs layer after layer,
     /// and the first pass over each B block was bound by that stream. Measured there
     /// (`mobilenet bench --precision f32 --threads 1 --iters 200`, 3 interleaved rounds,
     /// medians, off -> on): pw7 0.69 -> 0.63 ms, pw12 0.51 -> 0.38, pw13 1.08 -> 0.74, fc
     /// 0.43 -> 0.33, end to end 9.46 -> 8.52 ms. The AMD EPYC family 26 model 2 (Zen 5,
     /// 48 KiB / 1 MiB), same command, 3 interleaved rounds: pw7..pw11 0.573-0.590 -> 0.513-0.526
-    /// ms, pw12 / pw13 within noise, end to end 7.74 -> 7.16-7.44 ms. Off on a 32 KiB L1d
-    /// (Zen 4, Zen 3: not measured on; their KC of 256 leaves less room for the lines in
-    /// flight).
+    /// ms, pw12 / pw13 within noise, end to end 7.74 -> 7.16-7.44 ms. The AMD EPYC family 25
+    /// model 17 (Zen 4, 32 KiB / 1 MiB), same command at 150 iterations, 4 interleaved
+    /// rounds, per-round ratio on / off of the pointwise layers pw4..pw13: 0.96-1.00 at one
+    /// thread, 0.92-0.98 at two (pw13 0.60-0.63 -> 0.55-0.57 ms), end to end 0.90-1.02 at
+    /// two. Off below 1 MiB of L2 (Zen 3's 512 KiB: not measured).
     pub prefetch_b: bool,
 }
 
@@ -362,7 +364,7 @@ impl Blocking {
         let l2 = c.l2.clamp(*L2_RANGE.start(), *L2_RANGE.end());
         let kc = (l1d / (2 * MR_LIMIT * std::mem::size_of::<f32>()) / 16 * 16).clamp(KC_MIN, KC_LIMIT);
         let b_block_bytes = (l2 / 2).min(B_BLOCK_LIMIT);
-        let prefetch_b = l1d >= 48 * KIB && l2 >= 2 * b_block_bytes;
+        let prefetch_b = l2 >= MIB && l2 >= 2 * b_block_bytes;
         Blocking { kc, b_block_bytes, winograd_band_bytes: l2 / 2, prefetch_b }
     }
 }
@@ -493,11 +495,14 @@ mod tests {
 
     #[test]
     fn blocking_from_caches() {
+        // Zen 4: 32 KiB / 1 MiB.
         let b = Blocking::from_caches(&sizes(32 * KIB, MIB));
         assert_eq!(
             b,
-            Blocking { kc: 256, b_block_bytes: 512 * KIB, winograd_band_bytes: 512 * KIB, prefetch_b: false }
+            Blocking { kc: 256, b_block_bytes: 512 * KIB, winograd_band_bytes: 512 * KIB, prefetch_b: true }
         );
+        // Zen 3: 32 KiB / 512 KiB, not measured: off.
+        assert!(!Blocking::from_caches(&sizes(32 * KIB, 512 * KIB)).prefetch_b);
         let b = Blocking::from_caches(&sizes(48 * KIB, 2 * MIB));
         assert_eq!(
             b,

@@ -16,6 +16,9 @@ use crate::precision::Precision;
 use crate::simd::Element;
 use crate::spec::{Activation, ConvSpec, Dims};
 
+/// The oracle's answer to a [`Case`]: the outputs and the per-output error scale.
+pub type Reference = (Vec<f32>, Vec<f32>);
+
 /// A convolution with random data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Case {
@@ -61,10 +64,9 @@ impl Case {
     /// oracle's two naive convolutions were most of the suites' run time (the Winograd suite
     /// under qemu-aarch64 spent 143 s in them). A case with a NaN never equals itself, so it
     /// is recomputed: never a stale answer.
-    pub fn reference(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+    pub fn reference(&self) -> Result<Reference> {
         thread_local! {
-            static LAST: std::cell::RefCell<Option<(Case, (Vec<f32>, Vec<f32>))>> =
-                const { std::cell::RefCell::new(None) };
+            static LAST: std::cell::RefCell<Option<(Case, Reference)>> = const { std::cell::RefCell::new(None) };
         }
         if let Some(hit) =
             LAST.with_borrow(|last| last.as_ref().filter(|(c, _)| c == self).map(|(_, r)| r.clone()))
@@ -76,7 +78,7 @@ impl Case {
         Ok(computed)
     }
 
-    fn compute_reference(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+    fn compute_reference(&self) -> Result<Reference> {
         let out_dims = self.spec.output_dims(self.in_dims)?;
         let mut want = vec![0.0; out_dims.len()?];
         naive::conv2d_nhwc(
