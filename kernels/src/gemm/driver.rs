@@ -193,7 +193,8 @@ pub(crate) enum Order {
     /// As `Columns`, with the columns cut first: where there are enough column blocks, each
     /// task spans all the rows, so each task streams its part of B once. For a B larger
     /// than half of L2 (pw12, pw13 at f32: 2 and 4 MiB), which a row-and-column task
-    /// would stream again from L3 for each of its row blocks.
+    /// would stream again from L3 for each of its row blocks, when those tasks would be
+    /// short (fewer than 16 rows: pw12 / pw13's 7), too short to hide that stream.
     ColumnsFirst,
 }
 
