@@ -339,10 +339,11 @@ pub struct Blocking {
     pub winograd_band_bytes: usize,
     /// Whether the SGEMM microkernels software-prefetch B: 2 KiB ahead in the micro-panel
     /// into L1d, and the next packed-B block into L2 while the current one is computed
-    /// (see `gemm::tiles::Prefetch`). On where L2 is at least 1 MiB (so it holds two B
-    /// blocks, the current and the next), whatever the L1d. The Xeon family 6 model 167 (48 KiB / 2 MiB), where the
-    /// weights of a layer arrive from L3 or memory when the model runs layer after layer,
-    /// and the first pass over each B block was bound by that stream. Measured there
+    /// (see `gemm::tiles::Prefetch`). On where L2 is at least 1 MiB, whatever the L1d (a B
+    /// block is at most half of L2, so L2 holds the current one and the next). The Xeon
+    /// family 6 model 167 (48 KiB / 2 MiB), where the weights of a layer arrive from L3 or
+    /// memory when the model runs layer after layer, and the first pass over each B block
+    /// was bound by that stream. Measured there
     /// (`mobilenet bench --precision f32 --threads 1 --iters 200`, 3 interleaved rounds,
     /// medians, off -> on): pw7 0.69 -> 0.63 ms, pw12 0.51 -> 0.38, pw13 1.08 -> 0.74, fc
     /// 0.43 -> 0.33, end to end 9.46 -> 8.52 ms. The AMD EPYC family 26 model 2 (Zen 5,
@@ -364,7 +365,7 @@ impl Blocking {
         let l2 = c.l2.clamp(*L2_RANGE.start(), *L2_RANGE.end());
         let kc = (l1d / (2 * MR_LIMIT * std::mem::size_of::<f32>()) / 16 * 16).clamp(KC_MIN, KC_LIMIT);
         let b_block_bytes = (l2 / 2).min(B_BLOCK_LIMIT);
-        let prefetch_b = l2 >= MIB && l2 >= 2 * b_block_bytes;
+        let prefetch_b = l2 >= MIB;
         Blocking { kc, b_block_bytes, winograd_band_bytes: l2 / 2, prefetch_b }
     }
 }

@@ -75,8 +75,7 @@ impl Plan {
         let caches = kernels::cache::caches();
         let infos = config.layers()?;
         let prefetch = kernels::cache::blocking().prefetch_b;
-        let pairs = if prefetch { 0 } else { infos.len().saturating_sub(1) };
-        for i in 0..pairs {
+        for i in 0..infos.len().saturating_sub(1) {
             let (dw, pw) = (&infos[i], &infos[i + 1]);
             if dw.kind != LayerKind::Depthwise || pw.kind != LayerKind::Pointwise {
                 continue;
@@ -84,18 +83,25 @@ impl Plan {
             let mid = Dims::new(batch, dw.output_hw.0, dw.output_hw.1, dw.spec.out_channels);
             let mid_bytes = mid.len()? * 4;
             let b_bytes = pw.spec.in_channels * pw.spec.out_channels * 4;
-            if mid_bytes > caches.l2 / 2 && b_bytes <= caches.l2 / 8 && fusable(&plan.layers[i].algorithm) {
+            if !prefetch
+                && mid_bytes > caches.l2 / 2
+                && b_bytes <= caches.l2 / 8
+                && fusable(&plan.layers[i].algorithm)
+            {
                 plan.layers[i].fuse_band_rows = Some(FusedBlock::<f32>::default_band_rows(mid, threads));
             }
         }
         plan.name = AUTO.into();
-        plan.source =
-            format!(
-            "defaults from the detected caches (L1d {} KiB, L2 {} KiB, {}; no tuned wisdom for this CPU and \
-             model: run `mobilenet tune`)",
+        let fusion = if prefetch {
+            "B prefetch on: nothing fused"
+        } else {
+            "no B prefetch: large intermediates fused"
+        };
+        plan.source = format!(
+            "defaults from the detected caches (L1d {} KiB, L2 {} KiB, {fusion}; no tuned wisdom for this \
+             CPU and model: run `mobilenet tune`)",
             caches.l1d / 1024,
             caches.l2 / 1024,
-            if prefetch { "B prefetch on: nothing fused" } else { "no B prefetch: large intermediates fused" }
         );
         Ok(plan)
     }

@@ -157,7 +157,7 @@ pub(crate) unsafe fn gemm_io<E: Element>(
     // dw8..dw12 after them 0.63-0.65x (0.138-0.150 against 0.220-0.231 ms, medians), since
     // each thread then reads the rows its own core wrote. The 16 between the two is not
     // tuned.
-    let task_rows = m / mp.min(par.threads() * 4).max(1);
+    let task_rows = m / mp.min(par.threads() * TASKS_PER_THREAD).max(1);
     let b_streams = b.data.len() * 4 > cache::caches().l2 / 2;
     let order = if b_streams && task_rows < 16 { Order::ColumnsFirst } else { Order::Columns };
     split_tasks(mp, np, par, order, |(p0, p1), (q0, q1)| {
@@ -198,11 +198,15 @@ pub(crate) enum Order {
     ColumnsFirst,
 }
 
+/// Rectangles per thread of [`split_tasks`] (see there).
+const TASKS_PER_THREAD: usize = 4;
+
 /// Splits `row_blocks x col_blocks` (whole register tiles, or whatever unit the caller
-/// counts) into about `4 * threads` rectangles, rows first and columns too when there are
-/// few row blocks (columns first for [`Order::ColumnsFirst`]), and runs `task(rows, cols)`
-/// on each as tasks of `par`. Four per thread: rectangles cost the same, but the host is
-/// noisy, and the task counter lets an awake thread take a descheduled one's share.
+/// counts) into about [`TASKS_PER_THREAD`]` * threads` rectangles, rows first and columns
+/// too when there are few row blocks (columns first for [`Order::ColumnsFirst`]), and runs
+/// `task(rows, cols)` on each as tasks of `par`. Four per thread: rectangles cost the same,
+/// but the host is noisy, and the task counter lets an awake thread take a descheduled
+/// one's share.
 /// The one split of every GEMM driver (f32 panels, `vdpbf16ps` pairs, AMX tiles).
 pub(crate) fn split_tasks(
     row_blocks: usize,
@@ -211,7 +215,7 @@ pub(crate) fn split_tasks(
     order: Order,
     task: impl Fn((usize, usize), (usize, usize)) + Sync,
 ) {
-    let target = par.threads() * 4;
+    let target = par.threads() * TASKS_PER_THREAD;
     let (tm, tn) = if order == Order::ColumnsFirst {
         let tn = col_blocks.min(target).max(1);
         (row_blocks.min(target.div_ceil(tn)).max(1), tn)
