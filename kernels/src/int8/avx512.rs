@@ -409,17 +409,29 @@ unsafe fn grouped_rows(l: &DwInt8, quads: &Quads, band: RowBand<'_, u8>) {
         let (b, oy) = ((first_row + r) / o.h, (first_row + r) % o.h);
         let rows = input_rows(input, i, b, oy as isize - pad_top);
         let column = |ix: isize| -> [__m512i; 4] {
-            let m = if ix >= 0 && ix + px as isize <= i.w as isize { !0 } else { inside(ix) };
+            let interior = ix >= 0 && ix + px as isize <= i.w as isize;
+            let m = if interior { !0 } else { inside(ix) };
             let [x0, x1, x2] = rows.map(|p| {
                 p.map_or(zx, |p| {
+                    let at = p.wrapping_offset(ix * c as isize);
                     // SAFETY: the load reads only the bytes of `m`, columns inside row `iy`
-                    // (the address of a column left of the row is formed, never read).
-                    unsafe { _mm512_mask_loadu_epi8(zx, m, p.wrapping_offset(ix * c as isize).cast()) }
+                    // (the address of a column left of the row is formed, never read). The
+                    // interior loads are plain: a merge-masked load is a load and a blend.
+                    unsafe {
+                        if interior {
+                            _mm512_loadu_si512(at.cast())
+                        } else {
+                            _mm512_mask_loadu_epi8(zx, m, at.cast())
+                        }
+                    }
                 })
             });
             quad(x0, x1, x2)
         };
-        // Two pixels per block: a group's third column group is the next group's first.
+        // Two pixels per block (dw1): a group's third column group is the next group's
+        // first, and its second is the upper pixel of the first and the lower of the third
+        // (the quads keep each 128-bit lane's pixel), so a group loads and interleaves one
+        // column group, not two.
         let mut carry = None;
         for x0 in (0..o.w).step_by(px) {
             let ix = x0 as isize - pad_left;
@@ -427,10 +439,18 @@ unsafe fn grouped_rows(l: &DwInt8, quads: &Quads, band: RowBand<'_, u8>) {
                 Some(c0) => c0,
                 None => column(ix),
             };
-            let col = [c0, column(ix + 1), column(ix + 2)];
-            if px == 2 {
-                carry = Some(col[2]);
-            }
+            let col = if px == 2 {
+                let c2 = column(ix + 2);
+                carry = Some(c2);
+                // Lanes 2, 3 of the first (its second pixel), then lanes 0, 1 of the third.
+                let mut c1 = c0;
+                for j in 0..4 {
+                    c1[j] = _mm512_shuffle_i64x2::<0b01_00_11_10>(c0[j], c2[j]);
+                }
+                [c0, c1, c2]
+            } else {
+                [c0, column(ix + 1), column(ix + 2)]
+            };
             let u8s = block.pixels([&col[0], &col[1], &col[2]]);
             let n = px.min(o.w - x0) * c;
             let mask = if n >= 64 { !0 } else { (1u64 << n) - 1 };
