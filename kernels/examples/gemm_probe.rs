@@ -2,6 +2,10 @@
 //! shapes, with the blocking and the A row stride as arguments, for blocking experiments.
 //!
 //! `cargo run --release -p kernels --example gemm_probe -- [kc] [b_block_kib] [lda_pad]`
+//!
+//! `PROBE_FLUSH=MIB` streams that many MiB through the caches before every timed call, so B
+//! comes from memory as in the network, where 17 MB of f32 weights pass between two reads
+//! of one layer's.
 
 use std::time::Instant;
 
@@ -35,6 +39,8 @@ fn main() {
         all.push(("custom", v[0], v[1], v[2]));
     }
     let wide = std::env::var("PROBE_WIDE").is_ok();
+    let flush_mib = std::env::var("PROBE_FLUSH").ok().map_or(0, |v| v.parse::<usize>().expect("MiB"));
+    let mut flush = vec![0u8; flush_mib << 20];
     let tiles = gemm::tiles(Backend::Avx512).expect("avx512 runs here");
     for &(name, m, k, n) in all.iter().filter(|s| shapes.split(',').any(|x| x == s.0)) {
         let lda = k + pad;
@@ -59,12 +65,17 @@ fn main() {
             let reps = ((2e8 / flops) as usize).max(3);
             let mut best = Vec::new();
             for _ in 0..7 {
-                let t0 = Instant::now();
+                let mut spent = 0.0;
                 for _ in 0..reps {
+                    for line in flush.chunks_mut(64) {
+                        line[0] = line[0].wrapping_add(1);
+                    }
+                    let t0 = Instant::now();
                     // SAFETY: the tile is from the AVX-512 table, which runs here.
                     unsafe { gemm::sgemm_tile(t, m, &ops, &mut c, Par::SERIAL) }.unwrap();
+                    spent += t0.elapsed().as_secs_f64();
                 }
-                best.push(t0.elapsed().as_secs_f64() / reps as f64);
+                best.push(spent / reps as f64);
             }
             best.sort_by(f64::total_cmp);
             let med = best[best.len() / 2];
