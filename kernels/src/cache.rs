@@ -352,7 +352,9 @@ pub struct Blocking {
     /// model 17 (Zen 4, 32 KiB / 1 MiB), same command at 150 iterations, 4 interleaved
     /// rounds, per-round ratio on / off of the pointwise layers pw4..pw13: 0.96-1.00 at one
     /// thread, 0.92-0.98 at two (pw13 0.60-0.63 -> 0.55-0.57 ms), end to end 0.90-1.02 at
-    /// two. Off below 1 MiB of L2 (Zen 3's 512 KiB: not measured).
+    /// two. Zen 5 again at 05e7117 (`--kernels direct --iters 150`, 3 interleaved rounds, on / off):
+    /// pointwise 0.87-0.92 at one thread, 0.91-1.12 at two (a noisy phase). Off below 1 MiB of
+    /// L2 (Zen 3's 512 KiB: not measured).
     pub prefetch_b: bool,
 }
 
