@@ -348,13 +348,13 @@ pub struct Blocking {
     /// medians, off -> on): pw7 0.69 -> 0.63 ms, pw12 0.51 -> 0.38, pw13 1.08 -> 0.74, fc
     /// 0.43 -> 0.33, end to end 9.46 -> 8.52 ms. The AMD EPYC family 26 model 2 (Zen 5,
     /// 48 KiB / 1 MiB), same command, 3 interleaved rounds: pw7..pw11 0.573-0.590 -> 0.513-0.526
-    /// ms, pw12 / pw13 within noise, end to end 7.74 -> 7.16-7.44 ms. The AMD EPYC family 25
-    /// model 17 (Zen 4, 32 KiB / 1 MiB), same command at 150 iterations, 4 interleaved
-    /// rounds, per-round ratio on / off of the pointwise layers pw4..pw13: 0.96-1.00 at one
-    /// thread, 0.92-0.98 at two (pw13 0.60-0.63 -> 0.55-0.57 ms), end to end 0.90-1.02 at
-    /// two. Zen 5 again at 05e7117 (`--kernels direct --iters 150`, 3 interleaved rounds, on / off):
-    /// pointwise 0.87-0.92 at one thread, 0.91-1.12 at two (a noisy phase). Off below 1 MiB of
-    /// L2 (Zen 3's 512 KiB: not measured).
+    /// ms, pw12 / pw13 within noise, end to end 7.74 -> 7.16-7.44 ms; again at 05e7117
+    /// (`--kernels direct --iters 150`, 3 interleaved rounds, per-round ratio on / off of the
+    /// pointwise layers): 0.87-0.92 at one thread, 0.91-1.12 at two (a noisy phase). The AMD
+    /// EPYC family 25 model 17 (Zen 4, 32 KiB / 1 MiB), same command at 150 iterations, 4
+    /// interleaved rounds, per-round ratio on / off of the pointwise layers pw4..pw13:
+    /// 0.96-1.00 at one thread, 0.92-0.98 at two (pw13 0.60-0.63 -> 0.55-0.57 ms), end to end
+    /// 0.90-1.02 at two. Off below 1 MiB of L2 (Zen 3's 512 KiB: not measured).
     pub prefetch_b: bool,
 }
 
