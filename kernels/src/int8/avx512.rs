@@ -433,7 +433,31 @@ unsafe fn grouped_rows(l: &DwInt8, quads: &Quads, band: RowBand<'_, u8>) {
         // (the quads keep each 128-bit lane's pixel), so a group loads and interleaves one
         // column group, not two.
         let mut carry = None;
-        for x0 in (0..o.w).step_by(px) {
+        let mut x0 = 0;
+        let out_p = out_row.as_mut_ptr();
+        let store = |x0: usize, u8s: __m512i| {
+            let n = px.min(o.w - x0) * c;
+            let mask = if n >= 64 { !0 } else { (1u64 << n) - 1 };
+            // SAFETY: pixels `x0..x0 + n / c` are inside `out_row`.
+            unsafe { _mm512_mask_storeu_epi8(out_p.add(x0 * c).cast(), mask, u8s) };
+        };
+        let middle = |c0: &[__m512i; 4], c2: &[__m512i; 4]| -> [__m512i; 4] {
+            // Lanes 2, 3 of the first (its second pixel), then lanes 0, 1 of the third.
+            [0, 1, 2, 3].map(|j| _mm512_shuffle_i64x2::<0b01_00_11_10>(c0[j], c2[j]))
+        };
+        // Two groups a step, their multiply-adds interleaved ([`QuadBlock::pixel_pair`]).
+        while px == 2 && x0 + 2 * px <= o.w {
+            let ix = x0 as isize - pad_left;
+            let c0 = carry.take().unwrap_or_else(|| column(ix));
+            let (c2, c4) = (column(ix + 2), column(ix + 4));
+            carry = Some(c4);
+            let (c1, c3) = (middle(&c0, &c2), middle(&c2, &c4));
+            let u8s = block.pixel_pair([&c0, &c1, &c2], [&c2, &c3, &c4]);
+            store(x0, u8s[0]);
+            store(x0 + px, u8s[1]);
+            x0 += 2 * px;
+        }
+        for x0 in (x0..o.w).step_by(px) {
             let ix = x0 as isize - pad_left;
             let c0 = match carry.take() {
                 Some(c0) => c0,
@@ -442,20 +466,11 @@ unsafe fn grouped_rows(l: &DwInt8, quads: &Quads, band: RowBand<'_, u8>) {
             let col = if px == 2 {
                 let c2 = column(ix + 2);
                 carry = Some(c2);
-                // Lanes 2, 3 of the first (its second pixel), then lanes 0, 1 of the third.
-                let mut c1 = c0;
-                for j in 0..4 {
-                    c1[j] = _mm512_shuffle_i64x2::<0b01_00_11_10>(c0[j], c2[j]);
-                }
-                [c0, c1, c2]
+                [c0, middle(&c0, &c2), c2]
             } else {
                 [c0, column(ix + 1), column(ix + 2)]
             };
-            let u8s = block.pixels([&col[0], &col[1], &col[2]]);
-            let n = px.min(o.w - x0) * c;
-            let mask = if n >= 64 { !0 } else { (1u64 << n) - 1 };
-            // SAFETY: pixels `x0..x0 + n / c` are inside `out_row`.
-            unsafe { _mm512_mask_storeu_epi8(out_row.as_mut_ptr().add(x0 * c).cast(), mask, u8s) };
+            store(x0, block.pixels([&col[0], &col[1], &col[2]]));
         }
     }
 }
@@ -527,6 +542,27 @@ impl QuadBlock {
                 *q = self.pack.round(a, self.mult[j]);
             }
             self.pack.packs(q)
+        }
+    }
+
+    /// [`pixels`](Self::pixels) of two outputs, each step of one next to the same step of
+    /// the other: two independent chains of multiply-adds and requantization in flight.
+    #[inline(always)]
+    fn pixel_pair(&self, a: [&[__m512i; 4]; 3], b: [&[__m512i; 4]; 3]) -> [__m512i; 2] {
+        // SAFETY: register operations (AVX-512F/BW/VNNI, in the callers' target-feature
+        // context).
+        unsafe {
+            let mut q = [[_mm512_setzero_si512(); 4]; 2];
+            for j in 0..4 {
+                let mut acc = [self.bias[j]; 2];
+                for kx in 0..3 {
+                    acc[0] = _mm512_dpbusd_epi32(acc[0], a[kx][j], self.w[kx][j]);
+                    acc[1] = _mm512_dpbusd_epi32(acc[1], b[kx][j], self.w[kx][j]);
+                }
+                q[0][j] = self.pack.round(acc[0], self.mult[j]);
+                q[1][j] = self.pack.round(acc[1], self.mult[j]);
+            }
+            [self.pack.packs(q[0]), self.pack.packs(q[1])]
         }
     }
 }
