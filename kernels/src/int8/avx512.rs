@@ -322,7 +322,9 @@ pub(crate) unsafe fn dw_rows_vnni(l: &DwInt8, band: RowBand<'_, u8>) {
 pub(crate) unsafe fn dw3x3_rows(l: &DwInt8, quads: &Quads, band: RowBand<'_, u8>) {
     // SAFETY: forwarded contract (the same target features).
     unsafe {
-        if quads.pixels > 1 {
+        if quads.pixels == 2 {
+            row_pair_rows(l, quads, band)
+        } else if quads.pixels > 1 {
             grouped_rows(l, quads, band)
         } else if l.q.spec.stride_w == 1 {
             quad_rows::<1>(l, quads, band)
@@ -384,14 +386,14 @@ unsafe fn quad_rows<const S: usize>(l: &DwInt8, quads: &Quads, band: RowBand<'_,
     }
 }
 
-/// [`dw3x3_rows`] for a layer whose 64-byte block holds `quads.pixels` adjacent pixels (8,
-/// 16 or 32 channels, stride 1): per output row, each group of that many output pixels
+/// [`dw3x3_rows`] for a layer whose 64-byte block holds `quads.pixels` adjacent pixels (8
+/// or 16 channels, stride 1; 32 channels go to [`row_pair_rows`]): per output row, each group of that many output pixels
 /// loads its three input column groups (the pixels' taps `kx = 0, 1, 2`) per input row, the
 /// bytes of columns outside the image replaced by the zero point in the load (`vmovdqu8`
 /// with a merge mask).
 ///
 /// # Safety
-/// As [`dw3x3_rows`], with `quads.pixels > 1` (so `C = 64 / quads.pixels`, stride 1).
+/// As [`dw3x3_rows`], with `quads.pixels > 2` (so `C = 64 / quads.pixels`, stride 1).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn grouped_rows(l: &DwInt8, quads: &Quads, band: RowBand<'_, u8>) {
     let RowBand { input, in_dims: i, out_dims: o, first_row, out } = band;
@@ -428,50 +430,75 @@ unsafe fn grouped_rows(l: &DwInt8, quads: &Quads, band: RowBand<'_, u8>) {
             });
             quad(x0, x1, x2)
         };
-        // Two pixels per block (dw1): a group's third column group is the next group's
-        // first, and its second is the upper pixel of the first and the lower of the third
-        // (the quads keep each 128-bit lane's pixel), so a group loads and interleaves one
-        // column group, not two.
-        let mut carry = None;
-        let mut x0 = 0;
-        let out_p = out_row.as_mut_ptr();
-        let store = |x0: usize, u8s: __m512i| {
+        for x0 in (0..o.w).step_by(px) {
+            let ix = x0 as isize - pad_left;
+            let u8s = block.pixels([&column(ix), &column(ix + 1), &column(ix + 2)]);
             let n = px.min(o.w - x0) * c;
             let mask = if n >= 64 { !0 } else { (1u64 << n) - 1 };
             // SAFETY: pixels `x0..x0 + n / c` are inside `out_row`.
-            unsafe { _mm512_mask_storeu_epi8(out_p.add(x0 * c).cast(), mask, u8s) };
-        };
-        let middle = |c0: &[__m512i; 4], c2: &[__m512i; 4]| -> [__m512i; 4] {
-            // Lanes 2, 3 of the first (its second pixel), then lanes 0, 1 of the third.
-            [0, 1, 2, 3].map(|j| _mm512_shuffle_i64x2::<0b01_00_11_10>(c0[j], c2[j]))
-        };
-        // Two groups a step, their multiply-adds interleaved ([`QuadBlock::pixel_pair`]).
-        while px == 2 && x0 + 2 * px <= o.w {
-            let ix = x0 as isize - pad_left;
-            let c0 = carry.take().unwrap_or_else(|| column(ix));
-            let (c2, c4) = (column(ix + 2), column(ix + 4));
-            carry = Some(c4);
-            let (c1, c3) = (middle(&c0, &c2), middle(&c2, &c4));
-            let u8s = block.pixel_pair([&c0, &c1, &c2], [&c2, &c3, &c4]);
-            store(x0, u8s[0]);
-            store(x0 + px, u8s[1]);
-            x0 += 2 * px;
+            unsafe { _mm512_mask_storeu_epi8(out_row.as_mut_ptr().add(x0 * c).cast(), mask, u8s) };
         }
-        for x0 in (x0..o.w).step_by(px) {
-            let ix = x0 as isize - pad_left;
-            let c0 = match carry.take() {
-                Some(c0) => c0,
-                None => column(ix),
-            };
-            let col = if px == 2 {
-                let c2 = column(ix + 2);
-                carry = Some(c2);
-                [c0, middle(&c0, &c2), c2]
-            } else {
-                [c0, column(ix + 1), column(ix + 2)]
-            };
-            store(x0, block.pixels([&col[0], &col[1], &col[2]]));
+    }
+}
+
+/// [`dw3x3_rows`] for a layer of 32 channels at stride 1 (dw1), two output rows at a time:
+/// a block's lower half is a pixel of the first row, its upper half the pixel below it, so
+/// each column of quads interleaves the 32 channels of input rows `iy..iy + 3` in one half
+/// and `iy + 1..iy + 4` in the other, and serves three output pixels as in [`quad_rows`]
+/// (one new column per output pixel, no shuffles across halves). A band's odd last row,
+/// or a row pair across images, runs with both halves on the same row, the upper half not
+/// stored.
+///
+/// # Safety
+/// As [`dw3x3_rows`], with `quads.pixels == 2` (so `C = 32`, stride 1).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn row_pair_rows(l: &DwInt8, quads: &Quads, band: RowBand<'_, u8>) {
+    const C: usize = 32;
+    let RowBand { input, in_dims: i, out_dims: o, first_row, out } = band;
+    let spec = &l.q.spec;
+    let zx = _mm512_set1_epi8(l.q.input_zero_point as u8 as i8);
+    let zx_half = _mm512_castsi512_si256(zx);
+    let (pad_left, pad_top) = (spec.padding.left as isize, spec.padding.top as isize);
+    let block = QuadBlock::load(quads, 0, &l.q.requant);
+    let row_len = o.w * C;
+    let rows = out.len() / row_len;
+    let out_p = out.as_mut_ptr();
+    let mut r = 0;
+    while r < rows {
+        let (b, oy) = ((first_row + r) / o.h, (first_row + r) % o.h);
+        let pair = r + 1 < rows && oy + 1 < o.h;
+        let upper = input_rows(input, i, b, oy as isize - pad_top);
+        let lower = if pair { input_rows(input, i, b, oy as isize + 1 - pad_top) } else { upper };
+        let half = |p: Option<*const u8>, ix: isize| -> __m256i {
+            // SAFETY: column `ix` of an image row is inside the checked input.
+            p.map_or(zx_half, |p| unsafe { _mm256_loadu_si256(p.add(ix as usize * C).cast()) })
+        };
+        let column = |ix: isize| -> [__m512i; 4] {
+            if !(0..i.w as isize).contains(&ix) {
+                return [zx; 4];
+            }
+            let [x0, x1, x2] = [0, 1, 2].map(|ky| {
+                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(half(upper[ky], ix)), half(lower[ky], ix))
+            });
+            quad(x0, x1, x2)
+        };
+        let ix0 = -pad_left;
+        let (mut c0, mut c1) = (column(ix0), column(ix0 + 1));
+        // SAFETY: rows `r` and (when `pair`) `r + 1` of the band, `row_len` bytes each.
+        let (dst0, dst1) = unsafe { (out_p.add(r * row_len), out_p.add((r + 1).min(rows - 1) * row_len)) };
+        for ox in 0..o.w {
+            let c2 = column(ox as isize + ix0 + 2);
+            let u8s = block.pixels([&c0, &c1, &c2]);
+            // SAFETY: pixel `ox` of the rows above (inside the band).
+            unsafe {
+                _mm256_storeu_si256(dst0.add(ox * C).cast(), _mm512_castsi512_si256(u8s));
+                if pair {
+                    _mm256_storeu_si256(dst1.add(ox * C).cast(), _mm512_extracti64x4_epi64::<1>(u8s));
+                }
+            }
+            (c0, c1) = (c1, c2);
         }
+        r += if pair { 2 } else { 1 };
     }
 }
 
@@ -542,27 +569,6 @@ impl QuadBlock {
                 *q = self.pack.round(a, self.mult[j]);
             }
             self.pack.packs(q)
-        }
-    }
-
-    /// [`pixels`](Self::pixels) of two outputs, each step of one next to the same step of
-    /// the other: two independent chains of multiply-adds and requantization in flight.
-    #[inline(always)]
-    fn pixel_pair(&self, a: [&[__m512i; 4]; 3], b: [&[__m512i; 4]; 3]) -> [__m512i; 2] {
-        // SAFETY: register operations (AVX-512F/BW/VNNI, in the callers' target-feature
-        // context).
-        unsafe {
-            let mut q = [[_mm512_setzero_si512(); 4]; 2];
-            for j in 0..4 {
-                let mut acc = [self.bias[j]; 2];
-                for kx in 0..3 {
-                    acc[0] = _mm512_dpbusd_epi32(acc[0], a[kx][j], self.w[kx][j]);
-                    acc[1] = _mm512_dpbusd_epi32(acc[1], b[kx][j], self.w[kx][j]);
-                }
-                q[0][j] = self.pack.round(acc[0], self.mult[j]);
-                q[1][j] = self.pack.round(acc[1], self.mult[j]);
-            }
-            [self.pack.packs(q[0]), self.pack.packs(q[1])]
         }
     }
 }
