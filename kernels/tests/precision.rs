@@ -265,3 +265,26 @@ fn nan_and_inf_give_what_naive_gives_at_every_precision() {
         check::<bf16>(&case);
     }
 }
+
+/// conv0 at bf16 on `im2col-avx512` reads its receptive fields as `vdpbf16ps` pairs in place
+/// (level `avx512bf16`) exactly where AVX512_BF16 runs under the ceiling and the pairs are
+/// planned at least at the FMA's FLOP rate (AMD; `KERNELS_BF16_DOT=1`); elsewhere it keeps
+/// the f32 microkernels (level `avx512`). The values are checked by the tests above.
+#[test]
+fn conv0_at_bf16_reads_pairs_in_place_where_they_are_fast() {
+    let Some(&algo) = registry::compiled().iter().find(|a| a.name() == "im2col-avx512") else {
+        eprintln!("SKIPPED: im2col-avx512 is not compiled");
+        return;
+    };
+    let spec = ConvSpec::dense(3, 32, 3, 2, 1);
+    if !algo.supports(&spec) {
+        eprintln!("SKIPPED: im2col-avx512 does not run under this ceiling");
+        return;
+    }
+    let case = Case::random(spec, Dims { n: 1, h: 9, w: 9, c: 3 }, Activation::Relu6, 7).unwrap();
+    let layer = kernels::Layer::new(&spec, &case.weights, Some(&case.bias), Activation::Relu6);
+    let prepared = kernels::prepare::<bf16>(algo, &layer, &()).unwrap();
+    let fast = kernels::gemm::bf16_dot_vs_fma().is_some_and(|(planned, _)| planned >= 1.0);
+    let want = if fast { kernels::Isa::Avx512Bf16 } else { kernels::Isa::Avx512 };
+    assert_eq!(prepared.level(), want, "conv0 at bf16 (pairs planned fast: {fast})");
+}

@@ -315,6 +315,74 @@ unsafe fn tile<const R: usize>(t: &TileArgs) {
     }
 }
 
+/// Pixels per tile of [`dense_pixels`]: 8 pixels x 2 zmm of 16 channels = 16 accumulators.
+pub(crate) const DENSE_PIXELS: usize = 8;
+
+/// Where one tile of [`dense_pixels`] reads its activations (bf16 bits): pixel `r`'s kernel
+/// row `ky` is `pairs` pairs at `a + r * pixel_stride + ky * row_stride` (all in bf16s).
+/// With `odd`, a kernel row holds an odd number of values: its last pair's second half
+/// belongs to the next pixel and is zeroed before the multiply (a NaN there must not meet
+/// the zero weight).
+#[derive(Clone, Copy)]
+pub(crate) struct DenseTaps {
+    pub(crate) a: *const u16,
+    pub(crate) pixel_stride: usize,
+    pub(crate) row_stride: usize,
+    pub(crate) rows: usize,
+    pub(crate) pairs: usize,
+    pub(crate) odd: bool,
+}
+
+/// `R` output pixels of a dense convolution with at most 32 output channels, read in place
+/// (no column buffer): per pair of a kernel row, one broadcast and two `vdpbf16ps` into the
+/// pixel's 32 channels, then the clamp and the narrowing to bf16. `b` holds the weights as
+/// pairs over the padded columns `rows * pairs * 2` (its panel's first 32 columns are
+/// read); `c` holds `R` pixels of `n <= 32` channels, `n` apart.
+///
+/// # Safety
+/// The CPU has AVX-512F/BW/VL and AVX512_BF16; every pair `taps` names is readable; `b`
+/// packs `taps.rows * taps.pairs * 2` columns; `c` holds `R * n` bf16s.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+pub(crate) unsafe fn dense_pixels<const R: usize>(
+    b: &PackedPairs,
+    taps: DenseTaps,
+    clamp: Clamp,
+    c: *mut u16,
+    n: usize,
+) {
+    // SAFETY: the panel holds `rows * pairs` pair steps of `NR * 2` bf16s and `NR` bias
+    // values; the caller's contract covers the reads of `taps` and the stores to `c`.
+    unsafe {
+        let bias = [_mm512_loadu_ps(b.bias_ptr()), _mm512_loadu_ps(b.bias_ptr().add(16))];
+        let mut acc = [bias; R];
+        let low_half = _mm512_set1_epi32(0xFFFF);
+        for ky in 0..taps.rows {
+            let row = taps.a.add(ky * taps.row_stride);
+            for g in 0..taps.pairs {
+                let bp = b.data_ptr().add((ky * taps.pairs + g) * NR * 2);
+                let bv = [as_bh(_mm512_loadu_si512(bp.cast())), as_bh(_mm512_loadu_si512(bp.add(32).cast()))];
+                let last = taps.odd && g + 1 == taps.pairs;
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let word = row.add(r * taps.pixel_stride + 2 * g).cast::<i32>().read_unaligned();
+                    let av = _mm512_set1_epi32(word);
+                    let av = as_bh(if last { _mm512_and_si512(av, low_half) } else { av });
+                    acc_r[0] = _mm512_dpbf16_ps(acc_r[0], av, bv[0]);
+                    acc_r[1] = _mm512_dpbf16_ps(acc_r[1], av, bv[1]);
+                }
+            }
+        }
+        let (lo, hi) = (_mm512_set1_ps(clamp.lo), _mm512_set1_ps(clamp.hi));
+        for (r, acc_r) in acc.iter().enumerate() {
+            for (z, &v) in acc_r.iter().enumerate() {
+                // `vmaxps` returns its second operand for a NaN first: NaN -> lo, as `tile`.
+                let v = if clamp.on { _mm512_min_ps(_mm512_max_ps(v, lo), hi) } else { v };
+                let h = from_bh(_mm512_cvtneps_pbh(v));
+                _mm256_mask_storeu_epi16(c.add(r * n + 16 * z).cast(), column_mask(n, z), h);
+            }
+        }
+    }
+}
+
 /// The rows above which `vdpbf16ps` loses to the f32 FMA path on a core where its FLOP rate
 /// is lower ([`dot_vs_fma`] < 1): below it a layer streams its weights (FC at batch 1: 1 row,
 /// 0.31 ms on bf16 pairs against 0.54 ms on f32 panels, Xeon model 207), above it it is

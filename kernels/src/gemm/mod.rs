@@ -54,7 +54,7 @@
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
 pub(crate) mod amx_bf16;
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-mod avx512_bf16;
+pub(crate) mod avx512_bf16;
 mod conv;
 mod driver;
 mod pack;

@@ -174,36 +174,19 @@ impl PreparedConv<u8> for InPlaceInt8 {
         use super::avx512::{dense_pixels, DenseTaps, DENSE_PIXELS};
         let Run { input, in_dims: i, out_dims: o, output, par, .. } = run;
         let s = &self.spec;
-        let (cin, n, kh, kw) = (s.in_channels, s.out_channels, s.kernel_h, s.kernel_w);
+        let (cin, n, kh) = (s.in_channels, s.out_channels, s.kernel_h);
         let (row_stride, pixel_stride, k_row) = (i.w * cin, s.stride_w * cin, self.groups * 4);
         let b = self.gemm.vnni_panels().ok_or_else(|| KernelError::Unsupported {
             algorithm: self.gemm.algorithm(),
             spec: "an int8 in-place dense layer without vpdpbusd panels".into(),
         })?;
-        let pt = s.padding.top as isize;
-        // Output columns whose taps are all inside the image: `ix0 >= 0`, `ix0 + kw <= w`.
-        let x_lo = (s.padding.left.div_ceil(s.stride_w)).min(o.w);
-        let x_end = match (i.w + s.padding.left).checked_sub(kw) {
-            Some(room) => (room / s.stride_w + 1).min(o.w),
-            None => 0,
-        };
         let zero_point = self.zero_point;
         // One task per output row (image, oy).
         par.for_each_chunk_mut(output, o.w * n, |row, out| {
+            // The last dword reads up to 3 bytes past the last kernel row.
+            let read = (kh - 1) * row_stride + k_row;
+            let (lo, hi, at) = crate::im2col::interior_pixels(s, (i, o), row, read, input.len());
             let (img, oy) = (row / o.h, row % o.h);
-            let iy0 = (oy * s.stride_h) as isize - pt;
-            let inside = iy0 >= 0 && iy0 as usize + kh <= i.h;
-            // The pixel's first byte, and whether its last dword (up to 3 bytes past its
-            // last kernel row) stays inside the input.
-            let at = |ox: usize| {
-                let ix0 = ox * s.stride_w - s.padding.left;
-                ((img * i.h + iy0 as usize) * i.w + ix0) * cin
-            };
-            let fits = |ox: usize| at(ox) + (kh - 1) * row_stride + k_row <= input.len();
-            let (lo, mut hi) = if inside { (x_lo, x_end.max(x_lo)) } else { (0, 0) };
-            while hi > lo && !fits(hi - 1) {
-                hi -= 1;
-            }
             let taps = |ox: usize| DenseTaps {
                 // SAFETY: (pointer arithmetic only) `at(ox)` is inside `input` for interior
                 // pixels.
