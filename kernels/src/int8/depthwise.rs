@@ -59,8 +59,9 @@ pub(crate) struct Quads {
     /// `[block][j][d]`.
     pub(crate) multiplier: Vec<f32>,
     /// Output pixels per 64-byte block: 1, or `64 / C` for a layer of 8, 16 or 32 channels
-    /// at stride 1 (dw1: 32), whose block then holds that many adjacent pixels, so no lane
-    /// is padding (one pixel of 32 channels left half of every vector empty).
+    /// at stride 1 (dw1: 32), whose block then holds that many pixels (adjacent ones at 8 and
+    /// 16 channels; at 32, a pixel and the one below it), so no lane is padding (one pixel
+    /// of 32 channels left half of every vector empty).
     pub(crate) pixels: usize,
     /// `Requant::rounds_in_range` of the 9 taps on `bias` (the store may skip the float
     /// clamp).
