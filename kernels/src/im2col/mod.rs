@@ -21,6 +21,7 @@
 //! costs a write and a re-read of `M * K` floats (1.35 MB for conv0) in copies of 3 floats.
 //! Measured on conv0 (one thread, Xeon model 207): see `Fused::rows`.
 
+pub(crate) mod fields;
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
 mod in_place_bf16;
 
@@ -93,39 +94,6 @@ impl Im2col {
             bias: bias_or_zeros(spec, bias),
         })
     }
-}
-
-/// The interior pixels `lo..hi` of output row `row` (image, oy) of a dense layer whose
-/// receptive fields are read in place (int8's and bf16's conv0): every tap inside the
-/// image, and the `read` elements from the pixel's first tap (its kernel rows, and what the
-/// last word reads past the last) inside the input's `len`; and `at(ox)`, the index of the
-/// first tap of such a pixel.
-#[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-pub(crate) fn interior_pixels(
-    s: &ConvSpec,
-    (i, o): (Dims, Dims),
-    row: usize,
-    read: usize,
-    len: usize,
-) -> (usize, usize, impl Fn(usize) -> usize + '_) {
-    let (img, oy) = (row / o.h, row % o.h);
-    let iy0 = (oy * s.stride_h) as isize - s.padding.top as isize;
-    let inside = iy0 >= 0 && iy0 as usize + s.kernel_h <= i.h;
-    // Output columns whose taps are all inside the image: `ix0 >= 0`, `ix0 + kw <= w`.
-    let x_lo = (s.padding.left.div_ceil(s.stride_w)).min(o.w);
-    let x_end = match (i.w + s.padding.left).checked_sub(s.kernel_w) {
-        Some(room) => (room / s.stride_w + 1).min(o.w),
-        None => 0,
-    };
-    let at = move |ox: usize| {
-        let ix0 = ox * s.stride_w - s.padding.left;
-        ((img * i.h + iy0.max(0) as usize) * i.w + ix0) * s.in_channels
-    };
-    let (lo, mut hi) = if inside { (x_lo, x_end.max(x_lo)) } else { (0, 0) };
-    while hi > lo && at(hi - 1) + read > len {
-        hi -= 1;
-    }
-    (lo, hi, at)
 }
 
 /// The native path of `im2col` at a narrower float type `E` (f16, bf16): at bf16 on

@@ -387,10 +387,10 @@ unsafe fn quad_rows<const S: usize>(l: &DwInt8, quads: &Quads, band: RowBand<'_,
 }
 
 /// [`dw3x3_rows`] for a layer whose 64-byte block holds `quads.pixels` adjacent pixels (8
-/// or 16 channels, stride 1; 32 channels go to [`row_pair_rows`]): per output row, each group of that many output pixels
-/// loads its three input column groups (the pixels' taps `kx = 0, 1, 2`) per input row, the
-/// bytes of columns outside the image replaced by the zero point in the load (`vmovdqu8`
-/// with a merge mask).
+/// or 16 channels, stride 1; 32 channels go to [`row_pair_rows`]): per output row, each
+/// group of that many output pixels loads its three input column groups (the pixels' taps
+/// `kx = 0, 1, 2`) per input row, the bytes of columns outside the image replaced by the
+/// zero point in the load (`vmovdqu8` with a merge mask).
 ///
 /// # Safety
 /// As [`dw3x3_rows`], with `quads.pixels > 2` (so `C = 64 / quads.pixels`, stride 1).

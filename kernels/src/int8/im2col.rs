@@ -14,6 +14,7 @@ use super::gemm::{self, GemmInt8};
 use super::QuantLayer;
 use crate::algo::{ConvAlgorithm, Layer, PreparedConv, Run};
 use crate::error::{KernelError, Result};
+use crate::im2col::fields::{fill_run, gather_pixel, weight_columns};
 use crate::isa::Isa;
 use crate::spec::{ConvSpec, Dims};
 
@@ -113,10 +114,6 @@ impl PreparedConv<u8> for Im2colInt8 {
     }
 }
 
-/// Bytes of the stack row that an edge pixel of [`InPlaceInt8`] is assembled in.
-#[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-const EDGE_ROW: usize = 256;
-
 /// A dense int8 convolution with at most 32 output channels on AVX-512 VNNI, its
 /// receptive fields read in place: each kernel row of an interior pixel is `kw * Cin`
 /// consecutive input bytes (conv0: 9), read as `ceil(kw * Cin / 4)` dwords against weights
@@ -140,13 +137,18 @@ struct InPlaceInt8 {
 #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
 impl InPlaceInt8 {
     /// The layer in place where it fits (ungrouped, undilated, at most 32 output channels,
-    /// an edge row within [`EDGE_ROW`]) and the backend runs `vpdpbusd` panels here.
+    /// an edge row within [`EDGE_ROW`](crate::im2col::fields::EDGE_ROW)) and the backend runs `vpdpbusd` panels here.
     fn prepare(algo: &dyn ConvAlgorithm, layer: &Layer<'_>, quant: &QuantLayer) -> Result<Option<Self>> {
         let spec = *layer.spec;
         let (cin, kh, kw, n) = (spec.in_channels, spec.kernel_h, spec.kernel_w, spec.out_channels);
         let groups = (kw * cin).div_ceil(4);
         let k = kh * groups * 4;
-        if spec.groups != 1 || spec.dilation_h != 1 || spec.dilation_w != 1 || n > 32 || k > EDGE_ROW {
+        if spec.groups != 1
+            || spec.dilation_h != 1
+            || spec.dilation_w != 1
+            || n > 32
+            || k > crate::im2col::fields::EDGE_ROW
+        {
             return Ok(None);
         }
         if !matches!(super::Int8Isa::of(algo), super::Int8Isa::Avx512 { vnni: true }) {
@@ -172,156 +174,29 @@ impl PreparedConv<u8> for InPlaceInt8 {
     }
     fn run_checked(&self, run: Run<'_, u8>) -> Result<()> {
         use super::avx512::{dense_pixels, DenseTaps, DENSE_PIXELS};
+        use crate::im2col::fields::in_place_rows;
         let Run { input, in_dims: i, out_dims: o, output, par, .. } = run;
         let s = &self.spec;
-        let (cin, n, kh) = (s.in_channels, s.out_channels, s.kernel_h);
-        let (row_stride, pixel_stride, k_row) = (i.w * cin, s.stride_w * cin, self.groups * 4);
+        let kh = s.kernel_h;
         let b = self.gemm.vnni_panels().ok_or_else(|| KernelError::Unsupported {
             algorithm: self.gemm.algorithm(),
             spec: "an int8 in-place dense layer without vpdpbusd panels".into(),
         })?;
-        let zero_point = self.zero_point;
-        // One task per output row (image, oy).
-        par.for_each_chunk_mut(output, o.w * n, |row, out| {
-            // The last dword reads up to 3 bytes past the last kernel row.
-            let read = (kh - 1) * row_stride + k_row;
-            let (lo, hi, at) = crate::im2col::interior_pixels(s, (i, o), row, read, input.len());
-            let (img, oy) = (row / o.h, row % o.h);
-            let taps = |ox: usize| DenseTaps {
-                // SAFETY: (pointer arithmetic only) `at(ox)` is inside `input` for interior
-                // pixels.
-                a: unsafe { input.as_ptr().add(at(ox)) },
-                pixel_stride,
-                row_stride,
-                rows: kh,
-                groups: self.groups,
-            };
-            let mut ox = lo;
-            while ox + DENSE_PIXELS <= hi {
-                // SAFETY: pixels `ox..ox + 8` are interior and `fits` (so is every pixel
-                // before the last); the tile writes their `8 * n` bytes of `out`; the
-                // panels are the layer's (checked at prepare, where `Int8Isa::of` saw
-                // AVX-512 VNNI).
-                unsafe {
-                    dense_pixels::<DENSE_PIXELS>(&self.gemm, b.as_ptr(), taps(ox), out[ox * n..].as_mut_ptr())
-                };
-                ox += DENSE_PIXELS;
+        let (k_row, groups) = (self.groups * 4, self.groups);
+        let tile = |count: usize, a: *const u8, pixel_stride: usize, row_stride: usize, c: *mut u8| {
+            let taps = DenseTaps { a, pixel_stride, row_stride, rows: kh, groups };
+            // SAFETY: `in_place_rows` names `count` pixels whose kernel rows of `k_row`
+            // bytes are readable and `count * n` bytes of output; the panels are the
+            // layer's (checked at prepare, where `Int8Isa::of` saw AVX-512 VNNI).
+            unsafe {
+                if count == DENSE_PIXELS {
+                    dense_pixels::<DENSE_PIXELS>(&self.gemm, b.as_ptr(), taps, c)
+                } else {
+                    dense_pixels::<1>(&self.gemm, b.as_ptr(), taps, c)
+                }
             }
-            for x in ox..hi {
-                // SAFETY: as above, one pixel.
-                unsafe { dense_pixels::<1>(&self.gemm, b.as_ptr(), taps(x), out[x * n..].as_mut_ptr()) };
-            }
-            let mut edge = [0u8; EDGE_ROW];
-            for x in (0..o.w).filter(|&x| x < lo || x >= hi) {
-                gather_pixel(s, input, i, (img, oy, x), zero_point, &mut edge, k_row);
-                let taps = DenseTaps {
-                    a: edge.as_ptr(),
-                    pixel_stride: 0,
-                    row_stride: k_row,
-                    rows: kh,
-                    groups: self.groups,
-                };
-                // SAFETY: the stack row holds `kh * k_row` bytes (checked at prepare); the
-                // pixel's `n` bytes of `out`.
-                unsafe { dense_pixels::<1>(&self.gemm, b.as_ptr(), taps, out[x * n..].as_mut_ptr()) };
-            }
-        });
+        };
+        in_place_rows(s, (i, o), input, output, par, (k_row, DENSE_PIXELS), self.zero_point, tile);
         Ok(())
     }
-}
-
-/// The weights of a dense layer as the columns of its receptive field: OIHW -> `[n][k]` with
-/// kernel row `ky`'s `(kx, c)` taps at `ky * row_stride`, every other column zero.
-fn weight_columns(layer: &Layer<'_>, row_stride: usize, k: usize) -> Vec<f32> {
-    let s = layer.spec;
-    let (cin, kh, kw, n) = (s.in_channels, s.kernel_h, s.kernel_w, s.out_channels);
-    let mut w = vec![0.0f32; n * k];
-    for o in 0..n {
-        for c in 0..cin {
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    w[o * k + ky * row_stride + kx * cin + c] =
-                        layer.weights_oihw[((o * cin + c) * kh + ky) * kw + kx];
-                }
-            }
-        }
-    }
-    w
-}
-
-/// Output pixel `(b, oy, ox)`'s receptive field into `dst`: kernel row `ky`'s `kw * Cin` bytes
-/// at `ky * row_stride`, taps outside the image as the zero point. Undilated taps of one
-/// kernel row inside the image are one contiguous run (conv0: 9 bytes), copied as one run
-/// (a call per tap took 0.56 ms of conv0's 0.63 on the Xeon 6/167).
-fn gather_pixel(
-    s: &ConvSpec,
-    input: &[u8],
-    ind: Dims,
-    (b, oy, ox): (usize, usize, usize),
-    zero_point: u8,
-    dst: &mut [u8],
-    row_stride: usize,
-) {
-    let (cin, run) = (s.in_channels, s.kernel_w * s.in_channels);
-    let ix0 = (ox * s.stride_w) as isize - s.padding.left as isize;
-    let contiguous = s.dilation_w == 1 && ix0 >= 0 && ix0 as usize + s.kernel_w <= ind.w;
-    for ky in 0..s.kernel_h {
-        let iy = (oy * s.stride_h + ky * s.dilation_h) as isize - s.padding.top as isize;
-        let row = &mut dst[ky * row_stride..][..run];
-        if iy < 0 || iy >= ind.h as isize {
-            fill_run(row, zero_point);
-        } else if contiguous {
-            let at = ((b * ind.h + iy as usize) * ind.w + ix0 as usize) * cin;
-            copy_run(row, &input[at..at + run]);
-        } else {
-            for kx in 0..s.kernel_w {
-                let ix = ix0 + (kx * s.dilation_w) as isize;
-                let tap = &mut row[kx * cin..(kx + 1) * cin];
-                if ix < 0 || ix >= ind.w as isize {
-                    fill_run(tap, zero_point);
-                } else {
-                    let at = ((b * ind.h + iy as usize) * ind.w + ix as usize) * cin;
-                    copy_run(tap, &input[at..at + cin]);
-                }
-            }
-        }
-    }
-}
-
-/// The short runs of a column row (conv0: 9-byte kernel rows, a 1-byte pad) as fixed-size
-/// array moves where the length is one of them. LLVM turns a byte loop into a call to
-/// `memcpy` / `memset`, three or four calls per pixel: conv0 0.257 -> 0.225 ms at one thread
-/// (Xeon family 6 model 167; a copy of the pixel loop per constant run length measured no
-/// better, 0.238).
-macro_rules! short_runs {
-    ($dst:expr, [$($n:literal),*], |$d:ident| $body:expr, $otherwise:expr) => {
-        match $dst.len() {
-            $($n => {
-                if let Ok($d) = <&mut [u8; $n]>::try_from(&mut *$dst) {
-                    $body
-                }
-            })*
-            _ => $otherwise,
-        }
-    };
-}
-
-/// `dst = src` (equal lengths).
-#[inline(always)]
-fn copy_run(dst: &mut [u8], src: &[u8]) {
-    short_runs!(
-        dst,
-        [1, 2, 3, 4, 6, 8, 9, 12, 15, 16],
-        |d| match <&[u8; _]>::try_from(src) {
-            Ok(s) => *d = *s,
-            Err(_) => d.copy_from_slice(src),
-        },
-        dst.copy_from_slice(src)
-    )
-}
-
-/// Every byte of `dst` to `v`.
-#[inline(always)]
-fn fill_run(dst: &mut [u8], v: u8) {
-    short_runs!(dst, [0, 1, 2, 3, 4, 6, 8, 9, 12, 15, 16], |d| *d = [v; _], dst.fill(v))
 }
