@@ -148,18 +148,7 @@ pub(crate) unsafe fn gemm_io<E: Element>(
         unsafe { nest.run(0, m, 0, n) };
         return Ok(());
     }
-    // A rows-first task streams its columns' B once for its rows: 2 * rows FLOPs per 4-byte
-    // element. Where B does not fit in half of L2, that stream comes from L3, so cut the
-    // columns first unless the tasks span enough rows to hide it: pw12 / pw13 (7 rows a
-    // task at 2 threads, 3.5 FLOPs per byte of B) stay `ColumnsFirst`; pw7..pw11 (24 rows a
-    // task, B = 1 MiB on a 1 MiB L2) measured 0.87-1.03x rows-first against columns-first
-    // per round on the Zen 4 (EPYC 25/17, 2 threads, two runs of 6 interleaved rounds), and
-    // dw8..dw12 after them 0.63-0.65x (0.138-0.150 against 0.220-0.231 ms, medians), since
-    // each thread then reads the rows its own core wrote. The 16 between the two is not
-    // tuned.
-    let task_rows = m / mp.min(par.threads() * TASKS_PER_THREAD).max(1);
-    let b_streams = b.data.len() * 4 > cache::caches().l2 / 2;
-    let order = if b_streams && task_rows < 16 { Order::ColumnsFirst } else { Order::Columns };
+    let order = order_for(b.data.len() * 4, m, mp, par);
     split_tasks(mp, np, par, order, |(p0, p1), (q0, q1)| {
         let (m0, m1) = ((p0 * tile.mr).min(m), (p1 * tile.mr).min(m));
         let (n0, n1) = ((q0 * tile.nr).min(n), (q1 * tile.nr).min(n));
@@ -167,6 +156,27 @@ pub(crate) unsafe fn gemm_io<E: Element>(
         unsafe { nest.run(m0, m1, n0, n1) };
     });
     Ok(())
+}
+
+/// The order of the tasks of a GEMM of `m` rows in `row_blocks` register tiles whose packed
+/// B holds `b_bytes`.
+///
+/// A rows-first task streams its columns' B once for its rows: 2 * rows FLOPs per element.
+/// Where B does not fit in half of L2, that stream comes from L3, so cut the columns first
+/// unless the tasks span enough rows to hide it: pw12 / pw13 (7 rows a task at 2 threads,
+/// 3.5 FLOPs per byte of f32 B) stay `ColumnsFirst`; pw7..pw11 (24 rows a task, B = 1 MiB
+/// on a 1 MiB L2) measured 0.87-1.03x rows-first against columns-first per round on the
+/// Zen 4 (EPYC 25/17, 2 threads, two runs of 6 interleaved rounds), and dw8..dw12 after them
+/// 0.63-0.65x (0.138-0.150 against 0.220-0.231 ms, medians), since each thread then reads
+/// the rows its own core wrote. The 16 between the two is not tuned.
+pub(crate) fn order_for(b_bytes: usize, m: usize, row_blocks: usize, par: Par<'_>) -> Order {
+    let task_rows = m / row_blocks.min(par.threads() * TASKS_PER_THREAD).max(1);
+    let b_streams = b_bytes > cache::caches().l2 / 2;
+    if b_streams && task_rows < 16 {
+        Order::ColumnsFirst
+    } else {
+        Order::Columns
+    }
 }
 
 /// The order of [`split_tasks`]'s rectangles, so the order of each thread's share of them
