@@ -478,6 +478,15 @@ pub trait PreparedConv<E: Storage = f32>: Send + Sync {
     }
 }
 
+/// `layer` as a layer of storage type `E`, where `E` is `T` (else `None`): how a kernel
+/// written for one type (the bf16 pair kernels) answers a prepare generic over `E`.
+#[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+pub(crate) fn as_storage<E: Storage, T: Storage>(
+    layer: Box<dyn PreparedConv<T>>,
+) -> Option<Box<dyn PreparedConv<E>>> {
+    (Box::new(layer) as Box<dyn std::any::Any>).downcast::<Box<dyn PreparedConv<E>>>().ok().map(|b| *b)
+}
+
 /// The error of [`PreparedConv::run_rows`] on a layer that has no band path.
 fn no_row_bands(algorithm: &'static str, spec: &ConvSpec) -> KernelError {
     KernelError::Unsupported { algorithm, spec: format!("{spec} in row bands") }

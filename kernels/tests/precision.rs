@@ -142,6 +142,12 @@ fn named_shapes_at_every_precision() {
         (ConvSpec::depthwise(64, 3, 2, 1), d(2, 14, 14, 64)),
         (ConvSpec::depthwise(21, 5, 1, 2), d(1, 9, 10, 21)),
         (ConvSpec::depthwise(19, 3, 1, 1).with_padding(Padding::uniform(2)), d(1, 8, 9, 19)),
+        // The bf16 tap pairs (`direct-avx512` on AVX512_BF16): a 1-channel tail block, rows
+        // that are not multiples of the 4-pixel tile at stride 2, three whole blocks with no
+        // padding at all, and widths below one tile.
+        (ConvSpec::depthwise(33, 3, 2, 1), d(1, 11, 13, 33)),
+        (ConvSpec::depthwise(96, 3, 1, 0), d(2, 6, 9, 96)),
+        (ConvSpec::depthwise(64, 3, 1, 1), d(1, 3, 2, 64)),
         (ConvSpec::pointwise(32, 64), d(1, 12, 12, 32)),
         (ConvSpec::pointwise(37, 45), d(2, 9, 7, 37)),
         (ConvSpec::pointwise(1, 130), d(1, 5, 1, 1)),
@@ -287,4 +293,33 @@ fn conv0_at_bf16_reads_pairs_in_place_where_they_are_fast() {
     let fast = kernels::gemm::bf16_dot_vs_fma().is_some_and(|(planned, _)| planned >= 1.0);
     let want = if fast { kernels::Isa::Avx512Bf16 } else { kernels::Isa::Avx512 };
     assert_eq!(prepared.level(), want, "conv0 at bf16 (pairs planned fast: {fast})");
+}
+
+/// 3x3 depthwise layers at bf16 on `direct-avx512` run on `vdpbf16ps` tap pairs (level
+/// `avx512bf16`) exactly where conv0 reads its pairs in place (AVX512_BF16 under the
+/// ceiling, pairs planned at least at the FMA's rate); other kernels keep the f32 body
+/// (level `avx512`). The values are checked by the tests above.
+#[test]
+fn depthwise_3x3_at_bf16_runs_tap_pairs_where_they_are_fast() {
+    let Some(&algo) = registry::compiled().iter().find(|a| a.name() == "direct-avx512") else {
+        eprintln!("SKIPPED: direct-avx512 is not compiled");
+        return;
+    };
+    let fast = kernels::isa::available(kernels::Isa::Avx512Bf16)
+        && kernels::gemm::bf16_dot_vs_fma().is_some_and(|(planned, _)| planned >= 1.0);
+    for (spec, pairs) in [
+        (ConvSpec::depthwise(40, 3, 1, 1), fast),
+        (ConvSpec::depthwise(40, 3, 2, 1), fast),
+        (ConvSpec::depthwise(40, 5, 1, 2), false),
+    ] {
+        if !algo.supports(&spec) {
+            eprintln!("SKIPPED: direct-avx512 does not run under this ceiling");
+            return;
+        }
+        let case = Case::random(spec, Dims { n: 1, h: 9, w: 9, c: 40 }, Activation::Relu6, 8).unwrap();
+        let layer = kernels::Layer::new(&spec, &case.weights, Some(&case.bias), Activation::Relu6);
+        let prepared = kernels::prepare::<bf16>(algo, &layer, &()).unwrap();
+        let want = if pairs { kernels::Isa::Avx512Bf16 } else { kernels::Isa::Avx512 };
+        assert_eq!(prepared.level(), want, "{spec} at bf16 (pairs planned fast: {fast})");
+    }
 }

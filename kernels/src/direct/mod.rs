@@ -38,6 +38,8 @@ use crate::simd::{Backend, Clamp, Element, Simd, SimdOp, MAX_LANES};
 use crate::spec::{ConvSpec, Dims};
 use crate::tensor::AlignedBuf;
 
+#[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+mod avx512_bf16;
 mod body;
 
 use body::DwArgs;
@@ -84,12 +86,18 @@ impl ConvAlgorithm for Direct {
     }
 }
 
-/// The native path of `direct` at every float storage type (f16, bf16; f32 is `prepare`).
+/// The native path of `direct` at every float storage type (f16, bf16; f32 is `prepare`):
+/// at bf16, 3x3 kernels on `vdpbf16ps` tap pairs where they run fast ([`avx512_bf16`]),
+/// else the one body.
 pub(crate) fn native<E: Element + Storage>(
     algo: &dyn ConvAlgorithm,
     layer: &AlgoLayer<'_>,
     _: &(),
 ) -> Result<Option<Box<dyn PreparedConv<E>>>> {
+    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+    if let Some(pairs) = avx512_bf16::prepare::<E>(algo, layer)? {
+        return Ok(Some(pairs));
+    }
     Direct { name: algo.name(), backend: algo.backend() }.prepare_stored(layer).map(Some)
 }
 

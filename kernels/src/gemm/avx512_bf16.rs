@@ -256,7 +256,7 @@ struct TileArgs {
 
 /// 32 bf16s from their bits (the intrinsics have no cast between the two types).
 #[inline(always)]
-fn as_bh(v: __m512i) -> __m512bh {
+pub(crate) fn as_bh(v: __m512i) -> __m512bh {
     // SAFETY: both are 64-byte plain vectors; every bit pattern is valid in each.
     unsafe { std::mem::transmute::<__m512i, __m512bh>(v) }
 }

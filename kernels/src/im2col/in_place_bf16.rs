@@ -10,12 +10,10 @@
 //! row narrowed after it (`Im2colNarrow`), where the pairs run at least at the FMA's FLOP
 //! rate (`dot_vs_fma() >= 1`, AMD): half the multiply instructions, and no conversions.
 
-use std::any::Any;
-
 use half::bf16;
 
 use super::fields::{in_place_rows, weight_columns, EDGE_ROW};
-use crate::algo::{bias_or_zeros, rounded, ConvAlgorithm, Layer, PreparedConv, Run, Storage};
+use crate::algo::{as_storage, bias_or_zeros, rounded, ConvAlgorithm, Layer, PreparedConv, Run, Storage};
 use crate::error::Result;
 use crate::gemm::avx512_bf16::{dense_pixels, dot_vs_fma, DenseTaps, PackedPairs, DENSE_PIXELS};
 use crate::isa::Isa;
@@ -66,8 +64,8 @@ pub(crate) fn prepare<E: Element + Storage>(
     let b = PackedPairs::new(k, n, &bias, |p, o| w[o * k + p])?;
     let layer: Box<dyn PreparedConv<bf16>> =
         Box::new(InPlaceBf16 { spec, name: algo.name(), b, pairs, clamp: Clamp::of(layer.activation) });
-    // `E` is bf16 (checked above), so the box is already a `Box<dyn PreparedConv<E>>`.
-    Ok((Box::new(layer) as Box<dyn Any>).downcast::<Box<dyn PreparedConv<E>>>().ok().map(|b| *b))
+    // `E` is bf16 (checked above).
+    Ok(as_storage(layer))
 }
 
 impl PreparedConv<bf16> for InPlaceBf16 {
