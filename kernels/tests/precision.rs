@@ -272,54 +272,58 @@ fn nan_and_inf_give_what_naive_gives_at_every_precision() {
     }
 }
 
+/// The level `algo_name` prepares `spec` at, at bf16 (on a random layer of input `dims`), or
+/// `None` (said loudly) where that algorithm is not compiled or does not run here.
+fn level_at_bf16(algo_name: &str, spec: ConvSpec, dims: Dims) -> Option<kernels::Isa> {
+    let Some(&algo) = registry::compiled().iter().find(|a| a.name() == algo_name) else {
+        eprintln!("SKIPPED: {algo_name} is not compiled");
+        return None;
+    };
+    if !algo.supports(&spec) {
+        eprintln!("SKIPPED: {algo_name} does not run under this ceiling");
+        return None;
+    }
+    let case = Case::random(spec, dims, Activation::Relu6, 7).unwrap();
+    let layer = kernels::Layer::new(&spec, &case.weights, Some(&case.bias), Activation::Relu6);
+    Some(kernels::prepare::<bf16>(algo, &layer, &()).unwrap().level())
+}
+
+/// Whether the bf16 pair paths are planned here: AVX512_BF16 under the ceiling and
+/// `vdpbf16ps` planned at least at the FMA's FLOP rate (AMD; `KERNELS_BF16_DOT=1`).
+fn bf16_pairs_fast() -> bool {
+    kernels::isa::available(kernels::Isa::Avx512Bf16)
+        && kernels::gemm::bf16_dot_vs_fma().is_some_and(|(planned, _)| planned >= 1.0)
+}
+
 /// conv0 at bf16 on `im2col-avx512` reads its receptive fields as `vdpbf16ps` pairs in place
-/// (level `avx512bf16`) exactly where AVX512_BF16 runs under the ceiling and the pairs are
-/// planned at least at the FMA's FLOP rate (AMD; `KERNELS_BF16_DOT=1`); elsewhere it keeps
-/// the f32 microkernels (level `avx512`). The values are checked by the tests above.
+/// (level `avx512bf16`) exactly where the pairs are fast ([`bf16_pairs_fast`]); elsewhere it
+/// keeps the f32 microkernels (level `avx512`). The values are checked by the tests above.
 #[test]
 fn conv0_at_bf16_reads_pairs_in_place_where_they_are_fast() {
-    let Some(&algo) = registry::compiled().iter().find(|a| a.name() == "im2col-avx512") else {
-        eprintln!("SKIPPED: im2col-avx512 is not compiled");
+    let spec = ConvSpec::dense(3, 32, 3, 2, 1);
+    let Some(level) = level_at_bf16("im2col-avx512", spec, Dims { n: 1, h: 9, w: 9, c: 3 }) else {
         return;
     };
-    let spec = ConvSpec::dense(3, 32, 3, 2, 1);
-    if !algo.supports(&spec) {
-        eprintln!("SKIPPED: im2col-avx512 does not run under this ceiling");
-        return;
-    }
-    let case = Case::random(spec, Dims { n: 1, h: 9, w: 9, c: 3 }, Activation::Relu6, 7).unwrap();
-    let layer = kernels::Layer::new(&spec, &case.weights, Some(&case.bias), Activation::Relu6);
-    let prepared = kernels::prepare::<bf16>(algo, &layer, &()).unwrap();
-    let fast = kernels::gemm::bf16_dot_vs_fma().is_some_and(|(planned, _)| planned >= 1.0);
+    let fast = bf16_pairs_fast();
     let want = if fast { kernels::Isa::Avx512Bf16 } else { kernels::Isa::Avx512 };
-    assert_eq!(prepared.level(), want, "conv0 at bf16 (pairs planned fast: {fast})");
+    assert_eq!(level, want, "conv0 at bf16 (pairs planned fast: {fast})");
 }
 
 /// 3x3 depthwise layers at bf16 on `direct-avx512` run on `vdpbf16ps` tap pairs (level
-/// `avx512bf16`) exactly where conv0 reads its pairs in place (AVX512_BF16 under the
-/// ceiling, pairs planned at least at the FMA's rate); other kernels keep the f32 body
-/// (level `avx512`). The values are checked by the tests above.
+/// `avx512bf16`) exactly where conv0 reads its pairs in place; other kernels keep the f32
+/// body (level `avx512`). The values are checked by the tests above.
 #[test]
 fn depthwise_3x3_at_bf16_runs_tap_pairs_where_they_are_fast() {
-    let Some(&algo) = registry::compiled().iter().find(|a| a.name() == "direct-avx512") else {
-        eprintln!("SKIPPED: direct-avx512 is not compiled");
-        return;
-    };
-    let fast = kernels::isa::available(kernels::Isa::Avx512Bf16)
-        && kernels::gemm::bf16_dot_vs_fma().is_some_and(|(planned, _)| planned >= 1.0);
+    let fast = bf16_pairs_fast();
     for (spec, pairs) in [
         (ConvSpec::depthwise(40, 3, 1, 1), fast),
         (ConvSpec::depthwise(40, 3, 2, 1), fast),
         (ConvSpec::depthwise(40, 5, 1, 2), false),
     ] {
-        if !algo.supports(&spec) {
-            eprintln!("SKIPPED: direct-avx512 does not run under this ceiling");
+        let Some(level) = level_at_bf16("direct-avx512", spec, Dims { n: 1, h: 9, w: 9, c: 40 }) else {
             return;
-        }
-        let case = Case::random(spec, Dims { n: 1, h: 9, w: 9, c: 40 }, Activation::Relu6, 8).unwrap();
-        let layer = kernels::Layer::new(&spec, &case.weights, Some(&case.bias), Activation::Relu6);
-        let prepared = kernels::prepare::<bf16>(algo, &layer, &()).unwrap();
+        };
         let want = if pairs { kernels::Isa::Avx512Bf16 } else { kernels::Isa::Avx512 };
-        assert_eq!(prepared.level(), want, "{spec} at bf16 (pairs planned fast: {fast})");
+        assert_eq!(level, want, "{spec} at bf16 (pairs planned fast: {fast})");
     }
 }

@@ -91,7 +91,7 @@ pub(crate) fn prepare<E: Element + Storage>(
     }
     let c = spec.out_channels;
     let blocks = c.div_ceil(BLOCK);
-    let w = rounded(Precision::Bf16, layer.weights_oihw);
+    let w = layer.weights_oihw;
     let tap = |ch: usize, ky: usize, kx: usize| {
         if ch < c {
             bf16::from_f32(w[ch * 9 + ky * 3 + kx])
@@ -137,17 +137,9 @@ impl PreparedConv<bf16> for TapPairs {
     }
     fn run_checked(&self, run: Run<'_, bf16>) -> Result<()> {
         let Run { input, in_dims, out_dims, output, par, .. } = run;
-        let total_rows = out_dims.n * out_dims.h;
-        let row_len = out_dims.w * out_dims.c;
-        if par.threads() <= 1 || total_rows < 2 {
-            self.rows(input, in_dims, out_dims, 0, output);
-        } else {
-            // Two chunks per thread, as the f32 body: slack for a descheduled thread.
-            let chunk_rows = total_rows.div_ceil(2 * par.threads());
-            par.for_each_chunk_mut(output, chunk_rows * row_len, |i, out| {
-                self.rows(input, in_dims, out_dims, i * chunk_rows, out)
-            });
-        }
+        super::in_row_chunks(out_dims, output, par, |first_row, out| {
+            self.rows(input, in_dims, out_dims, first_row, out)
+        });
         Ok(())
     }
     fn runs_rows(&self) -> bool {
@@ -199,35 +191,40 @@ impl TapPairs {
                     chan,
                 };
                 let dst = orow.as_mut_ptr().cast::<u16>().wrapping_add(blk * BLOCK);
-                let mut ox = 0;
                 // SAFETY: every load is masked to the input rows and columns inside the
                 // image and to the block's valid channels (the rows, columns and channels
-                // of `input`, which `run` checked holds `i`); every store to output pixels
-                // `ox..ox + T < o.w` of this row and the valid channels; the weights and
-                // bias hold `blocks` blocks; the CPU has AVX512_BF16 (checked at prepare).
+                // of `input`, which `run` checked holds `i`); the stores go to this row's
+                // `o.w` pixels, valid channels only; the weights and bias hold `blocks`
+                // blocks; the CPU has AVX512_BF16 (checked at prepare).
                 unsafe {
-                    let at = |ox: usize| (ox * s.stride_w) as isize - s.padding.left as isize;
                     if s.stride_w == 1 {
-                        while ox + TILE <= o.w {
-                            tile::<TILE, 1>(&job, at(ox), dst.add(ox * c));
-                            ox += TILE;
-                        }
-                        while ox < o.w {
-                            tile::<1, 1>(&job, at(ox), dst.add(ox * c));
-                            ox += 1;
-                        }
+                        row_tiles::<1>(&job, o.w, s.padding.left, dst);
                     } else {
-                        while ox + TILE <= o.w {
-                            tile::<TILE, 2>(&job, at(ox), dst.add(ox * c));
-                            ox += TILE;
-                        }
-                        while ox < o.w {
-                            tile::<1, 2>(&job, at(ox), dst.add(ox * c));
-                            ox += 1;
-                        }
+                        row_tiles::<2>(&job, o.w, s.padding.left, dst);
                     }
                 }
             }
+        }
+    }
+}
+
+/// The `ow` output pixels of one row's block at stride `S` with left padding `pl`, from
+/// `dst` on: tiles of [`TILE`] pixels, then single pixels.
+///
+/// # Safety
+/// As [`tile`], for every pixel of the row.
+unsafe fn row_tiles<const S: usize>(job: &Job, ow: usize, pl: usize, dst: *mut u16) {
+    let at = |ox: usize| (ox * S) as isize - pl as isize;
+    let mut ox = 0;
+    // SAFETY: pixels `ox..ox + T <= ow` of the row (the caller's contract).
+    unsafe {
+        while ox + TILE <= ow {
+            tile::<TILE, S>(job, at(ox), dst.offset(ox as isize * job.c));
+            ox += TILE;
+        }
+        while ox < ow {
+            tile::<1, S>(job, at(ox), dst.offset(ox as isize * job.c));
+            ox += 1;
         }
     }
 }

@@ -128,6 +128,26 @@ impl Direct {
     }
 }
 
+/// Runs `rows(first_row, out)` over the output rows (counted over the batch) of `output`
+/// (`out_dims`): inline at one thread, else in two chunks per thread of `par`. Rows cost the
+/// same, but the machine is shared and noisy, so a little slack lets an awake thread take a
+/// descheduled one's chunk. The one split of every direct depthwise kernel.
+fn in_row_chunks<E: Send>(
+    out_dims: Dims,
+    output: &mut [E],
+    par: crate::pool::Par<'_>,
+    rows: impl Fn(usize, &mut [E]) + Sync,
+) {
+    let total_rows = out_dims.n * out_dims.h;
+    let row_len = out_dims.w * out_dims.c;
+    if par.threads() <= 1 || total_rows < 2 || row_len == 0 {
+        rows(0, output);
+    } else {
+        let chunk_rows = total_rows.div_ceil(2 * par.threads());
+        par.for_each_chunk_mut(output, chunk_rows * row_len, |i, out| rows(i * chunk_rows, out));
+    }
+}
+
 /// A depthwise layer with its weights packed.
 struct Layer {
     spec: ConvSpec,
@@ -196,18 +216,9 @@ impl<E: Element + Storage> TokenLayer<E> for Layer {
     fn run<S: Simd>(&self, s: S, run: Run<'_, E>) -> Result<()> {
         let Run { input, in_dims, out_dims, output, par, .. } = run;
         let args = self.args(input, in_dims, out_dims);
-        let total_rows = out_dims.n * out_dims.h;
-        let row_len = out_dims.w * out_dims.c;
-        if par.threads() <= 1 || total_rows < 2 {
-            s.vectorize(Rows { args: &args, first_row: 0, out: output });
-        } else {
-            // Two chunks per thread: rows cost the same, but the machine is shared and noisy,
-            // so a little slack lets an awake thread take a descheduled one's chunk.
-            let chunk_rows = total_rows.div_ceil(2 * par.threads());
-            par.for_each_chunk_mut(output, chunk_rows * row_len, |i, out| {
-                s.vectorize(Rows { args: &args, first_row: i * chunk_rows, out });
-            });
-        }
+        in_row_chunks(out_dims, output, par, |first_row, out| {
+            s.vectorize(Rows { args: &args, first_row, out })
+        });
         Ok(())
     }
     fn runs_rows(&self) -> bool {

@@ -194,16 +194,16 @@ impl Nest<'_> {
         let mut i0 = m0;
         while i0 < m1 {
             let i1 = (i0 + chunk).min(m1);
+            // Rows in tiles of MR and MR - 1, so that no tile is ragged: 49 rows are 4 x 6 +
+            // 5 x 5, not 8 x 6 + 1 (a 1-row tile runs at about a third of the FLOP rate: 4
+            // dot products per 4 B loads). The MR-row tiles end at `long_end`.
+            let rows = i1 - i0;
+            let short = (MR - rows % MR) % MR;
+            let short = if short * (MR - 1) <= rows { short } else { 0 };
+            let long_end = i1 - short * (MR - 1);
             for q in q0..q1 {
                 let j = q * NR;
                 let nr = NR.min(n - j);
-                // Rows in tiles of MR and MR - 1, so that no tile is ragged: 49 rows are
-                // 4 x 6 + 5 x 5, not 8 x 6 + 1 (a 1-row tile runs at about a third of the
-                // FLOP rate: 4 dot products per 4 B loads).
-                let rows = i1 - i0;
-                let short = (MR - rows % MR) % MR;
-                let short = if short * (MR - 1) <= rows { short } else { 0 };
-                let long_end = i1 - short * (MR - 1);
                 let mut i = i0;
                 while i < i1 {
                     let mr = if i < long_end { MR.min(long_end - i) } else { MR - 1 };
