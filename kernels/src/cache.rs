@@ -320,11 +320,15 @@ pub struct Blocking {
     /// K block of the packed SGEMM, in elements: a multiple of 16 in `128..=KC_LIMIT`.
     ///
     /// The microkernel keeps the A micro-panel (up to 16 rows x KC f32) in L1d while the B
-    /// micro-panels stream past it; giving A half of L1d leaves the other half for the B
-    /// lines in flight: `kc = l1d / (2 * 16 * 4)`, rounded down to a multiple of 16.
-    /// 32 KiB L1d -> 256 (the old constant, measured good on a 32 KiB L1d machine),
-    /// 48 KiB -> 384. Clamped to 128..=512: below 128 the per-K-block read-modify-write of
-    /// C shows, above 512 nothing is gained and stack buffers grow ([`KC_LIMIT`]).
+    /// micro-panels stream past it; A may take two thirds of L1d, the rest is for the B lines
+    /// in flight: `kc = 2 * l1d / (3 * 16 * 4)`, rounded down to a multiple of 16. 48 KiB
+    /// -> 512, 32 KiB -> 336. Measured on the AMD EPYC family 26 model 2 (Zen 5, 48 KiB
+    /// L1d; `mobilenet bench --threads 1 --iters 100`, 10 alternating rounds, per-round
+    /// ratio 512 / 384, the old half-of-L1d rule): pw7..pw11 (K = 512: one K block instead
+    /// of two) 0.975-0.984, pw12 0.963, pw13 (three blocks -> two) 0.982, fc 0.946, K <= 256
+    /// (one block either way) 1.000-1.005, end to end 0.986. 32 KiB (Zen 4, Zen 3: 256 ->
+    /// 336) is not measured. Clamped to 128..=512: below 128 the per-K-block
+    /// read-modify-write of C shows, and stack buffers grow with [`KC_LIMIT`].
     pub kc: usize,
     /// Bytes of L2 the packed B block (KC x NC f32) may fill: half of L2, leaving the rest
     /// for A, C and prefetches, and at most 512 KiB. 1 MiB L2 -> 512 KiB (the old constant);
@@ -365,7 +369,7 @@ impl Blocking {
     pub fn from_caches(c: &Caches) -> Blocking {
         let l1d = c.l1d.clamp(*L1D_RANGE.start(), *L1D_RANGE.end());
         let l2 = c.l2.clamp(*L2_RANGE.start(), *L2_RANGE.end());
-        let kc = (l1d / (2 * MR_LIMIT * std::mem::size_of::<f32>()) / 16 * 16).clamp(KC_MIN, KC_LIMIT);
+        let kc = (2 * l1d / (3 * MR_LIMIT * std::mem::size_of::<f32>()) / 16 * 16).clamp(KC_MIN, KC_LIMIT);
         let b_block_bytes = (l2 / 2).min(B_BLOCK_LIMIT);
         let prefetch_b = l2 >= MIB;
         Blocking { kc, b_block_bytes, winograd_band_bytes: l2 / 2, prefetch_b }
@@ -502,29 +506,30 @@ mod tests {
         let b = Blocking::from_caches(&sizes(32 * KIB, MIB));
         assert_eq!(
             b,
-            Blocking { kc: 256, b_block_bytes: 512 * KIB, winograd_band_bytes: 512 * KIB, prefetch_b: true }
+            Blocking { kc: 336, b_block_bytes: 512 * KIB, winograd_band_bytes: 512 * KIB, prefetch_b: true }
         );
         // Zen 3: 32 KiB / 512 KiB, not measured: off.
         assert!(!Blocking::from_caches(&sizes(32 * KIB, 512 * KIB)).prefetch_b);
         let b = Blocking::from_caches(&sizes(48 * KIB, 2 * MIB));
         assert_eq!(
             b,
-            Blocking { kc: 384, b_block_bytes: 512 * KIB, winograd_band_bytes: MIB, prefetch_b: true }
+            Blocking { kc: 512, b_block_bytes: 512 * KIB, winograd_band_bytes: MIB, prefetch_b: true }
         );
         // Zen 5: 48 KiB / 1 MiB, room for the current and the next B block.
         assert!(Blocking::from_caches(&sizes(48 * KIB, MIB)).prefetch_b);
         let b = Blocking::from_caches(&FALLBACK);
         assert_eq!(
             b,
-            Blocking { kc: 256, b_block_bytes: 256 * KIB, winograd_band_bytes: 256 * KIB, prefetch_b: false }
+            Blocking { kc: 336, b_block_bytes: 256 * KIB, winograd_band_bytes: 256 * KIB, prefetch_b: false }
         );
         // Clamps: tiny and huge L1d, absurd L2.
         assert_eq!(Blocking::from_caches(&sizes(8 * KIB, MIB)).kc, 128);
+        assert_eq!(Blocking::from_caches(&sizes(48 * KIB, MIB)).kc, 512);
         assert_eq!(Blocking::from_caches(&sizes(MIB, MIB)).kc, KC_LIMIT);
         assert_eq!(Blocking::from_caches(&sizes(0, 0)).b_block_bytes, 32 * KIB);
-        // Not a multiple of 16 before rounding: 40 KiB -> 320, 36 KiB -> 288.
-        assert_eq!(Blocking::from_caches(&sizes(40 * KIB, MIB)).kc, 320);
-        assert_eq!(Blocking::from_caches(&sizes(36 * KIB + 100, MIB)).kc, 288);
+        // Not a multiple of 16 before rounding: 40 KiB -> 426 -> 416, 36 KiB -> 384.
+        assert_eq!(Blocking::from_caches(&sizes(40 * KIB, MIB)).kc, 416);
+        assert_eq!(Blocking::from_caches(&sizes(36 * KIB + 100, MIB)).kc, 384);
     }
 
     #[test]
