@@ -34,9 +34,9 @@ pub(crate) fn native(
 ) -> Result<Option<Box<dyn PreparedConv<u8>>>> {
     let spec = *layer.spec;
     if spec.is_pointwise() {
-        // A 1x1 convolution's column buffer is its input: the GEMM itself. (Left to the
-        // emulated path, a 1x1 layer on `im2col` was within one LSB, not exact: an f32 sum of
-        // 5 dequantized products rounded 28.5 - ulp up to 29 under qemu-aarch64.)
+        // A 1x1 convolution's column buffer is its input: the GEMM itself, exact. (On the
+        // emulated path a 1x1 layer was only within one LSB: under qemu-aarch64, `im2col-neon`
+        // stored 28 where the integer reference gives 29.)
         return gemm::native(algo, layer, quant);
     }
     if spec.groups != 1 {
