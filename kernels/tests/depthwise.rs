@@ -155,6 +155,31 @@ fn mobilenet_channel_counts() {
     }
 }
 
+/// The AVX-512 interior tile of 4 pixels x 2 channel blocks (from 64 channels on): channel
+/// counts just below and at the threshold, with an odd block after the pairs (80), with a
+/// tail after the pairs (65, 97) and after an odd block (81), on widths that leave 0..3
+/// interior pixels after the 4-pixel tiles, at both strides.
+#[test]
+fn two_block_tiles_around_their_edges() {
+    let mut seed = 500;
+    for c in [63, 64, 65, 80, 81, 96, 97] {
+        for s in 1..=2 {
+            for w in [5, 6, 7, 8, 9, 10, 11, 14] {
+                seed += 1;
+                let w = (w - 1) * s + 1;
+                let case = Case::random(
+                    ConvSpec::depthwise(c, 3, s, 1),
+                    Dims::new(1, 3, w, c),
+                    Activation::Relu6,
+                    seed,
+                )
+                .unwrap();
+                check_every_flavour(&case);
+            }
+        }
+    }
+}
+
 /// Support boundaries: dilation and non-depthwise groups fall back to naive.
 #[test]
 fn unsupported_shapes_are_refused() {
