@@ -41,6 +41,8 @@ fn main() {
     let wide = std::env::var("PROBE_WIDE").is_ok();
     let flush_mib = std::env::var("PROBE_FLUSH").ok().map_or(0, |v| v.parse::<usize>().expect("MiB"));
     let mut flush = vec![0u8; flush_mib << 20];
+    // PROBE_WARM_AC: touch A and C after the flush, so that only B arrives cold.
+    let warm_ac = std::env::var("PROBE_WARM_AC").is_ok();
     let tiles = gemm::tiles(Backend::Avx512).expect("avx512 runs here");
     for &(name, m, k, n) in all.iter().filter(|s| shapes.split(',').any(|x| x == s.0)) {
         let lda = k + pad;
@@ -69,6 +71,13 @@ fn main() {
                 for _ in 0..reps {
                     for line in flush.chunks_mut(64) {
                         line[0] = line[0].wrapping_add(1);
+                    }
+                    if warm_ac {
+                        let s: f32 = a.iter().step_by(16).sum();
+                        std::hint::black_box(s);
+                        for x in c.iter_mut().step_by(16) {
+                            *x += 1.0;
+                        }
                     }
                     let t0 = Instant::now();
                     // SAFETY: the tile is from the AVX-512 table, which runs here.
