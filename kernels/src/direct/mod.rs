@@ -132,9 +132,10 @@ impl Direct {
 }
 
 /// Runs `rows(first_row, out)` over the output rows (counted over the batch) of `output`
-/// (`out_dims`): inline at one thread, else in two chunks per thread of `par`. Rows cost the
-/// same, but the machine is shared and noisy, so a little slack lets an awake thread take a
-/// descheduled one's chunk. The one split of every direct depthwise kernel.
+/// (`out_dims`): inline at one thread, else in two balanced runs of rows per thread of `par`
+/// ([`Par::for_each_rows_mut`](crate::pool::Par::for_each_rows_mut)). Rows cost the same,
+/// but the machine is shared and noisy, so a little slack lets an awake thread take a
+/// descheduled one's run. The one split of every direct depthwise kernel.
 fn in_row_chunks<E: Send>(
     out_dims: Dims,
     output: &mut [E],
@@ -146,8 +147,7 @@ fn in_row_chunks<E: Send>(
     if par.threads() <= 1 || total_rows < 2 || row_len == 0 {
         rows(0, output);
     } else {
-        let chunk_rows = total_rows.div_ceil(2 * par.threads());
-        par.for_each_chunk_mut(output, chunk_rows * row_len, |i, out| rows(i * chunk_rows, out));
+        par.for_each_rows_mut(&mut output[..total_rows * row_len], row_len, 2 * par.threads(), rows);
     }
 }
 

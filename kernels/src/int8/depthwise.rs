@@ -7,7 +7,6 @@ use super::{reference, Int8Isa, QuantLayer, QuantizedLayer, Requant};
 use crate::algo::{spec_and_name, ConvAlgorithm, Layer, PreparedConv, RowBand, Run};
 use crate::error::Result;
 use crate::isa::Isa;
-use crate::pool::SharedOut;
 use crate::spec::Dims;
 
 /// Channel padding of the packed weights, bias and multipliers (the widest vector: 16 i32).
@@ -340,14 +339,8 @@ impl PreparedConv<u8> for DwInt8 {
         if rows == 0 || row == 0 {
             return Ok(());
         }
-        let chunk = rows.div_ceil(2 * par.threads()).max(1);
-        let tasks = rows.div_ceil(chunk);
-        let out = SharedOut(output.as_mut_ptr());
         let errors = std::sync::Mutex::new(None);
-        par.for_each(tasks, |t| {
-            let (r0, r1) = (t * chunk, ((t + 1) * chunk).min(rows));
-            // SAFETY: task `t` owns output rows `r0..r1`, inside the checked output.
-            let band = unsafe { std::slice::from_raw_parts_mut(out.get().add(r0 * row), (r1 - r0) * row) };
+        par.for_each_rows_mut(&mut output[..rows * row], row, 2 * par.threads(), |r0, band| {
             if let Err(e) = self.rows(input, in_dims, r0, band) {
                 *errors.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
             }
