@@ -42,8 +42,9 @@ impl<E> DwArgs<'_, E> {
     }
 }
 
-/// The fewest channels for which a 16-lane, 32-register backend (AVX-512) walks the interior in 4-pixel
-/// tiles of two channel blocks instead of 8-pixel tiles of one (see `rows_with`).
+/// The fewest channels for which a 16-lane, 32-register backend (AVX-512) walks the
+/// interior in 4-pixel tiles of two channel blocks instead of 8-pixel tiles of one (see
+/// `rows_with`).
 const TWO_BLOCK_MIN_CHANNELS: usize = 64;
 
 /// Computes output rows `first_row..first_row + out.len() / (ow * c)` (rows counted over
@@ -159,11 +160,12 @@ unsafe fn rows_with<S: Simd, E: Element, const K: usize, const ST: usize, const 
                         )
                     };
                 }
-                // With 32 registers, 4 pixels x 2 channel blocks (8 accumulators, as the
-                // 8 x 1 tile) from 64 channels on: per-layer ratio 4x2 / 8x1 on the Zen 5
-                // (EPYC 26/2, AVX-512, f32, one thread, 8 alternating rounds of `mobilenet
-                // bench`): dw2 0.84, dw4 0.89, dw5 0.90, dw6 0.90, dw7..dw11 0.88-0.93, dw13
-                // 0.95, dw3 and dw12 1.01; but dw1 (32 channels) 1.25, which keeps 8 x 1.
+                // On AVX-512, 4 pixels x 2 channel blocks (8 accumulators, as the 8 x 1
+                // tile) from 64 channels on: per-layer ratio 4x2 / 8x1 on the Zen 5 (EPYC
+                // 26/2, f32, one thread, 8 alternating rounds of `mobilenet bench`): dw2
+                // 0.82, dw4 0.87, dw5 0.91, dw6 0.87, dw7..dw11 0.87-0.93, dw12 / dw13 0.95,
+                // dw3 0.97; on dw1 (32 channels) 4x2 took 1.25-1.28x (two runs), so it keeps
+                // 8 x 1. NEON (32 registers, 4 lanes) keeps 8 x 1: not timed.
                 if R > 4 && S::LANES == 16 && c >= TWO_BLOCK_MIN_CHANNELS {
                     while ox + 4 <= x1 {
                         tiles_at!(4, 2, ox);
