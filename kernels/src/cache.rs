@@ -376,6 +376,35 @@ impl Blocking {
     }
 }
 
+/// Issues a prefetch of the line holding `p` into L1d (`L2 == false`) or L2 (`true`); a
+/// no-op off x86_64. A prefetch never faults, so `p` may point anywhere (form it with
+/// `wrapping_add`).
+#[inline(always)]
+pub(crate) fn prefetch<const L2: bool>(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHh is part of SSE (every x86_64 CPU) and never faults, whatever the
+    // address.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
+        if L2 {
+            _mm_prefetch::<_MM_HINT_T1>(p.cast());
+        } else {
+            _mm_prefetch::<_MM_HINT_T0>(p.cast());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Prefetches every cache line of `x` into L1d.
+#[inline(always)]
+pub(crate) fn prefetch_lines<T>(x: &[T]) {
+    let p = x.as_ptr().cast::<u8>();
+    for offset in (0..std::mem::size_of_val(x)).step_by(64) {
+        prefetch::<false>(p.wrapping_add(offset));
+    }
+}
+
 /// The blocking for this machine's [`caches`], computed once.
 ///
 /// For experiments, `KERNELS_KC` (elements, clamped to 16..=[`KC_LIMIT`]) and

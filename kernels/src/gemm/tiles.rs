@@ -7,6 +7,7 @@
 //! broadcasts of A (folded into the FMA as an embedded broadcast on AVX-512), MR * NV FMAs
 //! into register accumulators.
 
+use crate::cache::prefetch;
 use crate::simd::{Clamp, Simd, SimdOp};
 
 /// Largest MR of any tile (sizes the stack buffer for partial A micro-panels).
@@ -292,13 +293,13 @@ unsafe fn tile_body<S: Simd, const MR: usize, const NV: usize, const U: usize>(s
                 if t.prefetch.near {
                     let mut l = 0;
                     while l < K_UNROLL * NV * S::LANES {
-                        prefetch::<false>(b.wrapping_add(PREFETCH_NEAR + l));
+                        prefetch::<false>(b.wrapping_add(PREFETCH_NEAR + l).cast());
                         l += LINE;
                     }
                 }
                 if next_lines > 0 {
-                    prefetch::<true>(next);
-                    prefetch::<true>(next.wrapping_add(LINE));
+                    prefetch::<true>(next.cast());
+                    prefetch::<true>(next.wrapping_add(LINE).cast());
                     next = next.wrapping_add(2 * LINE);
                     next_lines = next_lines.saturating_sub(2);
                 }
@@ -384,23 +385,4 @@ unsafe fn k_step<S: Simd, const MR: usize, const NV: usize>(
             }
         }
     }
-}
-
-/// Issues a prefetch of the line holding `p` into L1d (`L2 == false`) or L2 (`true`).
-/// A prefetch never faults, so `p` may point anywhere (it is formed with `wrapping_add`).
-#[inline(always)]
-fn prefetch<const L2: bool>(p: *const f32) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: PREFETCHh is part of SSE (every x86_64 CPU) and never faults, whatever the
-    // address.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
-        if L2 {
-            _mm_prefetch::<_MM_HINT_T1>(p.cast());
-        } else {
-            _mm_prefetch::<_MM_HINT_T0>(p.cast());
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }

@@ -257,11 +257,15 @@ impl PreparedConv for Im2colPrepared {
                 // `check_run` checked the input and output lengths against the dims.
                 unsafe { fused.rows(0, output) };
             } else {
-                let chunk_rows = rows.div_ceil(2 * par.threads());
-                par.for_each_chunk_mut(&mut output[..rows * row_len], chunk_rows * row_len, |i, chunk| {
-                    // SAFETY: as above; chunks are disjoint whole output rows.
-                    unsafe { fused.rows(i * chunk_rows, chunk) };
-                });
+                par.for_each_rows_mut(
+                    &mut output[..rows * row_len],
+                    row_len,
+                    2 * par.threads(),
+                    |first, run| {
+                        // SAFETY: as above; runs are disjoint whole output rows.
+                        unsafe { fused.rows(first, run) };
+                    },
+                );
             }
             return Ok(());
         }
