@@ -351,12 +351,12 @@ impl<E: Element> Conversion<E> for Convert<E> {
         // SAFETY: inside this crate a `Convert` is made only by `ConvertOp` run with a token
         // of its backend (so the CPU has its level), and the trait is crate-private; both
         // slices hold `n` elements.
-        unsafe { (self.widen)(src.as_ptr(), dst.as_mut_ptr(), n) }
+        unsafe { (self.widen)(src.as_ptr(), 0, dst.as_mut_ptr(), 0, 1, n) }
     }
     fn narrow(&self, src: &[f32], dst: &mut [E]) {
         let n = src.len().min(dst.len());
         // SAFETY: as in `widen`.
-        unsafe { (self.narrow)(src.as_ptr(), dst.as_mut_ptr(), n) }
+        unsafe { (self.narrow)(src.as_ptr(), 0, dst.as_mut_ptr(), 0, 1, n) }
     }
 }
 

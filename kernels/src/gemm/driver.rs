@@ -48,7 +48,7 @@ pub fn sgemm(backend: Backend, m: usize, ops: &Operands, c: &mut [f32], par: Par
 pub unsafe fn sgemm_tile(tile: &Tile, m: usize, ops: &Operands, c: &mut [f32], par: Par<'_>) -> Result<()> {
     let Operands { a, lda, b, bias, activation, ldc } = *ops;
     // SAFETY: forwarded contract; f32 C needs no accumulation buffer.
-    let convert = Convert { widen: |_, _, _| {}, narrow: |_, _, _| {} };
+    let convert = Convert { widen: |_, _, _, _, _, _| {}, narrow: |_, _, _, _, _, _| {} };
     let io = GemmIo { a, lda, c, ldc, acc: &mut [], convert };
     // SAFETY: forwarded contract; f32 A and C are never converted.
     unsafe { gemm_io(tile, m, io, b, bias, activation, par) }
@@ -317,21 +317,22 @@ impl<E: Element> Nest<'_, E> {
                 while i < m1 {
                     let mr = mr_t.min(m1 - i);
                     // SAFETY: rows i..i+mr of A exist (checked by gemm_io); a partial or
-                    // narrower micro-panel is copied (widened) into the zero-padded `edge`
-                    // (kcb <= KC_LIMIT).
+                    // narrower micro-panel is copied (widened) into `edge`, its rows past
+                    // `mr` zeros (kcb <= KC_LIMIT).
                     let (a_ptr, lda) = unsafe {
                         let src = self.a.add(i * self.lda + p0);
                         if mr == mr_t && wide {
                             (src.cast::<f32>(), self.lda)
                         } else {
-                            edge[..mr_t * kcb].fill(0.0);
-                            for r in 0..mr {
-                                let (row, to) = (src.add(r * self.lda), edge.as_mut_ptr().add(r * kcb));
-                                if wide {
-                                    std::ptr::copy_nonoverlapping(row.cast::<f32>(), to, kcb);
-                                } else {
-                                    (self.convert.widen)(row, to, kcb);
+                            edge[mr * kcb..mr_t * kcb].fill(0.0);
+                            let to = edge.as_mut_ptr();
+                            if wide {
+                                for r in 0..mr {
+                                    let row = src.add(r * self.lda).cast::<f32>();
+                                    std::ptr::copy_nonoverlapping(row, to.add(r * kcb), kcb);
                                 }
+                            } else {
+                                (self.convert.widen)(src, self.lda, to, kcb, mr, kcb);
                             }
                             (edge.as_ptr(), kcb)
                         }
@@ -376,13 +377,8 @@ impl<E: Element> Nest<'_, E> {
                             });
                             next = (next + share * LINE).min(next_end);
                             if !wide && last {
-                                for r in 0..mr {
-                                    (self.convert.narrow)(
-                                        c_ptr.add(r * ldc),
-                                        self.c.get().add((i + r) * self.ldc + j),
-                                        nr,
-                                    );
-                                }
+                                let to = self.c.get().add(i * self.ldc + j);
+                                (self.convert.narrow)(c_ptr, ldc, to, self.ldc, mr, nr);
                             }
                         }
                     }

@@ -389,10 +389,14 @@ half_element!(bf16, load_bf16, store_bf16);
 /// [`SimdOp`] (the GEMM loop nest, which calls microkernels through function pointers)
 /// uses to widen A rows and narrow C tiles with the implementation's vector converters.
 pub struct Convert<E> {
-    /// `dst[..n] = src[..n]` widened.
-    pub widen: unsafe fn(src: *const E, dst: *mut f32, n: usize),
-    /// `dst[..n] = src[..n]` narrowed (round to nearest even).
-    pub narrow: unsafe fn(src: *const f32, dst: *mut E, n: usize),
+    /// `rows` rows of `n` elements widened: `dst[r * dst_stride..][..n] =
+    /// src[r * src_stride..][..n]`. One call per tile, not per row: at pw1's K = 32 a call
+    /// per row cost about as much as the tile's FMAs.
+    pub widen:
+        unsafe fn(src: *const E, src_stride: usize, dst: *mut f32, dst_stride: usize, rows: usize, n: usize),
+    /// As `widen`, narrowed (round to nearest even).
+    pub narrow:
+        unsafe fn(src: *const f32, src_stride: usize, dst: *mut E, dst_stride: usize, rows: usize, n: usize),
 }
 
 impl<E> Clone for Convert<E> {
@@ -422,59 +426,81 @@ impl<E: Element> SimdOp for ConvertOp<E> {
     type Output = Convert<E>;
     #[inline(always)]
     fn run<S: Simd>(self, _: S) -> Convert<E> {
-        Convert { widen: widen_row::<S, E>, narrow: narrow_row::<S, E> }
+        Convert { widen: widen_rows::<S, E>, narrow: narrow_rows::<S, E> }
     }
 }
 
 /// # Safety
-/// `src` holds `n` readable elements, `dst` `n` writable f32s, and the CPU has `S`'s level
-/// (the function pointer came from [`ConvertOp`] run with a token of `S`).
-unsafe fn widen_row<S: Simd, E: Element>(src: *const E, dst: *mut f32, n: usize) {
-    struct Row<E>(*const E, *mut f32, usize);
-    impl<E: Element> SimdOp for Row<E> {
+/// `src` holds `rows` rows of `n` readable elements `src_stride` apart, `dst` as many rows
+/// of writable f32s `dst_stride` apart, and the CPU has `S`'s level (the function pointer
+/// came from [`ConvertOp`] run with a token of `S`).
+unsafe fn widen_rows<S: Simd, E: Element>(
+    src: *const E,
+    src_stride: usize,
+    dst: *mut f32,
+    dst_stride: usize,
+    rows: usize,
+    n: usize,
+) {
+    struct Rows<E>(*const E, usize, *mut f32, usize, usize, usize);
+    impl<E: Element> SimdOp for Rows<E> {
         type Output = ();
         #[inline(always)]
         fn run<S: Simd>(self, s: S) {
-            let Row(src, dst, n) = self;
+            let Rows(src, ls, dst, ld, rows, n) = self;
             let full = n - n % S::LANES;
-            // SAFETY: `i + LANES <= full <= n` elements on both sides; the tail is partial.
+            // SAFETY: `i + LANES <= full <= n` elements of rows `r < rows` on both sides;
+            // the tail is partial.
             unsafe {
-                for i in (0..full).step_by(S::LANES) {
-                    s.store(dst.add(i), E::load(s, src.add(i)));
-                }
-                if full < n {
-                    s.store_partial(dst.add(full), E::load_partial(s, src.add(full), n - full), n - full);
+                for r in 0..rows {
+                    let (src, dst) = (src.add(r * ls), dst.add(r * ld));
+                    for i in (0..full).step_by(S::LANES) {
+                        s.store(dst.add(i), E::load(s, src.add(i)));
+                    }
+                    if full < n {
+                        s.store_partial(dst.add(full), E::load_partial(s, src.add(full), n - full), n - full);
+                    }
                 }
             }
         }
     }
     // SAFETY: the caller guarantees the level (a token of `S` existed).
-    unsafe { S::assume() }.vectorize(Row(src, dst, n))
+    unsafe { S::assume() }.vectorize(Rows(src, src_stride, dst, dst_stride, rows, n))
 }
 
 /// # Safety
-/// As [`widen_row`], with `src` f32s and `dst` elements.
-unsafe fn narrow_row<S: Simd, E: Element>(src: *const f32, dst: *mut E, n: usize) {
-    struct Row<E>(*const f32, *mut E, usize);
-    impl<E: Element> SimdOp for Row<E> {
+/// As [`widen_rows`], with `src` f32s and `dst` elements.
+unsafe fn narrow_rows<S: Simd, E: Element>(
+    src: *const f32,
+    src_stride: usize,
+    dst: *mut E,
+    dst_stride: usize,
+    rows: usize,
+    n: usize,
+) {
+    struct Rows<E>(*const f32, usize, *mut E, usize, usize, usize);
+    impl<E: Element> SimdOp for Rows<E> {
         type Output = ();
         #[inline(always)]
         fn run<S: Simd>(self, s: S) {
-            let Row(src, dst, n) = self;
+            let Rows(src, ls, dst, ld, rows, n) = self;
             let full = n - n % S::LANES;
-            // SAFETY: as in `widen_row`.
+            // SAFETY: as in `widen_rows`.
             unsafe {
-                for i in (0..full).step_by(S::LANES) {
-                    E::store(s, dst.add(i), s.load(src.add(i)));
-                }
-                if full < n {
-                    E::store_partial(s, dst.add(full), s.load_partial(src.add(full), n - full), n - full);
+                for r in 0..rows {
+                    let (src, dst) = (src.add(r * ls), dst.add(r * ld));
+                    for i in (0..full).step_by(S::LANES) {
+                        E::store(s, dst.add(i), s.load(src.add(i)));
+                    }
+                    if full < n {
+                        E::store_partial(s, dst.add(full), s.load_partial(src.add(full), n - full), n - full);
+                    }
                 }
             }
         }
     }
     // SAFETY: the caller guarantees the level (a token of `S` existed).
-    unsafe { S::assume() }.vectorize(Row(src, dst, n))
+    unsafe { S::assume() }.vectorize(Rows(src, src_stride, dst, dst_stride, rows, n))
 }
 
 /// Widens `LANES` elements lane by lane through a stack buffer: the default of
