@@ -132,8 +132,13 @@ impl Provenance {
         let cpu =
             if info.model_name.is_empty() { "unknown CPU".to_string() } else { info.model_name.clone() };
         let flags = &info.flags;
-        let dirty =
-            run("git", &["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+        // results/ is what the reports write: a rerun over the last run's files measures the
+        // same code.
+        let dirty = run(
+            "git",
+            &["status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results"],
+        )
+        .is_some_and(|s| !s.is_empty());
         let commit = run("git", &["rev-parse", "--short=12", "HEAD"])
             .map(|c| if dirty { format!("{c} (with uncommitted changes)") } else { c })
             .unwrap_or_else(|| "unknown".into());

@@ -513,7 +513,9 @@ def engine_versions(peers):
 
 def provenance(a, peers, stat, extra=()):
     commit = sh("git", "rev-parse", "--short=12", "HEAD")
-    if sh("git", "status", "--porcelain", "--untracked-files=no"):
+    # results/ is what this tool writes: the files of this run, written one after another,
+    # must not mark the next one's code as changed.
+    if sh("git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results"):
         commit += " (with uncommitted changes)"
     lines = [
         f"- CPU: {machine.cpu_line()}",
