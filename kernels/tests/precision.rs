@@ -5,7 +5,7 @@
 //! the register tiles, and on random shapes (proptest).
 
 use half::{bf16, f16};
-use kernels::simd::{Backend, Element, Simd, SimdOp, MAX_LANES};
+use kernels::simd::{Backend, ConvertOp, Element, Simd, SimdOp, MAX_LANES};
 use kernels::testing::{check_as, Case};
 use kernels::Storage;
 use kernels::{registry, Activation, ConvAlgorithm, ConvSpec, Dims, Padding, Precision};
@@ -98,6 +98,53 @@ fn every_backend_converts_f16_and_bf16_as_half_does() {
             values: values.clone(),
         });
         if let (Err(e), _) | (_, Err(e)) = (f16s, bf16s) {
+            eprintln!("SKIPPED: backend {b}: {e}");
+        }
+    }
+}
+
+/// The row converters the GEMM loop nest calls once per tile (`simd::Convert`): `rows`
+/// strided rows of `n` values, with tails of every length below the vector width, convert
+/// as `half` does and leave the gaps between the rows untouched.
+fn check_strided_rows<E: Element>(b: Backend) -> kernels::Result<()> {
+    let convert = b.dispatch(ConvertOp::<E>::new())?;
+    let awkward = awkward_f32s();
+    for n in [1, 3, 15, 16, 17, 31, 32, 37, 64] {
+        for rows in [1, 2, 7] {
+            let (ls, ld) = (n + 5, n + 3);
+            let src: Vec<f32> =
+                (0..rows * ls).map(|i| awkward[i % awkward.len()] * (1 + i % 3) as f32).collect();
+            let mut narrow = vec![E::from_f32(7.0); rows * ld];
+            let mut wide = vec![-9.0f32; rows * ls];
+            // SAFETY: `src` and `wide` hold `rows` rows of `n` values `ls` apart, `narrow`
+            // `ld` apart; the functions came from a token of this backend.
+            unsafe {
+                (convert.narrow)(src.as_ptr(), ls, narrow.as_mut_ptr(), ld, rows, n);
+                (convert.widen)(narrow.as_ptr(), ld, wide.as_mut_ptr(), ls, rows, n);
+            }
+            let same = |a: f32, b: f32| (a.is_nan() && b.is_nan()) || a.to_bits() == b.to_bits();
+            for r in 0..rows {
+                for i in 0..ld {
+                    let want = if i < n { E::from_f32(src[r * ls + i]).to_f32() } else { 7.0 };
+                    assert!(
+                        same(narrow[r * ld + i].to_f32(), want),
+                        "{b} narrow n {n} rows {rows} at {r},{i}"
+                    );
+                }
+                for i in 0..ls {
+                    let want = if i < n { narrow[r * ld + i].to_f32() } else { -9.0 };
+                    assert!(same(wide[r * ls + i], want), "{b} widen n {n} rows {rows} at {r},{i}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn every_backend_converts_strided_rows() {
+    for b in Backend::compiled_in() {
+        if let Err(e) = check_strided_rows::<f16>(b).and_then(|_| check_strided_rows::<bf16>(b)) {
             eprintln!("SKIPPED: backend {b}: {e}");
         }
     }
