@@ -426,74 +426,47 @@ impl<E: Element> SimdOp for ConvertOp<E> {
     type Output = Convert<E>;
     #[inline(always)]
     fn run<S: Simd>(self, _: S) -> Convert<E> {
-        Convert { widen: widen_rows::<S, E>, narrow: narrow_rows::<S, E> }
+        Convert { widen: convert_rows::<S, E, f32>, narrow: convert_rows::<S, f32, E> }
     }
 }
 
+/// `rows` rows of `n` values from `A` to `B` through the vector registers: widening is
+/// `A = E, B = f32`, narrowing `A = f32, B = E` (f32 is an [`Element`] too).
+///
 /// # Safety
-/// `src` holds `rows` rows of `n` readable elements `src_stride` apart, `dst` as many rows
-/// of writable f32s `dst_stride` apart, and the CPU has `S`'s level (the function pointer
+/// `src` holds `rows` rows of `n` readable values `src_stride` apart, `dst` as many rows of
+/// writable values `dst_stride` apart, and the CPU has `S`'s level (the function pointer
 /// came from [`ConvertOp`] run with a token of `S`).
-unsafe fn widen_rows<S: Simd, E: Element>(
-    src: *const E,
+unsafe fn convert_rows<S: Simd, A: Element, B: Element>(
+    src: *const A,
     src_stride: usize,
-    dst: *mut f32,
+    dst: *mut B,
     dst_stride: usize,
     rows: usize,
     n: usize,
 ) {
-    struct Rows<E>(*const E, usize, *mut f32, usize, usize, usize);
-    impl<E: Element> SimdOp for Rows<E> {
+    struct Rows<A, B>(*const A, usize, *mut B, usize, usize, usize);
+    impl<A: Element, B: Element> SimdOp for Rows<A, B> {
         type Output = ();
         #[inline(always)]
         fn run<S: Simd>(self, s: S) {
             let Rows(src, ls, dst, ld, rows, n) = self;
             let full = n - n % S::LANES;
-            // SAFETY: `i + LANES <= full <= n` elements of rows `r < rows` on both sides;
-            // the tail is partial.
+            // SAFETY: `i + LANES <= full <= n` values of rows `r < rows` on both sides; the
+            // tail is partial.
             unsafe {
                 for r in 0..rows {
                     let (src, dst) = (src.add(r * ls), dst.add(r * ld));
                     for i in (0..full).step_by(S::LANES) {
-                        s.store(dst.add(i), E::load(s, src.add(i)));
+                        B::store(s, dst.add(i), A::load(s, src.add(i)));
                     }
                     if full < n {
-                        s.store_partial(dst.add(full), E::load_partial(s, src.add(full), n - full), n - full);
-                    }
-                }
-            }
-        }
-    }
-    // SAFETY: the caller guarantees the level (a token of `S` existed).
-    unsafe { S::assume() }.vectorize(Rows(src, src_stride, dst, dst_stride, rows, n))
-}
-
-/// # Safety
-/// As [`widen_rows`], with `src` f32s and `dst` elements.
-unsafe fn narrow_rows<S: Simd, E: Element>(
-    src: *const f32,
-    src_stride: usize,
-    dst: *mut E,
-    dst_stride: usize,
-    rows: usize,
-    n: usize,
-) {
-    struct Rows<E>(*const f32, usize, *mut E, usize, usize, usize);
-    impl<E: Element> SimdOp for Rows<E> {
-        type Output = ();
-        #[inline(always)]
-        fn run<S: Simd>(self, s: S) {
-            let Rows(src, ls, dst, ld, rows, n) = self;
-            let full = n - n % S::LANES;
-            // SAFETY: as in `widen_rows`.
-            unsafe {
-                for r in 0..rows {
-                    let (src, dst) = (src.add(r * ls), dst.add(r * ld));
-                    for i in (0..full).step_by(S::LANES) {
-                        E::store(s, dst.add(i), s.load(src.add(i)));
-                    }
-                    if full < n {
-                        E::store_partial(s, dst.add(full), s.load_partial(src.add(full), n - full), n - full);
+                        B::store_partial(
+                            s,
+                            dst.add(full),
+                            A::load_partial(s, src.add(full), n - full),
+                            n - full,
+                        );
                     }
                 }
             }
